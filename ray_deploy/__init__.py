@@ -1,0 +1,59 @@
+"""ray-deploy: take a model from a notebook to an autoscaling, versioned Ray Serve deployment.
+
+Example:
+    >>> import ray_deploy
+    >>> dep = ray_deploy.deploy(clf, name="iris", sample_input=X[:5])
+    >>> dep.predict(X[:2])
+    array([0, 0])
+
+Importing this package is cheap: Ray, MLflow and the ML libraries load when first used.
+"""
+
+from __future__ import annotations
+
+__version__ = "0.1.0"
+
+from ray_deploy.cluster import ClusterInfo, cluster_info, connect, shutdown
+from ray_deploy.config import DeployOptions, Settings
+from ray_deploy.deployment import Deployment, delete, deploy, get, list_deployments
+from ray_deploy.errors import (
+    BadRequest,
+    ClusterError,
+    ConfigError,
+    DeploymentFailed,
+    InsufficientResources,
+    ModelFailed,
+    ModelNotFound,
+    NotReady,
+    PayloadTooLarge,
+    RayDeployError,
+    RequestTimeout,
+    SchemaMismatch,
+)
+
+__all__ = [
+    "BadRequest",
+    "ClusterError",
+    "ClusterInfo",
+    "ConfigError",
+    "DeployOptions",
+    "Deployment",
+    "DeploymentFailed",
+    "InsufficientResources",
+    "ModelFailed",
+    "ModelNotFound",
+    "NotReady",
+    "PayloadTooLarge",
+    "RayDeployError",
+    "RequestTimeout",
+    "SchemaMismatch",
+    "Settings",
+    "__version__",
+    "cluster_info",
+    "connect",
+    "delete",
+    "deploy",
+    "get",
+    "list_deployments",
+    "shutdown",
+]

@@ -1,0 +1,108 @@
+"""The ``ray-deploy`` command line: ``up``, ``down``, ``status``, ``list``, ``deploy``, ``delete``.
+
+Example:
+    $ ray-deploy up
+    $ ray-deploy deploy models:/iris/1 --name iris --min-replicas 0 --max-replicas 2
+    $ ray-deploy status iris
+    $ ray-deploy down
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Sequence
+from typing import Any
+
+from ray_deploy.errors import RayDeployError
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="ray-deploy", description="Serve models on Ray from the registry.")
+    sub = parser.add_subparsers(dest="command", required=True)
+    up = sub.add_parser("up", help="connect to RAY_ADDRESS or start the local cluster; print its URLs")
+    up.add_argument("--address", help="an existing Ray cluster (default: RAY_ADDRESS or the local head)")
+    sub.add_parser("down", help="stop the local cluster that ray-deploy started (its deployments end)")
+    status = sub.add_parser("status", help="the status document of one deployment, or the cluster")
+    status.add_argument("name", nargs="?", help="a deployment name (default: cluster summary)")
+    status.add_argument("--json", action="store_true", help="print raw JSON")
+    sub.add_parser("list", help="every deployment on the cluster")
+    deploy = sub.add_parser("deploy", help="serve an MLflow model URI (runs:/... or models:/...)")
+    deploy.add_argument("model_uri")
+    deploy.add_argument("--name", required=True, help="deployment name (also the registered model name)")
+    for flag, kind, helptext in [
+        ("--cpus", float, "CPUs per replica (num_cpus)"),
+        ("--gpus", float, "GPUs per replica, fractional allowed (num_gpus)"),
+        ("--min-replicas", int, "fewest replicas; 0 scales to zero"),
+        ("--max-replicas", int, "most replicas"),
+        ("--batch", int, "max_batch_size for dynamic batching"),
+    ]:
+        deploy.add_argument(flag, type=kind, help=helptext)
+    delete = sub.add_parser("delete", help="remove a deployment (its registry versions stay)")
+    delete.add_argument("name")
+    return parser
+
+
+_OPTION_OF_FLAG = {
+    "cpus": "num_cpus",
+    "gpus": "num_gpus",
+    "min_replicas": "min_replicas",
+    "max_replicas": "max_replicas",
+    "batch": "max_batch_size",
+}
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the CLI; user errors print one line and exit 1."""
+    args = _parser().parse_args(argv)
+    try:
+        _run(args)
+    except RayDeployError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    return 0
+
+
+def _run(args: argparse.Namespace) -> None:
+    import ray_deploy
+
+    if args.command == "up":
+        info = ray_deploy.connect(args.address)
+        print(f"cluster   {info.address} ({'local' if info.local else 'remote'}), {info.cpus:g} CPU, {info.gpus:g} GPU")
+        print(f"dashboard {info.dashboard_url}")
+        print(f"endpoint  {info.endpoint}/v2")
+    elif args.command == "down":
+        ray_deploy.shutdown()
+        print("stopped the local cluster (if ray-deploy had started one)")
+    elif args.command == "status":
+        if args.name is None:
+            info = ray_deploy.cluster_info()
+            _print({"cluster": info.__dict__, "deployments": ray_deploy.list_deployments()}, args.json)
+        else:
+            _print(ray_deploy.get(args.name).status(), args.json)
+    elif args.command == "list":
+        rows = ray_deploy.list_deployments()
+        if not rows:
+            print("no deployments")
+        for row in rows:
+            print(f"{row['name']:<24} {row['state']:<12} v{row['version']}  {row['url']}")
+    elif args.command == "deploy":
+        options = {_OPTION_OF_FLAG[k]: v for k, v in vars(args).items() if k in _OPTION_OF_FLAG and v is not None}
+        dep = ray_deploy.deploy(args.model_uri, args.name, **options)
+        print(f"{dep.name} version {dep.version} serves at {dep.url}")
+    elif args.command == "delete":
+        ray_deploy.delete(args.name)
+        print(f"deleted {args.name}")
+
+
+def _print(doc: dict[str, Any], raw: bool) -> None:
+    if raw:
+        print(json.dumps(doc, indent=2, default=str))
+        return
+    for key, value in doc.items():
+        print(f"{key:<12} {json.dumps(value, default=str) if isinstance(value, (dict, list)) else value}")
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,235 @@
+"""Connecting to a Ray cluster, or starting the embedded local head as its own background process.
+
+Example:
+    >>> info = connect()            # reuses or starts the local head, starts Serve
+    >>> info.dashboard_url
+    'http://127.0.0.1:8265'
+    >>> shutdown()                  # stops the local head that ray-deploy started
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from ray_deploy.config import Settings
+from ray_deploy.errors import ClusterError
+
+log = logging.getLogger(__name__)
+
+NAMESPACE = "ray_deploy"
+SERVER_APP = "ray-deploy"
+_HEAD_FILE = "local_head.json"
+
+
+@dataclass(frozen=True)
+class ClusterInfo:
+    """What the notebook needs to know about the cluster it is connected to."""
+
+    address: str
+    dashboard_url: str
+    endpoint: str
+    nodes: int
+    cpus: float
+    gpus: float
+    local: bool
+
+    def _repr_html_(self) -> str:
+        return (
+            f"<b>Ray cluster</b> {self.address} ({'local' if self.local else 'remote'}): "
+            f"{self.nodes} node(s), {self.cpus:g} CPU, {self.gpus:g} GPU &middot; "
+            f"<a href='{self.dashboard_url}' target='_blank'>dashboard</a> &middot; "
+            f"endpoint <code>{self.endpoint}</code>"
+        )
+
+
+def connect(address: str | None = None) -> ClusterInfo:
+    """Connect this process to Ray and make sure Serve and the ``/v2`` server app run.
+
+    Uses ``address``, else ``RAY_ADDRESS``, else the local head on ``RAY_DEPLOY_RAY_PORT``
+    (starting it as a background process if none runs). Idempotent.
+
+    Example:
+        >>> connect().endpoint
+        'http://127.0.0.1:8000'
+    """
+    import ray
+
+    settings = Settings.from_env()
+    target = address or settings.ray_address
+    local = target is None
+    if not ray.is_initialized():
+        if local:
+            _ensure_auth_token()
+            target = f"127.0.0.1:{settings.ray_port}"
+            if not _port_open(settings.ray_port):
+                _start_local_head(settings)
+        try:
+            ray.init(
+                address=target,
+                namespace=NAMESPACE,
+                log_to_driver=False,
+                logging_level=logging.WARNING,
+            )
+        except Exception as exc:  # ray raises several types for an unreachable cluster
+            raise ClusterError(
+                f"could not connect to the Ray cluster at {target}: {exc}. "
+                "Check the address (or unset RAY_ADDRESS to use the local cluster)."
+            ) from exc
+    _ensure_serve(settings)
+    return cluster_info()
+
+
+def is_connected() -> bool:
+    """Whether this process is connected to a Ray cluster."""
+    import ray
+
+    return bool(ray.is_initialized())
+
+
+def cluster_info() -> ClusterInfo:
+    """Describe the connected cluster (connects first if needed).
+
+    Example:
+        >>> cluster_info().cpus >= 1
+        True
+    """
+    import ray
+
+    if not ray.is_initialized():
+        return connect()
+    settings = Settings.from_env()
+    resources = ray.cluster_resources()
+    ctx = ray.get_runtime_context()
+    gcs = ctx.gcs_address
+    dashboard = ray._private.worker.get_dashboard_url() or f"127.0.0.1:{settings.dashboard_port}"
+    return ClusterInfo(
+        address=gcs,
+        dashboard_url=dashboard if dashboard.startswith("http") else f"http://{dashboard}",
+        endpoint=settings.endpoint,
+        nodes=len([n for n in ray.nodes() if n.get("Alive")]),
+        cpus=float(resources.get("CPU", 0)),
+        gpus=float(resources.get("GPU", 0)),
+        local=_started_head(settings) == gcs,
+    )
+
+
+def shutdown(stop_local_head: bool = True) -> None:
+    """Disconnect; stop the local head too if ray-deploy started it (deployments on it end).
+
+    Example:
+        >>> shutdown()
+    """
+    import ray
+
+    settings = Settings.from_env()
+    if ray.is_initialized():
+        ray.shutdown()
+    head_file = settings.home / _HEAD_FILE
+    if stop_local_head and head_file.exists():
+        _stop_processes_using(_temp_dir(settings))
+        head_file.unlink(missing_ok=True)
+
+
+def _stop_processes_using(temp_dir: Path) -> None:
+    """Stop the Ray processes of our local head only (they all name its temp dir), not other clusters."""
+    import psutil
+
+    marker = str(temp_dir)
+    procs = []
+    for proc in psutil.process_iter(["cmdline"]):
+        try:
+            if any(marker in arg for arg in proc.info["cmdline"] or ()):
+                proc.terminate()
+                procs.append(proc)
+        except (psutil.NoSuchProcess, psutil.AccessDenied):
+            continue
+    _, alive = psutil.wait_procs(procs, timeout=15)
+    for proc in alive:
+        with contextlib.suppress(psutil.NoSuchProcess):
+            proc.kill()
+
+
+def _temp_dir(settings: Settings) -> Path:
+    return settings.home / "ray"
+
+
+def _ensure_serve(settings: Settings) -> None:
+    from ray import serve
+
+    from ray_deploy.serving import build_server_app
+
+    serve.start(http_options={"host": settings.http_host, "port": settings.http_port})
+    if SERVER_APP not in serve.status().applications:
+        serve.run(build_server_app(), name=SERVER_APP, route_prefix="/v2", blocking=False)
+
+
+def _ensure_auth_token() -> None:
+    """Make sure a Ray auth token exists, so the local head starts (and we connect) with token auth."""
+    if os.environ.get("RAY_AUTH_MODE", "token") != "token":
+        return  # the user opted out explicitly
+    subprocess.run(
+        [_ray_cli(), "get-auth-token", "--generate"],
+        capture_output=True,
+        check=False,
+        env={**os.environ, "RAY_AUTH_MODE": "token"},
+        timeout=60,
+    )
+    # ray.init with an explicit address does not pick the token up by itself.
+    from ray._private.authentication.authentication_token_setup import (
+        maybe_enable_token_auth_if_token_available,
+    )
+
+    maybe_enable_token_auth_if_token_available(warn_if_disabled=False)
+
+
+def _start_local_head(settings: Settings) -> None:
+    settings.home.mkdir(parents=True, exist_ok=True)
+    env = {**os.environ, "RAY_AUTH_MODE": os.environ.get("RAY_AUTH_MODE", "token")}
+    cmd = [
+        _ray_cli(),
+        "start",
+        "--head",
+        "--node-ip-address=127.0.0.1",
+        f"--port={settings.ray_port}",
+        "--dashboard-host=127.0.0.1",
+        f"--dashboard-port={settings.dashboard_port}",
+        "--disable-usage-stats",
+        f"--temp-dir={_temp_dir(settings)}",
+    ]
+    if settings.num_cpus:
+        cmd.append(f"--num-cpus={settings.num_cpus}")
+    log.info("starting the local Ray head: %s", " ".join(cmd))
+    proc = subprocess.run(cmd, capture_output=True, text=True, env=env, check=False, timeout=300)
+    if proc.returncode != 0:
+        raise ClusterError(f"could not start the local Ray head (exit {proc.returncode}): {proc.stderr[-2000:]}")
+    (settings.home / _HEAD_FILE).write_text(
+        json.dumps({"address": f"127.0.0.1:{settings.ray_port}", "started": time.time()})
+    )
+
+
+def _started_head(settings: Settings) -> str | None:
+    head_file = settings.home / _HEAD_FILE
+    if not head_file.exists():
+        return None
+    return str(json.loads(head_file.read_text())["address"])
+
+
+def _port_open(port: int) -> bool:
+    with socket.socket() as sock:
+        sock.settimeout(0.5)
+        return sock.connect_ex(("127.0.0.1", port)) == 0
+
+
+def _ray_cli() -> str:
+    beside = Path(sys.executable).with_name("ray")
+    return str(beside) if beside.exists() else (shutil.which("ray") or "ray")

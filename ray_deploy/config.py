@@ -1,0 +1,187 @@
+"""User-facing configuration: deployment options and environment settings.
+
+Example:
+    >>> opts = DeployOptions(num_cpus=0.5, min_replicas=0, max_replicas=4)
+    >>> opts.autoscaling
+    True
+    >>> Settings.from_env().http_port
+    8000
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from ray_deploy.errors import ConfigError
+
+DEFAULT_BATCH_SIZE_TORCH = 32
+
+
+class DeployOptions(BaseModel):
+    """How a model is served: resources, autoscaling, batching and request limits."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    num_cpus: float = Field(0.5, gt=0, le=1024, description="CPUs reserved per replica (fractional allowed).")
+    num_gpus: float = Field(0, ge=0, le=64, description="GPUs per replica; fractional (e.g. 0.5) shares a GPU.")
+    memory: int | None = Field(None, gt=0, description="Memory reserved per replica, in bytes.")
+    min_replicas: int = Field(1, ge=0, le=1000, description="Fewest replicas; 0 scales to zero when idle.")
+    max_replicas: int = Field(1, ge=1, le=1000, description="Most replicas the autoscaler may start.")
+    initial_replicas: int | None = Field(
+        None, ge=0, le=1000, description="Replicas started at deploy time (default: min_replicas)."
+    )
+    target_ongoing_requests: float = Field(
+        2.0, gt=0, le=10_000, description="Autoscaler target of in-flight requests per replica."
+    )
+    upscale_delay_s: float = Field(10.0, ge=0, le=3600, description="Seconds of high load before adding replicas.")
+    downscale_delay_s: float = Field(60.0, ge=0, le=86_400, description="Seconds of low load before removing replicas.")
+    max_batch_size: int | None = Field(
+        None,
+        ge=1,
+        le=4096,
+        description="Rows requests are batched into; default 32 for torch models, 1 (off) otherwise.",
+    )
+    batch_wait_timeout_s: float = Field(
+        0.005, ge=0, le=10, description="Longest wait for a batch to fill before running it."
+    )
+    max_ongoing_requests: int | None = Field(
+        None,
+        ge=1,
+        le=100_000,
+        description="In-flight requests per replica (default: max(16, 2 x max_batch_size)).",
+    )
+    max_body_mb: float = Field(10.0, gt=0, le=1024, description="Largest accepted request body, in MB.")
+    request_timeout_s: float = Field(60.0, gt=0, le=3600, description="Longest a prediction may take.")
+
+    @model_validator(mode="after")
+    def _check_replicas(self) -> DeployOptions:
+        if self.min_replicas > self.max_replicas:
+            raise ValueError(
+                f"min_replicas={self.min_replicas} is larger than max_replicas={self.max_replicas}; "
+                "raise max_replicas or lower min_replicas"
+            )
+        if self.initial_replicas is not None and not (self.min_replicas <= self.initial_replicas <= self.max_replicas):
+            raise ValueError(
+                f"initial_replicas={self.initial_replicas} must lie between "
+                f"min_replicas={self.min_replicas} and max_replicas={self.max_replicas}"
+            )
+        return self
+
+    @property
+    def autoscaling(self) -> bool:
+        """Whether the replica count is left to Serve's autoscaler (otherwise it is fixed)."""
+        return self.min_replicas != self.max_replicas
+
+    def batch_size(self, is_torch: bool) -> int:
+        """The effective batch size: the option, else 32 for torch and 1 (no batching) otherwise."""
+        if self.max_batch_size is not None:
+            return self.max_batch_size
+        return DEFAULT_BATCH_SIZE_TORCH if is_torch else 1
+
+    def ongoing_requests(self, is_torch: bool) -> int:
+        """The effective ``max_ongoing_requests`` per replica."""
+        if self.max_ongoing_requests is not None:
+            return self.max_ongoing_requests
+        return max(16, 2 * self.batch_size(is_torch))
+
+
+def parse_options(base: DeployOptions | None = None, **changes: Any) -> DeployOptions:
+    """Validate options, turning pydantic's errors into one readable :class:`ConfigError`.
+
+    Example:
+        >>> parse_options(min_replicas=0, max_replicas=2).min_replicas
+        0
+    """
+    merged = {**(base.model_dump(exclude_unset=True) if base else {}), **changes}
+    try:
+        return DeployOptions(**merged)
+    except ValidationError as exc:
+        raise ConfigError(_describe(exc)) from None
+
+
+def _describe(exc: ValidationError) -> str:
+    parts = []
+    for err in exc.errors():
+        where = ".".join(str(p) for p in err["loc"])
+        msg = err["msg"].removeprefix("Value error, ")
+        if err["type"] == "extra_forbidden":
+            known = ", ".join(DeployOptions.model_fields)
+            msg = f"unknown option; known options: {known}"
+        elif "input" in err and where:
+            msg = f"{msg} (got {err['input']!r})"
+        parts.append(f"{where}: {msg}" if where else msg)
+    return "invalid deployment options: " + "; ".join(parts)
+
+
+class Settings(BaseModel):
+    """Where things run, read from environment variables (see the README's configuration table)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    home: Path = Field(description="RAY_DEPLOY_HOME: project home for the local MLflow store and logs.")
+    ray_address: str | None = Field(description="RAY_ADDRESS: an existing Ray cluster to use.")
+    mlflow_uri: str = Field(description="MLFLOW_TRACKING_URI: the MLflow tracking and registry store.")
+    http_host: str = Field(description="RAY_DEPLOY_HTTP_HOST: where Serve's HTTP proxy listens.")
+    http_port: int = Field(ge=1, le=65535, description="RAY_DEPLOY_HTTP_PORT: Serve's HTTP port.")
+    ray_port: int = Field(ge=1, le=65535, description="RAY_DEPLOY_RAY_PORT: the local head's GCS port.")
+    dashboard_port: int = Field(ge=1, le=65535, description="RAY_DEPLOY_DASHBOARD_PORT: Ray dashboard port.")
+    num_cpus: int | None = Field(ge=1, description="RAY_DEPLOY_NUM_CPUS: CPUs the local head offers.")
+    autoscaler: bool = Field(
+        description="RAY_DEPLOY_AUTOSCALER=1: the cluster adds nodes on demand, so wait for resources."
+    )
+
+    @classmethod
+    def from_env(cls) -> Settings:
+        """Read the settings from ``os.environ`` with the documented defaults."""
+        env = os.environ
+        home = Path(env.get("RAY_DEPLOY_HOME", "~/.ray_deploy")).expanduser().resolve()
+        try:
+            return cls(
+                home=home,
+                ray_address=env.get("RAY_ADDRESS") or None,
+                mlflow_uri=env.get("MLFLOW_TRACKING_URI") or f"sqlite:///{home / 'mlflow.db'}",
+                http_host=env.get("RAY_DEPLOY_HTTP_HOST", "127.0.0.1"),
+                http_port=int(env.get("RAY_DEPLOY_HTTP_PORT", "8000")),
+                ray_port=int(env.get("RAY_DEPLOY_RAY_PORT", "6379")),
+                dashboard_port=int(env.get("RAY_DEPLOY_DASHBOARD_PORT", "8265")),
+                num_cpus=int(env["RAY_DEPLOY_NUM_CPUS"]) if env.get("RAY_DEPLOY_NUM_CPUS") else None,
+                autoscaler=env.get("RAY_DEPLOY_AUTOSCALER", "0") == "1",
+            )
+        except (ValidationError, ValueError) as exc:
+            raise ConfigError(f"invalid ray-deploy environment settings: {exc}") from None
+
+    @property
+    def artifact_root(self) -> Path:
+        """Folder for MLflow artifacts when the store is the local default."""
+        return self.home / "artifacts"
+
+    @property
+    def endpoint(self) -> str:
+        """Base URL of the HTTP API, e.g. ``http://127.0.0.1:8000``."""
+        return f"http://{self.http_host}:{self.http_port}"
+
+
+_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$")
+RESERVED_NAMES = frozenset({"ray-deploy"})
+
+
+def validate_name(name: Any) -> str:
+    """Check a deployment name: it becomes a URL path segment and an MLflow registered model name.
+
+    Example:
+        >>> validate_name("churn-v2")
+        'churn-v2'
+    """
+    if not isinstance(name, str) or not _NAME.match(name):
+        raise ConfigError(
+            f"invalid deployment name {name!r}: use 1-63 letters, digits, '-', '_' or '.', "
+            "starting with a letter or digit (e.g. 'churn' or 'fraud-v2')"
+        )
+    if name in RESERVED_NAMES:
+        raise ConfigError(f"the name {name!r} is reserved for the ray-deploy server; choose another")
+    return name

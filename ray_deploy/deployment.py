@@ -1,0 +1,376 @@
+"""The Python API: deploy a model, re-attach to a deployment, use it, scale it, delete it.
+
+Example:
+    >>> dep = deploy(clf, name="iris", sample_input=X[:5])
+    >>> dep.predict(X[:2])
+    array([0, 0])
+    >>> get("iris").status()["replicas"]["current"]
+    1
+"""
+
+from __future__ import annotations
+
+import html
+import time
+from typing import Any
+
+from ray_deploy.cluster import cluster_info, connect
+from ray_deploy.config import DeployOptions, Settings, parse_options, validate_name
+from ray_deploy.errors import DeploymentFailed, InsufficientResources, ModelNotFound, RayDeployError
+from ray_deploy.package import model_kind
+from ray_deploy.status import MODEL_ROUTE, model_apps, serve_details, state_of
+
+_STAGES = ("registering", "starting replicas", "healthy")
+
+
+class Deployment:
+    """A deployment on the cluster, found by name; holds no state of its own beyond the name."""
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+
+    def __repr__(self) -> str:
+        return f"Deployment(name={self.name!r})"
+
+    @property
+    def url(self) -> str:
+        """The HTTP base URL, e.g. ``http://127.0.0.1:8000/v2/models/iris``."""
+        return f"{Settings.from_env().endpoint}{MODEL_ROUTE}{self.name}"
+
+    @property
+    def version(self) -> str | None:
+        """The registered model version that serves (the ``champion`` alias)."""
+        version = self._user_config().get("version")
+        return str(version) if version is not None else None
+
+    @property
+    def options(self) -> DeployOptions:
+        """The options it was deployed (or last scaled) with."""
+        return DeployOptions(**self._user_config().get("options", {}))
+
+    def predict(self, data: Any, version: str | None = None) -> Any:
+        """Predict through the Serve handle (no HTTP); DataFrame, ndarray, tensor or list in.
+
+        Example:
+            >>> get("iris").predict([[5.1, 3.5, 1.4, 0.2]])
+            array([0])
+        """
+        return _unwrap(lambda: self._handle().predict.remote(data, version).result())
+
+    def status(self) -> dict[str, Any]:
+        """The status document: state, version, replicas (current/target/min/max), QPS, p50/p99, errors."""
+        return dict(_unwrap(lambda: self._handle().stats.remote().result()))
+
+    def scale(
+        self,
+        min_replicas: int | None = None,
+        max_replicas: int | None = None,
+        **options: Any,
+    ) -> Deployment:
+        """Change replica counts (or other options) in place, keeping the version that serves.
+
+        Example:
+            >>> get("iris").scale(min_replicas=0, max_replicas=3)
+        """
+        changes = {
+            k: v for k, v in {"min_replicas": min_replicas, "max_replicas": max_replicas}.items() if v is not None
+        }
+        new = parse_options(self.options, **changes, **options)
+        version = self.version
+        if version is None:
+            raise DeploymentFailed(f"deployment {self.name!r} has no serving version to scale; redeploy it")
+        _roll_out(self.name, version, self._user_config().get("kind", "pyfunc"), new, show_progress=False)
+        return self
+
+    def delete(self) -> None:
+        """Remove the deployment from the cluster; its versions stay in the MLflow registry."""
+        delete(self.name)
+
+    def _handle(self) -> Any:
+        from ray import serve
+
+        connect()
+        return serve.get_app_handle(self.name)
+
+    def _user_config(self) -> dict[str, Any]:
+        connect()
+        app = _app(self.name)
+        server = app.get("deployments", {}).get("ModelServer", {})
+        return dict(server.get("deployment_config", {}).get("user_config") or {})
+
+    def _repr_html_(self) -> str:
+        try:
+            doc = self.status()
+        except RayDeployError as exc:
+            return f"<b>{html.escape(self.name)}</b>: {html.escape(str(exc))}"
+        return status_html(doc)
+
+
+def status_html(doc: dict[str, Any]) -> str:
+    """A static HTML rendering of a status document (for frontends without widgets)."""
+    rep = doc["replicas"]
+    traffic = doc.get("traffic") or {}
+    cells = [
+        ("state", doc["state"]),
+        ("version", f"{doc.get('version')} ({doc.get('alias')})"),
+        (
+            "replicas",
+            f"{rep['current']} running / target {rep['target']} (min {rep['min']}, max {rep['max']})",
+        ),
+        ("QPS", traffic.get("qps")),
+        ("p50 / p99 ms", f"{traffic.get('p50_ms')} / {traffic.get('p99_ms')}"),
+        ("requests / errors", f"{traffic.get('requests')} / {traffic.get('errors')}"),
+        ("endpoint", doc["url"]),
+    ]
+    rows = "".join(f"<tr><th style='text-align:left'>{k}</th><td>{html.escape(str(v))}</td></tr>" for k, v in cells)
+    return f"<div><b>ray-deploy: {html.escape(doc['name'])}</b><table>{rows}</table></div>"
+
+
+def deploy(
+    model: Any,
+    name: str,
+    *,
+    sample_input: Any = None,
+    show_progress: bool = True,
+    timeout_s: float = 600.0,
+    **options: Any,
+) -> Deployment:
+    """Register ``model`` as a new MLflow version of ``name`` and serve it; returns once it answers.
+
+    ``model``: a scikit-learn estimator/pipeline, a ``torch.nn.Module``, an MLflow model URI, an
+    ``mlflow.pyfunc.PythonModel`` or a callable. ``options``: see :class:`DeployOptions`.
+    Deploying to an existing name makes a new version and replaces the old one without downtime.
+
+    Example:
+        >>> dep = deploy(clf, name="iris", sample_input=X[:5], min_replicas=0, max_replicas=2)
+        >>> dep.version
+        '1'
+    """
+    from ray_deploy import registry
+
+    validate_name(name)
+    opts = parse_options(**options)
+    kind = model_kind(model)
+    connect()
+    check_resources(opts)
+    with _Progress(name, show_progress) as progress:
+        progress.stage(0)
+        version = registry.register(model, kind, name, sample_input)
+        progress.stage(1, f"version {version}")
+        previous = Deployment(name)._user_config() if name in model_apps(serve_details()) else {}
+        served_kind = registry_kind(kind, version, name)
+        try:
+            _roll_out(name, version, served_kind, opts, timeout_s=timeout_s, progress=progress)
+        except DeploymentFailed as exc:
+            if previous.get("version"):
+                _restore(name, previous)
+                raise DeploymentFailed(f"{exc}; version {previous['version']} keeps serving") from None
+            raise
+        progress.stage(2, f"version {version}")
+    registry.set_champion(name, version)
+    return Deployment(name)
+
+
+def registry_kind(kind: str, version: str, name: str) -> str:
+    """The served flavor family of a version: a URI resolves to what it points at."""
+    if kind != "uri":
+        return kind
+    import mlflow
+
+    from ray_deploy.registry import model_uri
+
+    flavors = mlflow.models.get_model_info(model_uri(name, version)).flavors
+    return "torch" if "pytorch" in flavors else "pyfunc"
+
+
+def _restore(name: str, previous: dict[str, Any]) -> None:
+    opts = DeployOptions(**previous.get("options", {}))
+    _roll_out(name, str(previous["version"]), previous.get("kind", "pyfunc"), opts, show_progress=False)
+
+
+def _roll_out(
+    name: str,
+    version: str,
+    kind: str,
+    options: DeployOptions,
+    *,
+    timeout_s: float = 600.0,
+    progress: _Progress | None = None,
+    show_progress: bool = True,
+) -> None:
+    from ray import serve
+
+    from ray_deploy.serving import build_model_app
+
+    app = build_model_app(name, version, kind, options, Settings.from_env())
+    started = time.time()
+    serve._run(app, name=name, route_prefix=f"{MODEL_ROUTE}{name}", _blocking=False)
+    _wait_until_serving(name, version, started, timeout_s, progress)
+
+
+def _wait_until_serving(name: str, version: str, started: float, timeout_s: float, progress: _Progress | None) -> None:
+    from ray import serve
+
+    deadline = started + timeout_s
+    while True:
+        app = _app(name)
+        status = state_of(app)
+        if status == "DEPLOY_FAILED":
+            raise DeploymentFailed(f"deployment {name!r} version {version} failed to start: {_failure_message(app)}")
+        if status == "RUNNING":
+            try:
+                answer = serve.get_app_handle(name).ready.remote().result(timeout_s=30)
+            except Exception as exc:  # a replica may still be swapping versions
+                answer = {"error": str(exc)}
+            if answer.get("version") == version:
+                return
+        if progress is not None:
+            progress.note(_failure_message(app) or status.lower())
+        if time.time() > deadline:
+            raise DeploymentFailed(
+                f"deployment {name!r} version {version} did not become healthy within {timeout_s:g}s "
+                f"(state {status}): {_failure_message(app)}"
+            )
+        time.sleep(0.25)
+
+
+def _failure_message(app: dict[str, Any]) -> str:
+    messages = [app.get("message") or ""]
+    messages += [d.get("message") or "" for d in app.get("deployments", {}).values()]
+    return " | ".join(m.strip() for m in messages if m and m.strip())
+
+
+def check_resources(options: DeployOptions) -> None:
+    """Fail fast when no node can ever host a replica and no autoscaler can add one.
+
+    Example:
+        >>> check_resources(DeployOptions(num_gpus=1))   # on a CPU-only local cluster
+        Traceback (most recent call last):
+        InsufficientResources: a replica asks for GPU=1 but no node of this cluster has that much ...
+    """
+    import ray
+
+    if Settings.from_env().autoscaler:
+        return
+    wanted = {"CPU": options.num_cpus, "GPU": options.num_gpus, "memory": options.memory or 0}
+    nodes = [n["Resources"] for n in ray.nodes() if n.get("Alive")]
+    for resource, amount in wanted.items():
+        if amount and not any(node.get(resource, 0) >= amount for node in nodes):
+            biggest = max((node.get(resource, 0) for node in nodes), default=0)
+            info = cluster_info()
+            raise InsufficientResources(
+                f"a replica asks for {resource}={amount:g} but no node of this cluster has that much "
+                f"(largest node: {resource}={biggest:g}; cluster: {info.cpus:g} CPU, {info.gpus:g} GPU) and no "
+                f"autoscaler can add one. Deploy with a smaller {_option_of(resource)}, or connect to a cluster "
+                "that has it (set RAY_DEPLOY_AUTOSCALER=1 when an autoscaler adds nodes on demand)."
+            )
+
+
+def _option_of(resource: str) -> str:
+    return {"CPU": "num_cpus", "GPU": "num_gpus"}.get(resource, resource)
+
+
+def get(name: str) -> Deployment:
+    """Re-attach to a deployment by name from any process.
+
+    Example:
+        >>> get("iris").url
+        'http://127.0.0.1:8000/v2/models/iris'
+    """
+    connect()
+    _app(name)
+    return Deployment(name)
+
+
+def list_deployments() -> list[dict[str, Any]]:
+    """Every deployment on the cluster: name, state, version, URL.
+
+    Example:
+        >>> [d["name"] for d in list_deployments()]
+        ['iris']
+    """
+    connect()
+    endpoint = Settings.from_env().endpoint
+    rows = []
+    for name, app in sorted(model_apps(serve_details()).items()):
+        server = app.get("deployments", {}).get("ModelServer", {})
+        user_config = server.get("deployment_config", {}).get("user_config") or {}
+        rows.append(
+            {
+                "name": name,
+                "state": state_of(app),
+                "version": user_config.get("version"),
+                "model_kind": user_config.get("kind"),
+                "url": f"{endpoint}{MODEL_ROUTE}{name}",
+            }
+        )
+    return rows
+
+
+def delete(name: str) -> None:
+    """Remove a deployment from the cluster (its MLflow versions stay).
+
+    Example:
+        >>> delete("iris")
+    """
+    from ray import serve
+
+    connect()
+    _app(name)
+    serve.delete(name)
+
+
+def _app(name: str) -> dict[str, Any]:
+    apps = model_apps(serve_details())
+    if name not in apps:
+        raise ModelNotFound(f"no deployment named {name!r}; deployed: {sorted(apps)}")
+    return apps[name]
+
+
+def _unwrap(call: Any) -> Any:
+    """Re-raise a replica's RayDeployError as itself instead of Ray's wrapper."""
+    from ray.exceptions import RayTaskError
+
+    try:
+        return call()
+    except RayTaskError as exc:
+        cause = exc.cause if hasattr(exc, "cause") else None
+        if isinstance(cause, RayDeployError):
+            raise cause from None
+        raise
+
+
+class _Progress:
+    """Deploy progress as one updating bar (tqdm: a widget in notebooks, a line in terminals)."""
+
+    def __init__(self, name: str, enabled: bool) -> None:
+        self.name = name
+        self.enabled = enabled
+        self.bar: Any = None
+        self.last = ""
+
+    def __enter__(self) -> _Progress:
+        if self.enabled:
+            from tqdm.auto import tqdm
+
+            self.bar = tqdm(
+                total=len(_STAGES),
+                desc=f"deploy {self.name}",
+                bar_format="{desc}: {n}/{total} {postfix}",
+            )
+        return self
+
+    def stage(self, index: int, detail: str = "") -> None:
+        if self.bar is not None:
+            self.bar.n = index + (1 if index == len(_STAGES) - 1 else 0)
+            self.bar.set_postfix_str(f"{_STAGES[index]} {detail}".strip())
+
+    def note(self, text: str) -> None:
+        postfix = f"{_STAGES[1]}: {text[:80]}"
+        if self.bar is not None and postfix != self.last:
+            self.last = postfix
+            self.bar.set_postfix_str(postfix)
+
+    def __exit__(self, *exc: Any) -> None:
+        if self.bar is not None:
+            self.bar.close()

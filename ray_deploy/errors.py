@@ -1,0 +1,86 @@
+"""The one exception hierarchy of ray-deploy; each error knows its HTTP status.
+
+Every message says what is wrong and what to do about it, e.g.::
+
+    >>> str(ModelNotFound("no deployment named 'churn'; deployed: ['iris']"))
+    "no deployment named 'churn'; deployed: ['iris']"
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+
+class RayDeployError(Exception):
+    """Base class: a failure the user can act on. ``http_status`` maps it onto the HTTP API."""
+
+    http_status: int = 500
+
+    def __init__(self, message: str, **details: Any) -> None:
+        super().__init__(message)
+        self.message = message
+        self.details = details
+
+    def to_json(self) -> dict[str, Any]:
+        """The JSON error body of the HTTP contract: ``{"error": message, **details}``."""
+        return {"error": self.message, **self.details}
+
+
+class ConfigError(RayDeployError):
+    """Invalid deployment options or settings."""
+
+    http_status = 400
+
+
+class BadRequest(RayDeployError):
+    """A malformed request body (not JSON, wrong envelope)."""
+
+    http_status = 400
+
+
+class ModelNotFound(RayDeployError):
+    """No deployment, model or version with that name."""
+
+    http_status = 404
+
+
+class PayloadTooLarge(RayDeployError):
+    """The request body is larger than the deployment's ``max_body_mb``."""
+
+    http_status = 413
+
+
+class SchemaMismatch(RayDeployError):
+    """The input does not match the model's registered signature."""
+
+    http_status = 422
+
+
+class NotReady(RayDeployError):
+    """The deployment exists but cannot answer yet."""
+
+    http_status = 503
+
+
+class ModelFailed(RayDeployError):
+    """The model itself raised while predicting."""
+
+    http_status = 500
+
+
+class RequestTimeout(RayDeployError):
+    """The model took longer than the deployment's ``request_timeout_s``."""
+
+    http_status = 504
+
+
+class DeploymentFailed(RayDeployError):
+    """A deployment could not start (its replica raised, or it never became healthy)."""
+
+
+class InsufficientResources(DeploymentFailed):
+    """The cluster can never satisfy the resources a replica asks for."""
+
+
+class ClusterError(RayDeployError):
+    """The Ray cluster could not be reached or started."""

@@ -1,0 +1,63 @@
+"""HTTP plumbing shared by the Serve apps: bounded JSON bodies and JSON (error) responses.
+
+Example:
+    >>> error_response(ModelNotFound("no deployment named 'x'; deployed: []")).status_code
+    404
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from typing import Any
+
+from starlette.requests import Request
+from starlette.responses import Response
+
+from ray_deploy.errors import BadRequest, PayloadTooLarge, RayDeployError
+
+log = logging.getLogger(__name__)
+
+
+def json_response(body: Any, status: int = 200, headers: dict[str, str] | None = None) -> Response:
+    """A compact JSON response."""
+    payload = json.dumps(body, separators=(",", ":"), default=_default)
+    return Response(payload, status_code=status, media_type="application/json", headers=headers)
+
+
+def _default(value: Any) -> Any:
+    if hasattr(value, "tolist"):
+        return value.tolist()
+    return str(value)
+
+
+def error_response(exc: RayDeployError, **extra: Any) -> Response:
+    """The contract's error body ``{"error": ...}`` with the error's status (and Retry-After for 429/503)."""
+    headers = {"Retry-After": "1"} if exc.http_status in (429, 503) else None
+    return json_response({**exc.to_json(), **extra}, exc.http_status, headers)
+
+
+async def read_json(request: Request, max_bytes: int) -> Any:
+    """Read and parse a JSON body of at most ``max_bytes`` without buffering more than that."""
+    declared = request.headers.get("content-length")
+    if declared is not None and declared.isdigit() and int(declared) > max_bytes:
+        raise _too_large(int(declared), max_bytes)
+    chunks = bytearray()
+    async for chunk in request.stream():
+        chunks += chunk
+        if len(chunks) > max_bytes:
+            raise _too_large(len(chunks), max_bytes)
+    if not chunks.strip():
+        raise BadRequest('the request body is empty; send JSON such as {"instances": [[...]]}')
+    try:
+        return json.loads(chunks)
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise BadRequest(f"the request body is not valid JSON: {exc}") from None
+
+
+def _too_large(size: int, max_bytes: int) -> PayloadTooLarge:
+    return PayloadTooLarge(
+        f"the request body is {size / 1e6:.1f} MB, over this deployment's limit of {max_bytes / 1e6:.1f} MB; "
+        "send fewer rows per request or redeploy with a larger max_body_mb",
+        limit_mb=max_bytes / 1e6,
+    )

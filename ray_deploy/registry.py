@@ -1,0 +1,120 @@
+"""MLflow as the registry: one registered model per deployment, a version per deploy, aliases.
+
+Example:
+    >>> use_mlflow(Settings.from_env())
+    >>> version = register(model, "iris", sample_input=X[:5])
+    >>> set_champion("iris", version)
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from ray_deploy.config import Settings
+from ray_deploy.errors import ConfigError, ModelNotFound
+from ray_deploy.package import ModelKind, deploy_tags, log_model
+
+log = logging.getLogger(__name__)
+
+EXPERIMENT = "ray-deploy"
+CHAMPION = "champion"
+
+
+def use_mlflow(settings: Settings) -> str:
+    """Point this process's MLflow at the project store; returns the tracking URI."""
+    import mlflow
+
+    if settings.mlflow_uri.startswith("sqlite:///"):
+        settings.home.mkdir(parents=True, exist_ok=True)
+    mlflow.set_tracking_uri(settings.mlflow_uri)
+    mlflow.set_registry_uri(settings.mlflow_uri)
+    return settings.mlflow_uri
+
+
+def _experiment_id(settings: Settings) -> str:
+    import mlflow
+
+    experiment = mlflow.get_experiment_by_name(EXPERIMENT)
+    if experiment is not None:
+        return str(experiment.experiment_id)
+    location = settings.artifact_root.as_uri() if settings.mlflow_uri.startswith("sqlite:") else None
+    return str(mlflow.create_experiment(EXPERIMENT, artifact_location=location))
+
+
+def register(model: Any, kind: ModelKind, name: str, sample_input: Any = None) -> str:
+    """Log (or reference) ``model`` and register it as a new version of ``name``; returns the version.
+
+    Example:
+        >>> register(fitted, "sklearn", "iris", sample_input=X[:5])
+        '1'
+    """
+    import mlflow
+
+    settings = Settings.from_env()
+    use_mlflow(settings)
+    tags = deploy_tags(kind, name)
+    if kind == "uri":
+        _check_uri_exists(model)
+        version = mlflow.register_model(model, name, tags={**tags, "ray_deploy.source": model})
+        return str(version.version)
+    with mlflow.start_run(experiment_id=_experiment_id(settings), run_name=f"deploy-{name}") as run:
+        mlflow.set_tags(tags)
+        uri = log_model(model, kind, sample_input)
+        log.info("logged %s model for %s in run %s", kind, name, run.info.run_id)
+    version = mlflow.register_model(uri, name, tags=tags)
+    return str(version.version)
+
+
+def _check_uri_exists(uri: str) -> None:
+    import mlflow
+    from mlflow.exceptions import MlflowException
+
+    try:
+        mlflow.models.get_model_info(uri)
+    except (MlflowException, OSError) as exc:
+        raise ConfigError(f"cannot read the MLflow model {uri!r}: {exc}") from None
+
+
+def set_champion(name: str, version: str) -> None:
+    """Point the ``champion`` alias of ``name`` at ``version`` (the version that serves)."""
+    from mlflow import MlflowClient
+
+    MlflowClient().set_registered_model_alias(name, CHAMPION, version)
+
+
+def versions(name: str) -> list[str]:
+    """All registered versions of ``name``, oldest first.
+
+    Example:
+        >>> versions("iris")
+        ['1', '2']
+    """
+    from mlflow import MlflowClient
+
+    found = MlflowClient().search_model_versions(f"name = '{_quoted(name)}'")
+    return sorted((str(v.version) for v in found), key=int)
+
+
+def check_version(name: str, version: str) -> None:
+    """Raise :class:`ModelNotFound` naming the known versions when ``version`` is not registered."""
+    known = versions(name)
+    if version not in known:
+        raise ModelNotFound(f"model {name!r} has no version {version!r}; versions: {known}")
+
+
+def model_uri(name: str, version: str) -> str:
+    """The registry URI a replica loads, e.g. ``models:/iris/3``."""
+    return f"models:/{name}/{version}"
+
+
+def version_url(settings: Settings, name: str, version: str) -> str:
+    """Where a person sees this model version in MLflow (the UI address when the store is a server)."""
+    base = settings.mlflow_uri
+    if base.startswith("http"):
+        return f"{base.rstrip('/')}/#/models/{name}/versions/{version}"
+    return f"{base} models:/{name}/{version}"
+
+
+def _quoted(name: str) -> str:
+    return name.replace("'", "\\'")
