@@ -119,7 +119,7 @@ def cluster_info() -> ClusterInfo:
         nodes=len([n for n in ray.nodes() if n.get("Alive")]),
         cpus=float(resources.get("CPU", 0)),
         gpus=float(resources.get("GPU", 0)),
-        local=_started_head(settings) == gcs,
+        local=_started_head_port(settings) == int(gcs.rsplit(":", 1)[-1]),
     )
 
 
@@ -136,31 +136,24 @@ def shutdown(stop_local_head: bool = True) -> None:
         ray.shutdown()
     head_file = settings.home / _HEAD_FILE
     if stop_local_head and head_file.exists():
-        _stop_processes_using(_temp_dir(settings))
+        _stop_session(int(json.loads(head_file.read_text())["session"]))
         head_file.unlink(missing_ok=True)
 
 
-def _stop_processes_using(temp_dir: Path) -> None:
-    """Stop the Ray processes of our local head only (they all name its temp dir), not other clusters."""
+def _stop_session(session: int) -> None:
+    """Stop the local head's processes only: ``ray start`` ran in its own session, they all share it."""
     import psutil
 
-    marker = str(temp_dir)
     procs = []
-    for proc in psutil.process_iter(["cmdline"]):
-        try:
-            if any(marker in arg for arg in proc.info["cmdline"] or ()):
+    for proc in psutil.process_iter():
+        with contextlib.suppress(psutil.Error, OSError):
+            if os.getsid(proc.pid) == session:
                 proc.terminate()
                 procs.append(proc)
-        except (psutil.NoSuchProcess, psutil.AccessDenied):
-            continue
     _, alive = psutil.wait_procs(procs, timeout=15)
     for proc in alive:
-        with contextlib.suppress(psutil.NoSuchProcess):
+        with contextlib.suppress(psutil.Error):
             proc.kill()
-
-
-def _temp_dir(settings: Settings) -> Path:
-    return settings.home / "ray"
 
 
 def _ensure_serve(settings: Settings) -> None:
@@ -204,7 +197,9 @@ def _start_local_head(settings: Settings) -> None:
         "--dashboard-host=127.0.0.1",
         f"--dashboard-port={settings.dashboard_port}",
         "--disable-usage-stats",
-        f"--temp-dir={_temp_dir(settings)}",
+        # fixed-by-default ports, chosen free so a second local cluster (e.g. tests) can run beside
+        f"--ray-client-server-port={_free_port()}",
+        f"--dashboard-agent-listen-port={_free_port()}",
     ]
     if settings.num_cpus:
         cmd.append(f"--num-cpus={settings.num_cpus}")
@@ -217,11 +212,17 @@ def _start_local_head(settings: Settings) -> None:
     )
 
 
-def _started_head(settings: Settings) -> str | None:
+def _started_head_port(settings: Settings) -> int | None:
     head_file = settings.home / _HEAD_FILE
     if not head_file.exists():
         return None
-    return str(json.loads(head_file.read_text())["address"])
+    return int(json.loads(head_file.read_text())["port"])
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
 
 
 def _port_open(port: int) -> bool:

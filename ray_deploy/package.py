@@ -193,7 +193,8 @@ def log_model(model: Any, kind: ModelKind, sample_input: Any = None) -> str:
     if kind == "sklearn":
         info = mlflow.sklearn.log_model(model, serialization_format="cloudpickle", **common)
     elif kind == "torch":
-        info = mlflow.pytorch.log_model(model, **common)
+        # pickle (cloudpickle) keeps dynamic batch sizes and classes defined in a notebook cell
+        info = mlflow.pytorch.log_model(model, serialization_format="pickle", **common)
     elif kind == "pyfunc":
         info = mlflow.pyfunc.log_model(python_model=model, **common)
     elif kind == "callable":

@@ -12,6 +12,7 @@ Example:
 
 from __future__ import annotations
 
+import math
 from collections import Counter, deque
 from dataclasses import dataclass, field
 from typing import Any
@@ -72,7 +73,7 @@ class TrafficWindow:
 def _percentile(sorted_values: list[float], pct: float) -> float | None:
     if not sorted_values:
         return None
-    rank = max(0, min(len(sorted_values) - 1, round(pct / 100 * len(sorted_values) + 0.5) - 1))
+    rank = max(0, min(len(sorted_values) - 1, math.ceil(pct / 100 * len(sorted_values)) - 1))  # nearest rank
     return round(sorted_values[rank], 3)
 
 

@@ -1,0 +1,390 @@
+"""Benchmark serving overhead: two torch MLPs in-process, on plain Ray Serve, and on ray-deploy (HTTP and handle).
+
+For each model the run deploys it twice side by side on the local cluster (a minimal ``@serve.deployment`` with
+Serve's defaults, and ``ray_deploy.deploy``), drives every target with asyncio at concurrency 1 and 32, and prints
+one Markdown table: p50/p99 latency, requests/s, errors, and the ratios to plain Ray Serve over HTTP. At
+concurrency 32 the heavy model shows what ray-deploy's default dynamic batching of torch models buys.
+
+Run it with ``make bench`` (which runs ``python bench/serving.py``), or directly:
+
+    python bench/serving.py                     # 300 requests or 15 s per measurement, whichever ends first
+    python bench/serving.py --quick             # a fast smoke run
+    python bench/serving.py --json bench.json   # also write the figures as JSON
+    python bench/serving.py --stop-cluster      # stop the local cluster afterwards
+
+It uses the cluster of ``ray_deploy.connect()`` (set ``RAY_DEPLOY_HOME`` and the ``RAY_DEPLOY_*_PORT`` variables to
+run beside another local cluster), only talks to 127.0.0.1, and deletes the apps it creates.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import math
+import os
+import sys
+import time
+from collections.abc import Awaitable, Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import numpy as np
+import ray
+import torch
+from ray import serve
+from starlette.requests import Request
+
+import ray_deploy
+from ray_deploy.config import Settings
+
+CONCURRENCY = (1, 32)
+REPLICA_CPUS = 1.0
+HOST = "127.0.0.1"
+JSON_HEADERS = {"Content-Type": "application/json"}
+REQUEST_TIMEOUT_S = 60.0
+
+IN_PROCESS = "in-process"
+PLAIN_HTTP = "plain Ray Serve, HTTP"
+OURS_HTTP = "ray-deploy, HTTP"
+OURS_HANDLE = "ray-deploy, handle"
+
+Call = Callable[[], Awaitable[bool]]
+"""One request against a target; True when it was answered successfully."""
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """A benchmark model: an MLP through ``widths`` (input features first, outputs last) with ReLUs between."""
+
+    name: str
+    widths: tuple[int, ...]
+
+    @property
+    def in_features(self) -> int:
+        return self.widths[0]
+
+    def build(self) -> torch.nn.Module:
+        torch.manual_seed(0)
+        layers: list[torch.nn.Module] = []
+        for a, b in zip(self.widths[:-1], self.widths[1:], strict=True):
+            layers += [torch.nn.Linear(a, b), torch.nn.ReLU()]
+        return torch.nn.Sequential(*layers[:-1]).eval()
+
+    def describe(self) -> str:
+        return f"{self.name} ({' → '.join(map(str, self.widths))})"
+
+
+MODELS = (
+    ModelSpec("small", (32, 64, 2)),
+    ModelSpec("heavy", (256, 2048, 2048, 2048, 10)),
+)
+
+
+@dataclass(frozen=True)
+class Budget:
+    """One measurement: ``warmup`` requests, then ``requests`` requests or ``seconds``, whichever ends first."""
+
+    requests: int
+    seconds: float
+    warmup: int
+
+
+@dataclass
+class Result:
+    """The figures of one (model, target, concurrency)."""
+
+    model: str
+    target: str
+    concurrency: int
+    requests: int
+    errors: int
+    p50_ms: float
+    p99_ms: float
+    rps: float
+    rps_vs_plain: float | None = None
+    p50_vs_plain: float | None = None
+
+
+@dataclass
+class Recorder:
+    """What one measurement saw: latencies of the successful requests, failures, and the wall time taken."""
+
+    latencies_ms: list[float] = field(default_factory=list)
+    errors: int = 0
+    issued: int = 0
+    elapsed_s: float = 0.0
+
+    def record(self, started: float, ok: bool) -> None:
+        if ok:
+            self.latencies_ms.append((time.perf_counter() - started) * 1000)
+        else:
+            self.errors += 1
+
+    def result(self, model: str, target: str, concurrency: int) -> Result:
+        ok = self.latencies_ms
+        return Result(
+            model=model,
+            target=target,
+            concurrency=concurrency,
+            requests=len(ok) + self.errors,
+            errors=self.errors,
+            p50_ms=float(np.percentile(ok, 50)) if ok else math.nan,
+            p99_ms=float(np.percentile(ok, 99)) if ok else math.nan,
+            rps=len(ok) / self.elapsed_s if self.elapsed_s > 0 else 0.0,
+        )
+
+
+def log(message: str) -> None:
+    print(f"[bench] {message}", file=sys.stderr, flush=True)
+
+
+# ---- the plain Ray Serve baseline ----------------------------------------------------------------------------
+
+
+class PlainServer:
+    """The minimal Serve app one writes by hand: JSON ``instances`` in, ``predictions`` out, no batching."""
+
+    def __init__(self, module: torch.nn.Module) -> None:
+        self.module = module.eval()
+
+    async def __call__(self, request: Request) -> dict[str, Any]:
+        body = await request.json()
+        with torch.inference_mode():
+            output = self.module(torch.tensor(body["instances"], dtype=torch.float32))
+        return {"predictions": output.tolist()}
+
+
+@dataclass(frozen=True)
+class Served:
+    """Where one model is served: plain Serve's URL, and ray-deploy's predict URL and app name."""
+
+    plain_url: str
+    ours_url: str
+    ours_name: str
+
+
+@contextmanager
+def served(spec: ModelSpec, module: torch.nn.Module) -> Iterator[Served]:
+    """Deploy ``module`` on plain Ray Serve and with ray-deploy, same CPUs per replica; delete both on the way out."""
+    plain_name, ours_name, route = f"bench-plain-{spec.name}", f"bench-{spec.name}", f"/bench/{spec.name}"
+    try:
+        log(f"deploying {plain_name} (plain Ray Serve)")
+        plain = serve.deployment(ray_actor_options={"num_cpus": REPLICA_CPUS})(PlainServer)
+        serve.run(plain.bind(module), name=plain_name, route_prefix=route)
+        log(f"deploying {ours_name} (ray-deploy)")
+        sample = torch.randn(4, spec.in_features)
+        dep = ray_deploy.deploy(module, ours_name, sample_input=sample, num_cpus=REPLICA_CPUS, show_progress=False)
+        plain_url = f"http://{HOST}:{Settings.from_env().http_port}{route}"
+        yield Served(plain_url=plain_url, ours_url=f"{dep.url}/predict", ours_name=ours_name)
+    finally:
+        log(f"deleting {plain_name} and {ours_name}")
+        serve.delete(plain_name)
+        if ours_name in {d["name"] for d in ray_deploy.list_deployments()}:
+            ray_deploy.delete(ours_name)
+
+
+# ---- load generation ------------------------------------------------------------------------------------------
+
+
+def measure_in_process(module: torch.nn.Module, row: torch.Tensor, budget: Budget) -> Recorder:
+    """Call the module on one row in a plain loop, as a notebook would."""
+    rec = Recorder()
+    with torch.inference_mode():
+        for _ in range(budget.warmup):
+            module(row)
+        start = time.perf_counter()
+        deadline = start + budget.seconds
+        while rec.issued < budget.requests and time.perf_counter() < deadline:
+            rec.issued += 1
+            began = time.perf_counter()
+            module(row)
+            rec.record(began, True)
+        rec.elapsed_s = time.perf_counter() - start
+    return rec
+
+
+async def drive(call: Call, concurrency: int, requests: int, seconds: float) -> Recorder:
+    """Keep ``concurrency`` requests in flight until ``requests`` were sent or ``seconds`` passed."""
+    rec = Recorder()
+    start = time.perf_counter()
+    deadline = start + seconds
+
+    async def worker() -> None:
+        while rec.issued < requests and time.perf_counter() < deadline:
+            rec.issued += 1
+            began = time.perf_counter()
+            try:
+                ok = await call()
+            except Exception:  # a failed request is counted, not fatal
+                ok = False
+            rec.record(began, ok)
+
+    await asyncio.gather(*(worker() for _ in range(concurrency)))
+    rec.elapsed_s = time.perf_counter() - start
+    return rec
+
+
+async def measure(call: Call, concurrency: int, budget: Budget) -> Recorder:
+    await drive(call, concurrency, max(budget.warmup, 2 * concurrency), budget.seconds)
+    return await drive(call, concurrency, budget.requests, budget.seconds)
+
+
+def http_call(session: aiohttp.ClientSession, url: str, body: bytes) -> Call:
+    async def call() -> bool:
+        async with session.post(url, data=body, headers=JSON_HEADERS) as response:
+            await response.read()
+            return response.status == 200
+
+    return call
+
+
+def handle_call(handle: Any, row: np.ndarray) -> Call:
+    async def call() -> bool:
+        await handle.predict.remote(row)
+        return True
+
+    return call
+
+
+async def check_http(session: aiohttp.ClientSession, url: str, body: bytes, expected: np.ndarray) -> None:
+    """Fail before measuring when a target does not answer with the in-process predictions."""
+    async with session.post(url, data=body, headers=JSON_HEADERS) as response:
+        text = await response.text()
+    if response.status != 200:
+        raise RuntimeError(f"POST {url} answered {response.status}: {text[:500]}")
+    check_predictions(url, np.asarray(json.loads(text)["predictions"]), expected)
+
+
+def check_predictions(where: str, got: np.ndarray, expected: np.ndarray) -> None:
+    if got.shape != expected.shape or not np.allclose(got, expected, rtol=1e-3, atol=1e-4):
+        raise RuntimeError(f"{where} predicted {got.tolist()}, in-process gives {expected.tolist()}")
+
+
+async def measure_served(
+    spec: ModelSpec, module: torch.nn.Module, where: Served, row: torch.Tensor, budget: Budget
+) -> list[Result]:
+    """Both concurrencies against plain Serve over HTTP, ray-deploy over HTTP and ray-deploy's handle."""
+    body = json.dumps({"instances": row.tolist()}).encode()
+    array = row.numpy()
+    with torch.inference_mode():
+        expected = module(row).numpy()
+    handle = serve.get_app_handle(where.ours_name)
+    connector = aiohttp.TCPConnector(limit=max(CONCURRENCY))
+    timeout = aiohttp.ClientTimeout(total=REQUEST_TIMEOUT_S)
+    async with aiohttp.ClientSession(connector=connector, timeout=timeout) as session:
+        await check_http(session, where.plain_url, body, expected)
+        await check_http(session, where.ours_url, body, expected)
+        check_predictions(f"handle {where.ours_name}", np.asarray(await handle.predict.remote(array)), expected)
+        calls = {
+            PLAIN_HTTP: http_call(session, where.plain_url, body),
+            OURS_HTTP: http_call(session, where.ours_url, body),
+            OURS_HANDLE: handle_call(handle, array),
+        }
+        results = []
+        for concurrency in CONCURRENCY:
+            for target, call in calls.items():
+                log(f"{spec.name}: {target}, concurrency {concurrency}")
+                rec = await measure(call, concurrency, budget)
+                results.append(rec.result(spec.name, target, concurrency))
+    return results
+
+
+# ---- the report -----------------------------------------------------------------------------------------------
+
+
+def add_ratios(results: list[Result]) -> None:
+    """Relate every result to plain Ray Serve over HTTP at the same model and concurrency."""
+    plain = {(r.model, r.concurrency): r for r in results if r.target == PLAIN_HTTP}
+    for r in results:
+        base = plain.get((r.model, r.concurrency))
+        if base is not None and base.rps > 0 and base.p50_ms > 0:
+            r.rps_vs_plain = r.rps / base.rps
+            r.p50_vs_plain = r.p50_ms / base.p50_ms
+
+
+def markdown(results: list[Result], budget: Budget) -> str:
+    models = ", ".join(spec.describe() for spec in MODELS)
+    lines = [
+        f"Models: {models}; one row per request. Replicas: 1 each, num_cpus={REPLICA_CPUS:g}, Serve defaults "
+        f"otherwise. Load: {budget.requests} requests or {budget.seconds:g} s per row after a warm-up, from one "
+        f"asyncio client on the same machine ({os.cpu_count()} CPUs); ray {ray.__version__}, torch {torch.__version__}"
+        f" (in-process: {torch.get_num_threads()} thread(s)). Ratios are to plain Ray Serve over HTTP at the same "
+        "model and concurrency: req/s above 1.00× is more throughput, p50 above 1.00× is slower.",
+        "",
+        "| model | target | concurrency | requests | errors | p50 ms | p99 ms | req/s "
+        "| req/s vs plain | p50 vs plain |",
+        "|---|---|--:|--:|--:|--:|--:|--:|--:|--:|",
+    ]
+    for r in results:
+        lines.append(
+            f"| {r.model} | {r.target} | {r.concurrency} | {r.requests} | {r.errors} | {r.p50_ms:.2f} | "
+            f"{r.p99_ms:.2f} | {r.rps:,.0f} | {ratio(r.rps_vs_plain)} | {ratio(r.p50_vs_plain)} |"
+        )
+    return "\n".join(lines)
+
+
+def ratio(value: float | None) -> str:
+    return "—" if value is None else f"{value:.2f}×"
+
+
+# ---- the run --------------------------------------------------------------------------------------------------
+
+
+def run(budget: Budget) -> list[Result]:
+    """Measure every model in-process, then deployed; one model's apps at a time, so each gets the CPUs."""
+    results: list[Result] = []
+    for spec in MODELS:
+        module = spec.build()
+        row = torch.randn(1, spec.in_features)
+        log(f"{spec.name}: {IN_PROCESS}")
+        results.append(measure_in_process(module, row, budget).result(spec.name, IN_PROCESS, 1))
+        with served(spec, module) as where:
+            results += asyncio.run(measure_served(spec, module, where, row, budget))
+    add_ratios(results)
+    return results
+
+
+def parse_args(argv: list[str] | None = None) -> tuple[argparse.Namespace, Budget]:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--requests", type=int, help="requests per measurement (default 300; --quick: 40)")
+    parser.add_argument("--seconds", type=float, help="longest a measurement runs (default 15; --quick: 3)")
+    parser.add_argument("--quick", action="store_true", help="a fast smoke run")
+    parser.add_argument("--json", type=Path, metavar="PATH", help="also write the results as JSON to PATH")
+    parser.add_argument("--stop-cluster", action="store_true", help="stop the local cluster at the end")
+    args = parser.parse_args(argv)
+    budget = Budget(
+        requests=args.requests or (40 if args.quick else 300),
+        seconds=args.seconds or (3.0 if args.quick else 15.0),
+        warmup=5 if args.quick else 20,
+    )
+    return args, budget
+
+
+def main(argv: list[str] | None = None) -> int:
+    args, budget = parse_args(argv)
+    settings = Settings.from_env()
+    if settings.http_host != HOST:
+        log(f"RAY_DEPLOY_HTTP_HOST is {settings.http_host}; this benchmark only sends requests to {HOST}")
+        return 2
+    torch.set_num_threads(max(1, int(REPLICA_CPUS)))  # as in a replica: Ray sets OMP_NUM_THREADS to its CPUs
+    info = ray_deploy.connect()
+    log(f"cluster {info.address}, {info.cpus:g} CPU; endpoint {info.endpoint}")
+    try:
+        results = run(budget)
+    finally:
+        if args.stop_cluster:
+            ray_deploy.shutdown()
+    print(markdown(results, budget))
+    if args.json:
+        doc = {"budget": asdict(budget), "replica_cpus": REPLICA_CPUS, "results": [asdict(r) for r in results]}
+        args.json.write_text(json.dumps(doc, indent=2))
+        log(f"wrote {args.json}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,31 @@
+"""Unit tests start no Ray cluster: ``ray.init`` fails loudly if anything tries."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+
+@pytest.fixture(autouse=True)
+def _no_ray_cluster(monkeypatch: pytest.MonkeyPatch) -> None:
+    import ray
+
+    def refuse(*args: object, **kwargs: object) -> None:
+        raise AssertionError("unit tests must not start or join a Ray cluster")
+
+    monkeypatch.setattr(ray, "init", refuse)
+
+
+@pytest.fixture()
+def mlflow_store(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
+    """A real MLflow sqlite store in a temp folder, used as ray-deploy's registry."""
+    import mlflow
+
+    monkeypatch.setenv("RAY_DEPLOY_HOME", str(tmp_path))
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
+    mlflow.set_tracking_uri(uri)
+    mlflow.set_registry_uri(uri)
+    yield uri

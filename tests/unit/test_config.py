@@ -1,0 +1,96 @@
+"""Deployment options and settings: defaults, constraints and the messages users see."""
+
+from __future__ import annotations
+
+import pytest
+
+from ray_deploy.config import DeployOptions, Settings, parse_options, validate_name
+from ray_deploy.errors import ConfigError
+
+
+def test_defaults_serve_one_fixed_replica() -> None:
+    opts = parse_options()
+    assert (opts.min_replicas, opts.max_replicas, opts.autoscaling) == (1, 1, False)
+    assert opts.batch_size(is_torch=True) == 32
+    assert opts.batch_size(is_torch=False) == 1
+    assert opts.ongoing_requests(is_torch=True) == 64
+
+
+def test_scale_to_zero_turns_autoscaling_on() -> None:
+    opts = parse_options(min_replicas=0, max_replicas=3, initial_replicas=1)
+    assert opts.autoscaling
+    assert opts.initial_replicas == 1
+
+
+def test_min_above_max_names_both_values() -> None:
+    with pytest.raises(ConfigError) as err:
+        parse_options(min_replicas=3, max_replicas=2)
+    assert "min_replicas=3" in str(err.value) and "max_replicas=2" in str(err.value)
+
+
+def test_initial_replicas_outside_range_names_all_three() -> None:
+    with pytest.raises(ConfigError, match="initial_replicas=5 must lie between min_replicas=0 and max_replicas=2"):
+        parse_options(min_replicas=0, max_replicas=2, initial_replicas=5)
+
+
+def test_unknown_option_lists_the_known_ones() -> None:
+    with pytest.raises(ConfigError) as err:
+        parse_options(num_cpu=1)
+    message = str(err.value)
+    assert "num_cpu: unknown option" in message and "num_cpus" in message and "max_batch_size" in message
+
+
+@pytest.mark.parametrize(
+    ("option", "value", "fragment"),
+    [
+        ("num_cpus", 0, "num_cpus: Input should be greater than 0 (got 0)"),
+        ("num_gpus", -0.5, "num_gpus: Input should be greater than or equal to 0"),
+        ("max_body_mb", "lots", "max_body_mb: Input should be a valid number"),
+        ("max_batch_size", 0, "max_batch_size: Input should be greater than or equal to 1"),
+    ],
+)
+def test_bad_values_are_named(option: str, value: object, fragment: str) -> None:
+    with pytest.raises(ConfigError, match="invalid deployment options") as err:
+        parse_options(**{option: value})
+    assert fragment in str(err.value)
+
+
+def test_fractional_gpus_are_accepted() -> None:
+    assert parse_options(num_gpus=0.5).num_gpus == 0.5
+
+
+def test_parse_options_merges_onto_a_base() -> None:
+    base = DeployOptions(num_cpus=0.25, max_replicas=4)
+    merged = parse_options(base, min_replicas=0)
+    assert (merged.num_cpus, merged.min_replicas, merged.max_replicas) == (0.25, 0, 4)
+
+
+def test_settings_read_the_environment(monkeypatch: pytest.MonkeyPatch, tmp_path: object) -> None:
+    monkeypatch.setenv("RAY_DEPLOY_HOME", str(tmp_path))
+    monkeypatch.setenv("RAY_DEPLOY_HTTP_PORT", "9123")
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    settings = Settings.from_env()
+    assert settings.endpoint == "http://127.0.0.1:9123"
+    assert settings.mlflow_uri == f"sqlite:///{tmp_path}/mlflow.db"
+
+
+def test_bad_environment_is_a_config_error(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("RAY_DEPLOY_HTTP_PORT", "eighty")
+    with pytest.raises(ConfigError, match="invalid ray-deploy environment settings"):
+        Settings.from_env()
+
+
+@pytest.mark.parametrize("name", ["iris", "churn-v2", "a.b_c"])
+def test_good_names(name: str) -> None:
+    assert validate_name(name) == name
+
+
+@pytest.mark.parametrize("name", ["", "-x", "has space", "a/b", "x" * 64, 3])
+def test_bad_names_explain_the_rule(name: object) -> None:
+    with pytest.raises(ConfigError, match="use 1-63 letters, digits"):
+        validate_name(name)
+
+
+def test_server_app_name_is_reserved() -> None:
+    with pytest.raises(ConfigError, match="reserved"):
+        validate_name("ray-deploy")

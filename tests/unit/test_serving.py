@@ -1,0 +1,125 @@
+"""The model server's routes and error mapping, driven directly (no Ray cluster) over a real registry."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from typing import Any
+
+import pytest
+from starlette.requests import Request
+
+from ray_deploy.registry import register
+from ray_deploy.serving import ModelServer, ServerInfo
+from tests.unit.models import iris, sklearn_model
+
+
+def _request(method: str, path: str, body: bytes = b"", headers: dict[str, str] | None = None) -> Request:
+    sent = False
+
+    async def receive() -> dict[str, Any]:
+        nonlocal sent
+        if sent:
+            return {"type": "http.disconnect"}
+        sent = True
+        return {"type": "http.request", "body": body, "more_body": False}
+
+    raw_headers = [(k.lower().encode(), v.encode()) for k, v in (headers or {}).items()]
+    scope = {
+        "type": "http",
+        "method": method,
+        "path": f"/v2/models/iris{path}",
+        "root_path": "/v2/models/iris",
+        "query_string": b"",
+        "headers": raw_headers,
+    }
+    return Request(scope, receive)
+
+
+@pytest.fixture()
+def server(mlflow_store: str) -> ModelServer:
+    X, _ = iris()
+    register(sklearn_model(), "sklearn", "iris", sample_input=X[:5])
+    register(sklearn_model(), "sklearn", "iris", sample_input=X[:5])
+    srv = ModelServer("iris", mlflow_store)
+    asyncio.run(srv.reconfigure({"version": "2", "kind": "sklearn", "options": {"max_body_mb": 0.01}}))
+    return srv
+
+
+def _call(srv: ModelServer, method: str, path: str, body: Any = None, raw: bytes | None = None) -> tuple[int, Any]:
+    data = raw if raw is not None else (json.dumps(body).encode() if body is not None else b"")
+    response = asyncio.run(srv(_request(method, path, data)))
+    return response.status_code, json.loads(bytes(response.body))
+
+
+def test_predict_with_named_fields(server: ModelServer) -> None:
+    X, _ = iris()
+    status, body = _call(server, "POST", "/predict", {"instances": X[:2].to_dict(orient="records")})
+    assert status == 200
+    assert body["predictions"] == [0, 0] and body["model_version"] == "2" and body["request_id"]
+
+
+def test_v2_infer(server: ModelServer) -> None:
+    body = {"inputs": [{"name": "x", "shape": [1, 4], "datatype": "FP64", "data": [6.5, 3.0, 5.5, 2.0]}]}
+    status, answer = _call(server, "POST", "/infer", body)
+    assert status == 200
+    assert answer["outputs"][0]["data"] == [2] and answer["model_version"] == "2"
+
+
+def test_metadata_lists_versions_and_inputs(server: ModelServer) -> None:
+    status, meta = _call(server, "GET", "")
+    assert status == 200
+    assert meta["versions"] == ["1", "2"] and meta["inputs"][0]["name"] == "sepal length (cm)"
+    assert meta["inputs"][0]["datatype"] == "FP64"
+
+
+def test_a_specific_older_version(server: ModelServer) -> None:
+    status, answer = _call(server, "POST", "/versions/1/predict", {"instances": [[5.1, 3.5, 1.4, 0.2]]})
+    assert (status, answer["model_version"]) == (200, "1")
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "body", "raw", "status", "fragment"),
+    [
+        ("POST", "/predict", None, b"{not json", 400, "not valid JSON"),
+        ("POST", "/predict", None, b"", 400, "the request body is empty"),
+        ("POST", "/predict", [1, 2], None, 400, "must be a JSON object"),
+        ("POST", "/predict", {"rows": []}, None, 400, 'needs "instances"'),
+        ("POST", "/predict", {"instances": [{"petal": 1}]}, None, 422, "missing field 'sepal length (cm)'"),
+        ("POST", "/predict", {"instances": [[1, 2, 3, "x"]]}, None, 422, "expected double, got str"),
+        ("POST", "/predict", {"instances": [[1, 2]]}, None, 422, "has 2 values, expected 4"),
+        ("POST", "/predict", {"instances": [[1.0] * 4] * 2000}, None, 413, "over this deployment's limit"),
+        ("POST", "/versions/9/predict", {"instances": [[1, 2, 3, 4]]}, None, 404, "has no version '9'"),
+        ("GET", "/predict", None, None, 405, "use POST"),
+        ("GET", "/nowhere", None, None, 404, "no route"),
+    ],
+)
+def test_bad_requests_get_documented_status(
+    server: ModelServer, method: str, path: str, body: Any, raw: bytes | None, status: int, fragment: str
+) -> None:
+    got, answer = _call(server, method, path, body, raw)
+    assert got == status, answer
+    assert fragment in answer["error"]
+    ok, _ = _call(server, "POST", "/predict", {"instances": [[5.1, 3.5, 1.4, 0.2]]})
+    assert ok == 200
+
+
+def test_a_declared_huge_body_is_refused_before_reading(server: ModelServer) -> None:
+    request = _request("POST", "/predict", b"{}", headers={"content-length": str(50_000_000)})
+    response = asyncio.run(server(request))
+    assert response.status_code == 413
+    assert "50.0 MB" in json.loads(bytes(response.body))["error"]
+
+
+def test_server_info_routes_without_cluster() -> None:
+    info = ServerInfo()
+    scope = {
+        "type": "http",
+        "method": "GET",
+        "path": "/v2/health/live",
+        "root_path": "/v2",
+        "query_string": b"",
+        "headers": [],
+    }
+    response = asyncio.run(info(Request(scope)))
+    assert response.status_code == 200 and json.loads(bytes(response.body)) == {"live": True}

@@ -1,0 +1,59 @@
+"""The traffic window (driven by timestamps, no sleeps) and the status document."""
+
+from __future__ import annotations
+
+from ray_deploy.status import Sample, TrafficWindow, model_apps, status_document
+
+
+def test_window_percentiles_qps_and_errors() -> None:
+    window = TrafficWindow(window_s=60, qps_window_s=10)
+    window.add([Sample(t=100 + i * 0.1, latency_ms=float(i + 1), status=200, rows=2) for i in range(100)])
+    window.add([Sample(t=109.5, latency_ms=500.0, status=422, rows=0)])
+    summary = window.summary(now=110.0)
+    assert summary["qps"] == 10.1
+    assert summary["rows_per_s"] == 20.0
+    assert summary["p50_ms"] == 50.0 and summary["p99_ms"] == 99.0
+    assert (summary["requests"], summary["errors"], summary["errors_by_status"]) == (101, 1, {"422": 1})
+
+
+def test_window_forgets_old_samples_but_keeps_totals() -> None:
+    window = TrafficWindow(window_s=60)
+    window.add([Sample(t=0.0, latency_ms=5.0, status=200, rows=1)])
+    summary = window.summary(now=1000.0)
+    assert summary["p50_ms"] is None and summary["qps"] == 0.0
+    assert summary["requests"] == 1
+
+
+DETAILS = {
+    "applications": {
+        "ray-deploy": {"route_prefix": "/v2", "status": "RUNNING"},
+        "iris": {
+            "route_prefix": "/v2/models/iris",
+            "status": "RUNNING",
+            "message": "",
+            "last_deployed_time_s": 5.0,
+            "deployments": {
+                "ModelServer": {
+                    "target_num_replicas": 2,
+                    "deployment_config": {
+                        "autoscaling_config": {"min_replicas": 0, "max_replicas": 3},
+                        "user_config": {"version": "4", "kind": "sklearn", "options": {"num_cpus": 0.5}},
+                    },
+                    "replicas": [{"state": "RUNNING"}, {"state": "STARTING"}],
+                }
+            },
+        },
+    }
+}
+
+
+def test_only_model_apps_are_deployments() -> None:
+    assert list(model_apps(DETAILS)) == ["iris"]
+
+
+def test_status_document_shape() -> None:
+    doc = status_document("iris", DETAILS["applications"]["iris"], {"qps": 1.0}, "http://127.0.0.1:8000", now=9.0)
+    assert doc["state"] == "RUNNING" and doc["version"] == "4" and doc["model_kind"] == "sklearn"
+    assert doc["replicas"] == {"current": 1, "target": 2, "min": 0, "max": 3, "states": {"RUNNING": 1, "STARTING": 1}}
+    assert doc["url"] == "http://127.0.0.1:8000/v2/models/iris"
+    assert doc["traffic"] == {"qps": 1.0} and doc["options"] == {"num_cpus": 0.5}
