@@ -39,7 +39,7 @@ from ray import serve
 from starlette.requests import Request
 
 import ray_deploy
-from ray_deploy.config import Settings
+from ray_deploy.config import DeployOptions, Settings
 
 CONCURRENCY = (1, 32)
 REPLICA_CPUS = 1.0
@@ -158,6 +158,10 @@ class PlainServer:
         return {"predictions": output.tolist()}
 
 
+def plain_deployment() -> serve.Deployment:
+    return serve.deployment(ray_actor_options={"num_cpus": REPLICA_CPUS})(PlainServer)
+
+
 @dataclass(frozen=True)
 class Served:
     """Where one model is served: plain Serve's URL, and ray-deploy's predict URL and app name."""
@@ -173,8 +177,7 @@ def served(spec: ModelSpec, module: torch.nn.Module) -> Iterator[Served]:
     plain_name, ours_name, route = f"bench-plain-{spec.name}", f"bench-{spec.name}", f"/bench/{spec.name}"
     try:
         log(f"deploying {plain_name} (plain Ray Serve)")
-        plain = serve.deployment(ray_actor_options={"num_cpus": REPLICA_CPUS})(PlainServer)
-        serve.run(plain.bind(module), name=plain_name, route_prefix=route)
+        serve.run(plain_deployment().bind(module), name=plain_name, route_prefix=route)
         log(f"deploying {ours_name} (ray-deploy)")
         sample = torch.randn(4, spec.in_features)
         dep = ray_deploy.deploy(module, ours_name, sample_input=sample, num_cpus=REPLICA_CPUS, show_progress=False)
@@ -307,13 +310,23 @@ def add_ratios(results: list[Result]) -> None:
 
 
 def markdown(results: list[Result], budget: Budget) -> str:
-    models = ", ".join(spec.describe() for spec in MODELS)
+    """The table for the README, under a few lines saying what was measured and how."""
+    ours = DeployOptions(num_cpus=REPLICA_CPUS)
+    plain_ongoing = plain_deployment().max_ongoing_requests
     lines = [
-        f"Models: {models}; one row per request. Replicas: 1 each, num_cpus={REPLICA_CPUS:g}, Serve defaults "
-        f"otherwise. Load: {budget.requests} requests or {budget.seconds:g} s per row after a warm-up, from one "
-        f"asyncio client on the same machine ({os.cpu_count()} CPUs); ray {ray.__version__}, torch {torch.__version__}"
-        f" (in-process: {torch.get_num_threads()} thread(s)). Ratios are to plain Ray Serve over HTTP at the same "
-        "model and concurrency: req/s above 1.00× is more throughput, p50 above 1.00× is slower.",
+        f"- Models: {', '.join(spec.describe() for spec in MODELS)}; every request is one row.",
+        f"- {IN_PROCESS}: the module called in a Python loop under `torch.inference_mode()`, "
+        f"{torch.get_num_threads()} torch thread(s) like a replica with num_cpus={REPLICA_CPUS:g}.",
+        f"- {PLAIN_HTTP}: a minimal `@serve.deployment` running the module in `async __call__`, Serve defaults "
+        f"(max_ongoing_requests {plain_ongoing}, no batching).",
+        f"- ray-deploy: `ray_deploy.deploy(model, ...)` defaults for torch (dynamic batching up to "
+        f"{ours.batch_size(True)} rows, max_ongoing_requests {ours.ongoing_requests(True)}), over HTTP (`/predict`) "
+        "and over the Serve handle (`predict.remote`).",
+        f"- One replica each with num_cpus={REPLICA_CPUS:g}; load from one asyncio client on the same machine "
+        f"({os.cpu_count()} CPUs): {budget.requests} requests or {budget.seconds:g} s per row, whichever ends "
+        f"first, after a warm-up; ray {ray.__version__}, torch {torch.__version__}.",
+        "- Ratios are to plain Ray Serve over HTTP at the same model and concurrency: req/s above 1× is more "
+        "throughput, p50 above 1× is slower.",
         "",
         "| model | target | concurrency | requests | errors | p50 ms | p99 ms | req/s "
         "| req/s vs plain | p50 vs plain |",
@@ -328,7 +341,22 @@ def markdown(results: list[Result], budget: Budget) -> str:
 
 
 def ratio(value: float | None) -> str:
-    return "—" if value is None else f"{value:.2f}×"
+    if value is None:
+        return "—"
+    return f"{value:.2f}×" if value >= 0.1 else f"{value:.3f}×"
+
+
+def write_json(path: Path, results: list[Result], budget: Budget) -> None:
+    doc = {
+        "budget": asdict(budget),
+        "replica_cpus": REPLICA_CPUS,
+        "cpus": os.cpu_count(),
+        "ray": ray.__version__,
+        "torch": torch.__version__,
+        "models": {spec.name: list(spec.widths) for spec in MODELS},
+        "results": [asdict(r) for r in results],
+    }
+    path.write_text(json.dumps(doc, indent=2))
 
 
 # ---- the run --------------------------------------------------------------------------------------------------
@@ -375,14 +403,14 @@ def main(argv: list[str] | None = None) -> int:
     log(f"cluster {info.address}, {info.cpus:g} CPU; endpoint {info.endpoint}")
     try:
         results = run(budget)
+        print(markdown(results, budget), flush=True)
+        if args.json:
+            write_json(args.json, results, budget)
+            log(f"wrote {args.json}")
     finally:
         if args.stop_cluster:
+            log("stopping the local cluster")
             ray_deploy.shutdown()
-    print(markdown(results, budget))
-    if args.json:
-        doc = {"budget": asdict(budget), "replica_cpus": REPLICA_CPUS, "results": [asdict(r) for r in results]}
-        args.json.write_text(json.dumps(doc, indent=2))
-        log(f"wrote {args.json}")
     return 0
 
 

@@ -204,11 +204,15 @@ def _start_local_head(settings: Settings) -> None:
     if settings.num_cpus:
         cmd.append(f"--num-cpus={settings.num_cpus}")
     log.info("starting the local Ray head: %s", " ".join(cmd))
-    proc = subprocess.run(cmd, capture_output=True, text=True, env=env, check=False, timeout=300)
+    # its own session: the head outlives this process, and shutdown() can stop exactly its processes
+    proc = subprocess.Popen(
+        cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env, start_new_session=True
+    )
+    output, _ = proc.communicate(timeout=300)
     if proc.returncode != 0:
-        raise ClusterError(f"could not start the local Ray head (exit {proc.returncode}): {proc.stderr[-2000:]}")
+        raise ClusterError(f"could not start the local Ray head (exit {proc.returncode}): {output[-2000:]}")
     (settings.home / _HEAD_FILE).write_text(
-        json.dumps({"address": f"127.0.0.1:{settings.ray_port}", "started": time.time()})
+        json.dumps({"port": settings.ray_port, "session": proc.pid, "started": time.time()})
     )
 
 
