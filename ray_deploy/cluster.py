@@ -136,7 +136,9 @@ def shutdown(stop_local_head: bool = True) -> None:
         ray.shutdown()
     head_file = settings.home / _HEAD_FILE
     if stop_local_head and head_file.exists():
-        _stop_session(int(json.loads(head_file.read_text())["session"]))
+        session = _read_head_file(head_file).get("session")
+        if session:
+            _stop_session(session)
         head_file.unlink(missing_ok=True)
 
 
@@ -208,7 +210,11 @@ def _start_local_head(settings: Settings) -> None:
     proc = subprocess.Popen(
         cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env, start_new_session=True
     )
-    output, _ = proc.communicate(timeout=300)
+    try:
+        output, _ = proc.communicate(timeout=300)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        raise ClusterError("the local Ray head did not start within 300 s; see `ray status` and its logs") from None
     if proc.returncode != 0:
         raise ClusterError(f"could not start the local Ray head (exit {proc.returncode}): {output[-2000:]}")
     (settings.home / _HEAD_FILE).write_text(
@@ -220,7 +226,17 @@ def _started_head_port(settings: Settings) -> int | None:
     head_file = settings.home / _HEAD_FILE
     if not head_file.exists():
         return None
-    return int(json.loads(head_file.read_text())["port"])
+    return _read_head_file(head_file).get("port")
+
+
+def _read_head_file(head_file: Path) -> dict[str, int]:
+    """The record of the local head we started; an unreadable record counts as none."""
+    try:
+        record = json.loads(head_file.read_text())
+        return {"port": int(record["port"]), "session": int(record["session"])}
+    except (OSError, ValueError, KeyError, TypeError):
+        log.warning("ignoring unreadable %s; stop that head with `ray stop` if it still runs", head_file)
+        return {}
 
 
 def _free_port() -> int:

@@ -55,8 +55,9 @@ def register(model: Any, kind: ModelKind, name: str, sample_input: Any = None) -
     use_mlflow(settings)
     tags = deploy_tags(kind, name)
     if kind == "uri":
-        _check_uri_exists(model)
-        version = mlflow.register_model(model, name, tags={**tags, "ray_deploy.source": model})
+        source = _resolve_alias(model)
+        _check_uri_exists(source)
+        version = mlflow.register_model(source, name, tags={**tags, "ray_deploy.source": model})
         return str(version.version)
     with mlflow.start_run(experiment_id=_experiment_id(settings), run_name=f"deploy-{name}") as run:
         mlflow.set_tags(tags)
@@ -64,6 +65,21 @@ def register(model: Any, kind: ModelKind, name: str, sample_input: Any = None) -
         log.info("logged %s model for %s in run %s", kind, name, run.info.run_id)
     version = mlflow.register_model(uri, name, tags=tags)
     return str(version.version)
+
+
+def _resolve_alias(uri: str) -> str:
+    """``models:/name@alias`` -> ``models:/name/<version>`` (register_model takes versions only)."""
+    if not uri.startswith("models:/") or "@" not in uri:
+        return uri
+    from mlflow import MlflowClient
+    from mlflow.exceptions import MlflowException
+
+    name, alias = uri.removeprefix("models:/").split("@", 1)
+    try:
+        version = MlflowClient().get_model_version_by_alias(name, alias)
+    except MlflowException as exc:
+        raise ConfigError(f"cannot resolve {uri!r}: {exc.message}") from None
+    return f"models:/{name}/{version.version}"
 
 
 def _check_uri_exists(uri: str) -> None:

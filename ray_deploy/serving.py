@@ -80,6 +80,7 @@ class ModelServer:
         self._others: OrderedDict[str, _Loaded] = OrderedDict()
         self._options = DeployOptions()
         self._batched: Any = None
+        self._in_flight = 0
         self._pending: list[Sample] = []
         self._flusher: asyncio.Task[None] | None = None
 
@@ -106,10 +107,12 @@ class ModelServer:
 
     async def _predict(self, loaded: _Loaded, data: Any) -> Any:
         """Run one validated input through the model (batched with others when batching is on)."""
-        if self._batched is not None and loaded is self._current:
+        # A lone request runs at once: waiting for a batch to fill only pays when others are in flight.
+        if self._batched is not None and loaded is self._current and self._in_flight > 0:
             call = self._batched(data)
         else:
             call = asyncio.to_thread(_run_model, loaded, data)
+        self._in_flight += 1
         try:
             return await asyncio.wait_for(call, timeout=self._options.request_timeout_s)
         except asyncio.TimeoutError:
@@ -117,6 +120,8 @@ class ModelServer:
                 f"model {self.name!r} took longer than request_timeout_s={self._options.request_timeout_s:g}; "
                 "send fewer rows or redeploy with a larger request_timeout_s"
             ) from None
+        finally:
+            self._in_flight -= 1
 
     async def _predict_batch(self, inputs: list[Any]) -> list[Any]:
         loaded = self._current

@@ -21,7 +21,7 @@ from ray_deploy.registry import use_mlflow
 X, Y = load_iris(return_X_y=True, as_frame=True)
 
 # Defined as a notebook cell would define them: in a module named __main__ that workers cannot import.
-NOTEBOOK_CELL = '''
+NOTEBOOK_CELL = """
 import mlflow, numpy as np, torch
 
 class CellNet(torch.nn.Module):
@@ -38,7 +38,7 @@ class Scaler(mlflow.pyfunc.PythonModel):
 
 def add_one(data):
     return np.asarray(data, dtype=float) + 1
-'''
+"""
 
 
 def _cell() -> dict[str, Any]:
