@@ -11,6 +11,7 @@ Example:
 from __future__ import annotations
 
 import html
+import re
 import time
 from typing import Any
 
@@ -59,7 +60,13 @@ class Deployment:
 
     def status(self) -> dict[str, Any]:
         """The status document: state, version, replicas (current/target/min/max), QPS, p50/p99, errors."""
-        return dict(_unwrap(lambda: self._handle().stats.remote().result()))
+        from ray import serve
+
+        connect()
+        _app(self.name)
+        # straight to the Monitor: a status poll must not count as load on the model's replicas
+        monitor = serve.get_deployment_handle("Monitor", app_name=self.name)
+        return dict(_unwrap(lambda: monitor.status.remote().result()))
 
     def scale(
         self,
@@ -164,7 +171,8 @@ def deploy(
         except DeploymentFailed as exc:
             if previous.get("version"):
                 _restore(name, previous)
-                raise DeploymentFailed(f"{exc}; version {previous['version']} keeps serving") from None
+                first, _, rest = str(exc).partition("\n")
+                raise DeploymentFailed(f"{first}; version {previous['version']} keeps serving\n{rest}") from None
             raise
         progress.stage(2, f"version {version}")
     registry.set_champion(name, version)
@@ -216,7 +224,11 @@ def _wait_until_serving(name: str, version: str, started: float, timeout_s: floa
         app = _app(name)
         status = state_of(app)
         if status == "DEPLOY_FAILED":
-            raise DeploymentFailed(f"deployment {name!r} version {version} failed to start: {_failure_message(app)}")
+            details = _failure_message(app)
+            raise DeploymentFailed(
+                f"deployment {name!r} version {version} failed to start: {_root_cause(details)}\n"
+                f"Serve's report, with the replica's traceback:\n{details}"
+            )
         if status == "RUNNING":
             try:
                 answer = serve.get_app_handle(name).ready.remote().result(timeout_s=30)
@@ -232,6 +244,14 @@ def _wait_until_serving(name: str, version: str, started: float, timeout_s: floa
                 f"(state {status}): {_failure_message(app)}"
             )
         time.sleep(0.25)
+
+
+def _root_cause(details: str) -> str:
+    """The last ``SomeError: message`` line of a replica traceback (the user's actual exception)."""
+    causes = re.findall(r"^\s*(\w+(?:Error|Exception): .+)$", details, flags=re.MULTILINE)
+    if causes:
+        return str(causes[-1]).strip()
+    return details.splitlines()[0] if details else "unknown error"
 
 
 def _failure_message(app: dict[str, Any]) -> str:

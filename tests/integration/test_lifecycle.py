@@ -30,8 +30,7 @@ import mlflow
 
 class BrokenAtLoad(mlflow.pyfunc.PythonModel):
     def load_context(self, context):
-        if not context.model_config.get("local"):
-            raise RuntimeError("weights file is corrupt (boom-at-load)")
+        raise RuntimeError("weights file is corrupt (boom-at-load)")
 
     def predict(self, context, model_input, params=None):
         return model_input
@@ -96,6 +95,9 @@ def test_failed_start_surfaces_the_replica_error_and_keeps_the_old_version(clean
     exec(FAILING_CELL, namespace)
     with pytest.raises(ray_deploy.DeploymentFailed, match="boom-at-load") as err:
         ray_deploy.deploy(namespace["BrokenAtLoad"](), "fragile", num_cpus=0.1, show_progress=False, timeout_s=240)
+    assert str(err.value).startswith(
+        "deployment 'fragile' version 2 failed to start: RuntimeError: weights file is corrupt"
+    )
     assert "version 1 keeps serving" in str(err.value)
     dep = ray_deploy.get("fragile")
     assert dep.version == "1" and dep.predict(ROW).tolist() == [3.0]
