@@ -86,7 +86,7 @@ class Deployment:
         version = self.version
         if version is None:
             raise DeploymentFailed(f"deployment {self.name!r} has no serving version to scale; redeploy it")
-        _roll_out(self.name, version, self._user_config().get("kind", "pyfunc"), new, show_progress=False)
+        _roll_out(self.name, version, self._user_config().get("kind", "pyfunc"), new)
         return self
 
     def delete(self) -> None:
@@ -193,7 +193,7 @@ def registry_kind(kind: str, version: str, name: str) -> str:
 
 def _restore(name: str, previous: dict[str, Any]) -> None:
     opts = DeployOptions(**previous.get("options", {}))
-    _roll_out(name, str(previous["version"]), previous.get("kind", "pyfunc"), opts, show_progress=False)
+    _roll_out(name, str(previous["version"]), previous.get("kind", "pyfunc"), opts)
 
 
 def _roll_out(
@@ -204,7 +204,6 @@ def _roll_out(
     *,
     timeout_s: float = 600.0,
     progress: _Progress | None = None,
-    show_progress: bool = True,
 ) -> None:
     from ray import serve
 

@@ -317,8 +317,3 @@ def _v2_tensor(name: str, array: np.ndarray) -> dict[str, Any]:
         "shape": list(array.shape),
         "data": array.reshape(-1).tolist(),
     }
-
-
-def rows(data: Any) -> int:
-    """Number of rows in a model input or output."""
-    return len(data)
