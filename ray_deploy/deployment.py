@@ -209,7 +209,7 @@ def _roll_out(
 
     from ray_deploy.serving import build_model_app
 
-    app = build_model_app(name, version, kind, options, Settings.from_env())
+    app = build_model_app(name, version, kind, options, Settings.from_env(), cluster_info().dashboard_url)
     started = time.time()
     serve._run(app, name=name, route_prefix=f"{MODEL_ROUTE}{name}", _blocking=False)
     _wait_until_serving(name, version, started, timeout_s, progress)

@@ -124,13 +124,5 @@ def model_uri(name: str, version: str) -> str:
     return f"models:/{name}/{version}"
 
 
-def version_url(settings: Settings, name: str, version: str) -> str:
-    """Where a person sees this model version in MLflow (the UI address when the store is a server)."""
-    base = settings.mlflow_uri
-    if base.startswith("http"):
-        return f"{base.rstrip('/')}/#/models/{name}/versions/{version}"
-    return f"{base} models:/{name}/{version}"
-
-
 def _quoted(name: str) -> str:
     return name.replace("'", "\\'")

@@ -368,9 +368,11 @@ def _fresh_id() -> str:
 class Monitor:
     """Collects request samples of one deployment and produces its status document."""
 
-    def __init__(self, name: str, endpoint: str) -> None:
+    def __init__(self, name: str, endpoint: str, dashboard_url: str = "", mlflow_uri: str = "") -> None:
         self.name = name
         self.endpoint = endpoint
+        self.dashboard_url = dashboard_url
+        self.mlflow_uri = mlflow_uri
         self.window = TrafficWindow()
 
     def record(self, samples: list[Sample]) -> None:
@@ -385,7 +387,9 @@ class Monitor:
         """The status document (see :func:`ray_deploy.status.status_document`)."""
         details = await asyncio.to_thread(serve_details)
         app = details.get("applications", {}).get(self.name, {})
-        return status_document(self.name, app, self.traffic(), self.endpoint, time.time())
+        return status_document(
+            self.name, app, self.traffic(), self.endpoint, time.time(), self.dashboard_url, self.mlflow_uri
+        )
 
 
 class ServerInfo:
@@ -441,7 +445,9 @@ def build_server_app() -> Any:
     return serve.deployment(name="ServerInfo", ray_actor_options={"num_cpus": 0})(ServerInfo).bind()
 
 
-def build_model_app(name: str, version: str, kind: str, options: DeployOptions, settings: Settings) -> Any:
+def build_model_app(
+    name: str, version: str, kind: str, options: DeployOptions, settings: Settings, dashboard_url: str = ""
+) -> Any:
     """The Serve application of one deployment: a ``ModelServer`` fed by a ``Monitor``.
 
     Resource and replica options go to Serve; version and the remaining options travel as
@@ -468,7 +474,7 @@ def build_model_app(name: str, version: str, kind: str, options: DeployOptions, 
     else:
         scaling = {"num_replicas": options.min_replicas}
     monitor = serve.deployment(name="Monitor", num_replicas=1, ray_actor_options={"num_cpus": 0})(Monitor)
-    monitor_app = monitor.bind(name, settings.endpoint)
+    monitor_app = monitor.bind(name, settings.endpoint, dashboard_url, settings.mlflow_uri)
     server = serve.deployment(
         name="ModelServer",
         ray_actor_options=actor_options,

@@ -106,8 +106,33 @@ def _plain(value: Any) -> str:
     return str(getattr(value, "value", value))
 
 
+def links(name: str, version: str | None, endpoint: str, dashboard_url: str, mlflow_uri: str) -> dict[str, str | None]:
+    """Where a person looks at a deployment: its endpoint, the Ray dashboard's Serve page, the MLflow version.
+
+    ``mlflow`` is a browsable URL only when the registry is an MLflow server; ``model_uri`` always works in
+    ``mlflow.pyfunc.load_model``.
+
+    Example:
+        >>> links("iris", "2", "http://127.0.0.1:8000", "http://127.0.0.1:8265", "http://127.0.0.1:5000")["mlflow"]
+        'http://127.0.0.1:5000/#/models/iris/versions/2'
+    """
+    browsable = mlflow_uri.startswith(("http://", "https://")) and version is not None
+    return {
+        "endpoint": f"{endpoint}{MODEL_ROUTE}{name}",
+        "dashboard": f"{dashboard_url.rstrip('/')}/#/serve/applications/{name}" if dashboard_url else None,
+        "mlflow": f"{mlflow_uri.rstrip('/')}/#/models/{name}/versions/{version}" if browsable else None,
+        "model_uri": f"models:/{name}/{version}" if version is not None else None,
+    }
+
+
 def status_document(
-    name: str, app: dict[str, Any], traffic: dict[str, Any] | None, endpoint: str, now: float
+    name: str,
+    app: dict[str, Any],
+    traffic: dict[str, Any] | None,
+    endpoint: str,
+    now: float,
+    dashboard_url: str = "",
+    mlflow_uri: str = "",
 ) -> dict[str, Any]:
     """Build the status document of one deployment from Serve's details and its traffic summary.
 
@@ -139,6 +164,7 @@ def status_document(
         },
         "traffic": traffic,
         "options": user_config.get("options", {}),
+        "links": links(name, user_config.get("version"), endpoint, dashboard_url, mlflow_uri),
         "deployed_at": app.get("last_deployed_time_s"),
         "updated_at": now,
     }

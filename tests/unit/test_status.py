@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from ray_deploy.status import Sample, TrafficWindow, model_apps, status_document
+from ray_deploy.status import Sample, TrafficWindow, links, model_apps, status_document
 
 
 def test_window_percentiles_qps_and_errors() -> None:
@@ -57,3 +57,28 @@ def test_status_document_shape() -> None:
     assert doc["replicas"] == {"current": 1, "target": 2, "min": 0, "max": 3, "states": {"RUNNING": 1, "STARTING": 1}}
     assert doc["url"] == "http://127.0.0.1:8000/v2/models/iris"
     assert doc["traffic"] == {"qps": 1.0} and doc["options"] == {"num_cpus": 0.5}
+
+
+def test_links_point_at_endpoint_dashboard_and_registry() -> None:
+    doc = status_document(
+        "iris",
+        DETAILS["applications"]["iris"],
+        None,
+        "http://127.0.0.1:8000",
+        now=9.0,
+        dashboard_url="http://127.0.0.1:8265",
+        mlflow_uri="http://mlflow.internal:5000/",
+    )
+    version = doc["version"]
+    assert doc["links"] == {
+        "endpoint": "http://127.0.0.1:8000/v2/models/iris",
+        "dashboard": "http://127.0.0.1:8265/#/serve/applications/iris",
+        "mlflow": f"http://mlflow.internal:5000/#/models/iris/versions/{version}",
+        "model_uri": f"models:/iris/{version}",
+    }
+
+
+def test_a_file_registry_has_no_browsable_link_but_a_model_uri() -> None:
+    sqlite = links("iris", "3", "http://127.0.0.1:8000", "", "sqlite:////tmp/mlflow.db")
+    assert sqlite["mlflow"] is None and sqlite["dashboard"] is None
+    assert sqlite["model_uri"] == "models:/iris/3"
