@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import secrets
 import shutil
 import socket
@@ -92,7 +93,9 @@ def jupyter_lab(cluster: ray_deploy.ClusterInfo, tmp_path_factory: pytest.TempPa
         f"--LabApp.workspaces_dir={root / '.workspaces'}",
         f"--LabApp.user_settings_dir={root / '.settings'}",
     ]
-    env = {**os.environ, "JUPYTER_CONFIG_DIR": str(config_dir)}
+    if os.geteuid() == 0:  # CI containers run as root
+        cmd.append("--allow-root")
+    env = {**os.environ, "JUPYTER_CONFIG_DIR": str(config_dir), "JUPYTER_RUNTIME_DIR": str(root / ".runtime")}
     log = (ARTIFACTS / "jupyterlab.log").open("w")
     server = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=env, cwd=root)
     lab = Lab(f"http://127.0.0.1:{port}", token, root)
@@ -122,6 +125,37 @@ def page(chromium_path: str, request: pytest.FixtureRequest) -> Iterator[Any]:
         finally:
             tab.screenshot(path=str(ARTIFACTS / f"{request.node.name}-final.png"))
             browser.close()
+
+
+def open_notebook(page: Any, lab: Lab, path: str) -> None:
+    """Open a notebook in JupyterLab and start its kernel as a user would (accepting the kernel dialog)."""
+    page.goto(lab.url_for(f"/lab/tree/{path}"))
+    page.locator(".jp-Notebook .jp-Cell").first.wait_for(timeout=120_000)
+    dialog = page.locator(".jp-Dialog", has_text="Select Kernel")
+    try:
+        dialog.wait_for(timeout=10_000)
+    except Exception:  # noqa: BLE001 - no dialog: the kernel starts by itself
+        return
+    dialog.locator(".jp-Dialog-button.jp-mod-accept").click()
+    dialog.wait_for(state="detached", timeout=30_000)
+
+
+def run_all_cells(page: Any, timeout_s: float = 600.0) -> list[str]:
+    """Run every cell from the Run menu; wait until none is queued or running; return the code cells' prompts.
+
+    A cell that raises stops "Run All", so every prompt numbered (``[3]:``) means every cell ran without error.
+    """
+    page.locator(".lm-MenuBar-itemLabel", has_text=re.compile(r"^Run$")).click()
+    page.locator(".lm-Menu-itemLabel", has_text=re.compile(r"^Run All Cells$")).click()
+    deadline = time.monotonic() + timeout_s
+    prompts: list[str] = []
+    while time.monotonic() < deadline:
+        prompts = [p.strip() for p in page.locator(".jp-CodeCell .jp-InputPrompt").all_inner_texts()]
+        ran = [bool(re.fullmatch(r"\[\d+\]:", p)) for p in prompts]
+        if prompts and (all(ran) or (any(ran) and not any("*" in p for p in prompts))):
+            return prompts
+        time.sleep(1.0)
+    raise AssertionError(f"the notebook did not finish within {timeout_s:.0f} s; prompts: {prompts}")
 
 
 def _wait_until_up(lab: Lab, server: subprocess.Popen[bytes], timeout_s: float = 120.0) -> None:
