@@ -4,12 +4,17 @@ PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 # torch is pinned to the CPU wheel; an unpinned torch pulls a multi-GB CUDA build.
 TORCH  ?= torch==2.13.0
+# The JupyterLab side panel: `pip install -e` builds it (npm install + tsc + jupyter-builder), so the install
+# stamp depends on its sources; `make test` runs its jest tests.
+FRONTEND     := jupyter_ext/frontend
+FRONTEND_SRC := $(shell find $(FRONTEND)/src $(FRONTEND)/style -type f 2>/dev/null) \
+                $(addprefix $(FRONTEND)/,package.json package-lock.json tsconfig.json install.json)
 
-.PHONY: install demo test lint unit integration bench down clean
+.PHONY: install demo test lint unit integration jstest bench down clean
 
 install: $(STAMP)
 
-$(STAMP): pyproject.toml
+$(STAMP): pyproject.toml $(FRONTEND_SRC)
 	test -x $(PY) || python3 -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q "$(TORCH)"
@@ -30,7 +35,10 @@ unit: install
 integration: install
 	$(PY) -m pytest tests/integration -q
 
-test: lint
+jstest: install
+	cd $(FRONTEND) && (test -d node_modules || npm ci) && npm test --silent
+
+test: lint jstest
 	$(PY) -m pytest -q -rs
 
 bench: install
@@ -41,3 +49,4 @@ down: install
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(FRONTEND)/node_modules $(FRONTEND)/lib $(FRONTEND)/tsconfig.tsbuildinfo jupyter_ext/labextension

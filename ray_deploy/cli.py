@@ -1,9 +1,10 @@
-"""The ``ray-deploy`` command line: ``up``, ``down``, ``status``, ``list``, ``deploy``, ``delete``.
+"""The ``ray-deploy`` command line: ``up``, ``down``, ``status``, ``list``, ``deploy``, ``scale``, ``delete``.
 
 Example:
     $ ray-deploy up
     $ ray-deploy deploy models:/iris/1 --name iris --min-replicas 0 --max-replicas 2
     $ ray-deploy status iris
+    $ ray-deploy scale iris --min 2 --max 4
     $ ray-deploy down
 """
 
@@ -15,7 +16,7 @@ import sys
 from collections.abc import Sequence
 from typing import Any
 
-from ray_deploy.errors import RayDeployError
+from ray_deploy.errors import ConfigError, RayDeployError
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -39,6 +40,10 @@ def _parser() -> argparse.ArgumentParser:
         ("--batch", int, "max_batch_size for dynamic batching"),
     ]:
         deploy.add_argument(flag, type=kind, help=helptext)
+    scale = sub.add_parser("scale", help="change a deployment's replica range in place (same version)")
+    scale.add_argument("name")
+    scale.add_argument("--min", dest="min", type=int, help="fewest replicas; 0 scales to zero when idle")
+    scale.add_argument("--max", dest="max", type=int, help="most replicas the autoscaler may start")
     delete = sub.add_parser("delete", help="remove a deployment (its registry versions stay)")
     delete.add_argument("name")
     return parser
@@ -91,6 +96,12 @@ def _run(args: argparse.Namespace) -> None:
         options = {_OPTION_OF_FLAG[k]: v for k, v in vars(args).items() if k in _OPTION_OF_FLAG and v is not None}
         dep = ray_deploy.deploy(args.model_uri, args.name, **options)
         print(f"{dep.name} version {dep.version} serves at {dep.url}")
+    elif args.command == "scale":
+        if args.min is None and args.max is None:
+            raise ConfigError("scale needs --min and/or --max, e.g. `ray-deploy scale iris --min 2 --max 4`")
+        dep = ray_deploy.get(args.name).scale(min_replicas=args.min, max_replicas=args.max)
+        opts = dep.options
+        print(f"scaled {dep.name}: min {opts.min_replicas}, max {opts.max_replicas} replicas (version {dep.version})")
     elif args.command == "delete":
         ray_deploy.delete(args.name)
         print(f"deleted {args.name}")

@@ -1,0 +1,288 @@
+/**
+ * All HTTP calls of the side panel: the ray-deploy server extension's REST API under `/ray-deploy/api/`.
+ *
+ * The interfaces mirror the Python response documents (the status document of `ray_deploy.status`,
+ * the cluster document and the action document of `jupyter_ext.handlers`). Requests go through
+ * `ServerConnection.makeRequest`, so the XSRF token and the server's auth are sent.
+ *
+ * Example:
+ *   const api = new RayDeployApi();
+ *   const { deployments } = await api.listDeployments();
+ */
+import { URLExt } from '@jupyterlab/coreutils';
+import { ServerConnection } from '@jupyterlab/services';
+
+/** States a deployment can be in (Ray Serve application states). */
+export type DeploymentState =
+  | 'RUNNING'
+  | 'DEPLOYING'
+  | 'DEPLOY_FAILED'
+  | 'DELETING'
+  | 'UNHEALTHY'
+  | 'NOT_STARTED';
+
+/** `GET cluster`: where the panel's Jupyter server is connected. */
+export interface IClusterDocument {
+  connected: boolean;
+  address: string | null;
+  dashboard_url: string | null;
+  endpoint: string;
+  nodes: number;
+  cpus: number;
+  gpus: number;
+  local: boolean;
+  message: string;
+}
+
+/** Replica counts of a deployment. */
+export interface IReplicas {
+  current: number;
+  target: number;
+  min: number | null;
+  max: number | null;
+  states: Record<string, number>;
+}
+
+/** Live traffic numbers over the status window. */
+export interface ITraffic {
+  qps: number;
+  rows_per_s: number;
+  p50_ms: number | null;
+  p99_ms: number | null;
+  requests: number;
+  errors: number;
+  errors_by_status: Record<string, number>;
+  window_s: number;
+}
+
+/** Links of a deployment. */
+export interface ILinks {
+  endpoint: string;
+  dashboard: string | null;
+  mlflow: string | null;
+  model_uri: string | null;
+}
+
+/** Drift summary (optional; present once monitoring reports one). */
+export interface IDriftSummary {
+  status?: string;
+  drifted?: boolean;
+  score?: number | null;
+  message?: string;
+}
+
+/** Rollout summary (optional; present while a canary/shadow rollout exists). */
+export interface IRolloutSummary {
+  mode?: string;
+  state?: string;
+  challenger_version?: string | null;
+  traffic_percent?: number | null;
+  step?: number | null;
+  steps?: number | null;
+  message?: string;
+}
+
+/** A user-facing option value (numbers, flags, names). */
+export type OptionValue = number | string | boolean | null;
+
+/** The one status document per deployment (`ray_deploy.status`). */
+export interface IStatusDocument {
+  name: string;
+  state: DeploymentState | string;
+  message: string;
+  version: string | null;
+  alias: string;
+  model_kind: string | null;
+  url: string;
+  replicas: IReplicas;
+  traffic: ITraffic | null;
+  options: Record<string, OptionValue>;
+  links: ILinks;
+  deployed_at: number | null;
+  updated_at: number;
+  drift?: IDriftSummary | null;
+  rollout?: IRolloutSummary | null;
+}
+
+/** `GET deployments`. */
+export interface IDeploymentList {
+  deployments: IStatusDocument[];
+}
+
+/** One registered model version of a deployment. */
+export interface IVersionInfo {
+  version: string;
+  aliases: string[];
+  created_at: number | null;
+  run_id: string | null;
+}
+
+/** `GET deployments/<name>`: the status document plus its versions. */
+export interface IDeploymentDetails extends IStatusDocument {
+  versions: IVersionInfo[];
+}
+
+/** Kinds of long-running actions. */
+export type ActionKind = 'scale' | 'delete' | 'promote' | 'rollback';
+
+/** Status of a long-running action. */
+export type ActionStatus = 'PENDING' | 'RUNNING' | 'SUCCEEDED' | 'FAILED';
+
+/** A long-running action started by the panel (202 answers and `GET actions/<id>`). */
+export interface IActionDocument {
+  action_id: string;
+  action: ActionKind;
+  name: string;
+  status: ActionStatus;
+  message: string;
+}
+
+/** The error body of every failed request. */
+export interface IErrorBody {
+  error: string;
+}
+
+/** The calls the panel makes; the model depends on this interface only. */
+export interface IRayDeployApi {
+  getCluster(): Promise<IClusterDocument>;
+  startCluster(): Promise<IClusterDocument>;
+  listDeployments(): Promise<IDeploymentList>;
+  getDeployment(name: string): Promise<IDeploymentDetails>;
+  scale(name: string, minReplicas: number, maxReplicas: number): Promise<IActionDocument>;
+  deleteDeployment(name: string): Promise<IActionDocument>;
+  promote(name: string): Promise<IActionDocument>;
+  rollback(name: string): Promise<IActionDocument>;
+  getAction(actionId: string): Promise<IActionDocument>;
+}
+
+/** A failed request: `message` is the server's `error` text (or what went wrong reaching it). */
+export class ApiError extends Error {
+  /**
+   * @param status HTTP status, or 0 when the server could not be reached.
+   * @param message What is wrong and what to do.
+   */
+  constructor(
+    readonly status: number,
+    message: string
+  ) {
+    super(message);
+    this.name = 'ApiError';
+  }
+}
+
+/** Base path of the REST API, relative to the Jupyter server's base URL. */
+export const API_PATH = 'ray-deploy/api';
+
+/** The REST client (one per panel). */
+export class RayDeployApi implements IRayDeployApi {
+  /**
+   * @param settings Server connection settings; defaults to the page's Jupyter server.
+   */
+  constructor(settings?: ServerConnection.ISettings) {
+    this.settings = settings ?? ServerConnection.makeSettings();
+  }
+
+  readonly settings: ServerConnection.ISettings;
+
+  getCluster(): Promise<IClusterDocument> {
+    return this.request<IClusterDocument>('GET', 'cluster');
+  }
+
+  startCluster(): Promise<IClusterDocument> {
+    return this.request<IClusterDocument>('POST', 'cluster/start');
+  }
+
+  listDeployments(): Promise<IDeploymentList> {
+    return this.request<IDeploymentList>('GET', 'deployments');
+  }
+
+  getDeployment(name: string): Promise<IDeploymentDetails> {
+    return this.request<IDeploymentDetails>('GET', `deployments/${encodeURIComponent(name)}`);
+  }
+
+  scale(name: string, minReplicas: number, maxReplicas: number): Promise<IActionDocument> {
+    return this.request<IActionDocument>('POST', `deployments/${encodeURIComponent(name)}/scale`, {
+      min_replicas: minReplicas,
+      max_replicas: maxReplicas
+    });
+  }
+
+  deleteDeployment(name: string): Promise<IActionDocument> {
+    return this.request<IActionDocument>('DELETE', `deployments/${encodeURIComponent(name)}`);
+  }
+
+  promote(name: string): Promise<IActionDocument> {
+    return this.request<IActionDocument>('POST', `deployments/${encodeURIComponent(name)}/promote`);
+  }
+
+  rollback(name: string): Promise<IActionDocument> {
+    return this.request<IActionDocument>('POST', `deployments/${encodeURIComponent(name)}/rollback`);
+  }
+
+  getAction(actionId: string): Promise<IActionDocument> {
+    return this.request<IActionDocument>('GET', `actions/${encodeURIComponent(actionId)}`);
+  }
+
+  /** One JSON request; non-2xx answers become an `ApiError` carrying the server's message. */
+  private async request<T>(method: string, path: string, body?: object): Promise<T> {
+    const url = URLExt.join(this.settings.baseUrl, API_PATH, path);
+    const init: RequestInit = { method };
+    if (body !== undefined) {
+      init.body = JSON.stringify(body);
+      init.headers = { 'Content-Type': 'application/json' };
+    }
+    let response: Response;
+    try {
+      response = await ServerConnection.makeRequest(url, init, this.settings);
+    } catch (error) {
+      const reason = error instanceof Error ? error.message : String(error);
+      throw new ApiError(0, `Cannot reach the Jupyter server (${reason}); check that it is still running.`);
+    }
+    const text = await response.text();
+    const data = parseJson(text);
+    if (!response.ok) {
+      throw new ApiError(response.status, errorMessage(response, data, text));
+    }
+    if (data === undefined) {
+      throw new ApiError(response.status, `${method} ${path} answered with a body that is not JSON: ${clip(text)}`);
+    }
+    return data as T;
+  }
+}
+
+function parseJson(text: string): unknown {
+  if (!text) {
+    return undefined;
+  }
+  try {
+    return JSON.parse(text) as unknown;
+  } catch {
+    return undefined;
+  }
+}
+
+function isErrorBody(data: unknown): data is IErrorBody {
+  return typeof data === 'object' && data !== null && typeof (data as IErrorBody).error === 'string';
+}
+
+/** Jupyter server's own error body (`APIHandler.write_error`). */
+function isJupyterErrorBody(data: unknown): data is { message: string } {
+  return typeof data === 'object' && data !== null && typeof (data as { message: unknown }).message === 'string';
+}
+
+function errorMessage(response: Response, data: unknown, text: string): string {
+  if (isErrorBody(data)) {
+    return data.error;
+  }
+  if (isJupyterErrorBody(data) && data.message) {
+    return data.message;
+  }
+  if (response.status === 404) {
+    return 'The ray-deploy server extension is not enabled; run `jupyter server extension enable jupyter_ext` and restart JupyterLab.';
+  }
+  return `The server answered ${response.status} ${response.statusText}: ${clip(text)}`;
+}
+
+function clip(text: string): string {
+  return text.length > 200 ? `${text.slice(0, 200)}…` : text;
+}

@@ -1,0 +1,445 @@
+/**
+ * The side panel's logic, kept outside React so jest can drive it: API documents become view rows,
+ * scale inputs are validated, actions are followed to their end, and `PanelModel` holds what the panel
+ * shows and refreshes it from the API.
+ *
+ * Nothing here computes its own numbers: every figure is formatted from the status document.
+ *
+ * Example:
+ *   const model = new PanelModel(new RayDeployApi());
+ *   await model.refresh();
+ *   model.rows.map(row => `${row.name} ${row.replicas}`); // ['iris 2/2']
+ */
+import type {
+  IActionDocument,
+  IClusterDocument,
+  IDeploymentDetails,
+  IDriftSummary,
+  IRayDeployApi,
+  IRolloutSummary,
+  IStatusDocument
+} from './api';
+
+/** Colour class of a state badge. */
+export type BadgeKind = 'ok' | 'progress' | 'error' | 'idle';
+
+/** One deployment as the list shows it. */
+export interface IDeploymentRow {
+  name: string;
+  state: string;
+  badge: BadgeKind;
+  /** "v3 · champion", "v3" or "—". */
+  version: string;
+  /** "current/target", e.g. "2/2". */
+  replicas: string;
+  /** "min–max" bounds of the autoscaler, e.g. "1–4", or "" when unknown. */
+  replicaBounds: string;
+  qps: string;
+  p99: string;
+  /** Drift text, or null when the document has no drift field. */
+  drift: string | null;
+  driftAlarm: boolean;
+  /** Rollout progress text, or null when no rollout exists. */
+  rollout: string | null;
+  message: string;
+}
+
+/** Placeholder for a value the document does not have. */
+export const NONE = '—';
+
+const BADGES: Record<string, BadgeKind> = {
+  RUNNING: 'ok',
+  DEPLOYING: 'progress',
+  DELETING: 'progress',
+  DEPLOY_FAILED: 'error',
+  UNHEALTHY: 'error',
+  NOT_STARTED: 'idle'
+};
+
+/**
+ * The badge class of a deployment state.
+ *
+ * Example: `badgeFor('RUNNING') === 'ok'`.
+ */
+export function badgeFor(state: string): BadgeKind {
+  return BADGES[state] ?? 'idle';
+}
+
+/**
+ * Requests per second with a precision that suits its size.
+ *
+ * Example: `formatQps(1.234) === '1.23'`, `formatQps(null) === '—'`.
+ */
+export function formatQps(qps: number | null | undefined): string {
+  if (qps === null || qps === undefined || !Number.isFinite(qps)) {
+    return NONE;
+  }
+  const digits = qps >= 100 ? 0 : qps >= 10 ? 1 : 2;
+  return qps.toFixed(digits);
+}
+
+/**
+ * A latency in milliseconds.
+ *
+ * Example: `formatMs(35.2) === '35 ms'`, `formatMs(2.345) === '2.3 ms'`, `formatMs(null) === '—'`.
+ */
+export function formatMs(ms: number | null | undefined): string {
+  if (ms === null || ms === undefined || !Number.isFinite(ms)) {
+    return NONE;
+  }
+  return ms < 10 ? `${ms.toFixed(1)} ms` : `${Math.round(ms)} ms`;
+}
+
+/**
+ * Version and alias of a deployment.
+ *
+ * Example: `versionLabel('3', 'champion') === 'v3 · champion'`.
+ */
+export function versionLabel(version: string | null, alias: string): string {
+  if (!version) {
+    return NONE;
+  }
+  return alias ? `v${version} · ${alias}` : `v${version}`;
+}
+
+/**
+ * The drift field as text, or null when the document has none.
+ *
+ * Example: `driftLabel({ status: 'drift', score: 0.31 }) === 'drift (0.31)'`.
+ */
+export function driftLabel(drift: IDriftSummary | null | undefined): string | null {
+  if (drift === null || drift === undefined) {
+    return null;
+  }
+  const status = drift.status ?? (drift.drifted === undefined ? 'unknown' : drift.drifted ? 'drift' : 'no drift');
+  const score = typeof drift.score === 'number' && Number.isFinite(drift.score) ? ` (${drift.score.toFixed(2)})` : '';
+  return `${status}${score}`;
+}
+
+/** Whether the drift field reports an alarm. */
+export function isDriftAlarm(drift: IDriftSummary | null | undefined): boolean {
+  if (!drift) {
+    return false;
+  }
+  if (drift.drifted !== undefined) {
+    return drift.drifted;
+  }
+  const status = (drift.status ?? '').toLowerCase();
+  return status === 'drift' || status === 'alarm' || status === 'drifted';
+}
+
+/**
+ * Rollout progress as text, or null when no rollout exists.
+ *
+ * Example: `rolloutLabel({ mode: 'canary', challenger_version: '4', traffic_percent: 25, step: 2, steps: 4 })`
+ * is `'canary v4 25% (step 2/4)'`.
+ */
+export function rolloutLabel(rollout: IRolloutSummary | null | undefined): string | null {
+  if (rollout === null || rollout === undefined) {
+    return null;
+  }
+  const parts: string[] = [rollout.mode ?? 'rollout'];
+  if (rollout.challenger_version) {
+    parts.push(`v${rollout.challenger_version}`);
+  }
+  if (typeof rollout.traffic_percent === 'number') {
+    parts.push(`${rollout.traffic_percent}%`);
+  }
+  if (typeof rollout.step === 'number' && typeof rollout.steps === 'number') {
+    parts.push(`(step ${rollout.step}/${rollout.steps})`);
+  }
+  if (rollout.state) {
+    parts.push(rollout.state.toLowerCase());
+  }
+  return parts.join(' ');
+}
+
+/**
+ * One status document as a list row.
+ *
+ * Example: `toRow(doc).replicas === '2/2'`.
+ */
+export function toRow(doc: IStatusDocument): IDeploymentRow {
+  const { min, max } = doc.replicas;
+  return {
+    name: doc.name,
+    state: doc.state,
+    badge: badgeFor(doc.state),
+    version: versionLabel(doc.version, doc.alias),
+    replicas: `${doc.replicas.current}/${doc.replicas.target}`,
+    replicaBounds: min !== null && max !== null ? `${min}–${max}` : '',
+    qps: formatQps(doc.traffic?.qps),
+    p99: formatMs(doc.traffic?.p99_ms),
+    drift: driftLabel(doc.drift),
+    driftAlarm: isDriftAlarm(doc.drift),
+    rollout: rolloutLabel(doc.rollout),
+    message: doc.message
+  };
+}
+
+/** Rows sorted by deployment name. */
+export function toRows(docs: IStatusDocument[]): IDeploymentRow[] {
+  return docs.map(toRow).sort((a, b) => a.name.localeCompare(b.name));
+}
+
+/** The cluster header of the panel. */
+export interface IClusterView {
+  connected: boolean;
+  /** "local · 1 node · 2 CPUs" or "not connected". */
+  summary: string;
+  message: string;
+  dashboardUrl: string | null;
+  canStart: boolean;
+}
+
+function plural(n: number, word: string): string {
+  return `${n} ${word}${n === 1 ? '' : 's'}`;
+}
+
+/**
+ * The cluster document as the panel header shows it.
+ *
+ * Example: `clusterView(doc).summary === 'local · 1 node · 2 CPUs'`.
+ */
+export function clusterView(cluster: IClusterDocument): IClusterView {
+  if (!cluster.connected) {
+    return {
+      connected: false,
+      summary: 'not connected',
+      message: cluster.message,
+      dashboardUrl: null,
+      canStart: true
+    };
+  }
+  const parts = [cluster.local ? 'local' : cluster.address ?? 'remote', plural(cluster.nodes, 'node')];
+  parts.push(plural(cluster.cpus, 'CPU'));
+  if (cluster.gpus > 0) {
+    parts.push(plural(cluster.gpus, 'GPU'));
+  }
+  return {
+    connected: true,
+    summary: parts.join(' · '),
+    message: cluster.message,
+    dashboardUrl: cluster.dashboard_url,
+    canStart: false
+  };
+}
+
+/** Result of checking the scale inputs. */
+export type ScaleInput = { ok: true; min: number; max: number } | { ok: false; error: string };
+
+/** Bounds of DeployOptions.min_replicas / max_replicas in `ray_deploy.config`. */
+export const REPLICA_LIMIT = 1000;
+
+function parseCount(label: string, text: string, lowest: number): number | string {
+  const trimmed = text.trim();
+  if (trimmed === '') {
+    return `${label} is required: enter a whole number from ${lowest} to ${REPLICA_LIMIT}`;
+  }
+  if (!/^[+-]?\d+$/.test(trimmed)) {
+    return `${label} must be a whole number, got '${trimmed}'`;
+  }
+  const value = Number(trimmed);
+  if (value < lowest || value > REPLICA_LIMIT) {
+    return `${label} must be between ${lowest} and ${REPLICA_LIMIT}, got ${value}`;
+  }
+  return value;
+}
+
+/**
+ * Checks the scale form: whole numbers, 0 <= min <= max, 1 <= max <= 1000.
+ *
+ * Example: `validateScale('3', '2')` is `{ ok: false, error: 'min replicas must be <= max replicas (min 3, max 2)' }`.
+ */
+export function validateScale(minText: string, maxText: string): ScaleInput {
+  const min = parseCount('min replicas', minText, 0);
+  if (typeof min === 'string') {
+    return { ok: false, error: min };
+  }
+  const max = parseCount('max replicas', maxText, 1);
+  if (typeof max === 'string') {
+    return { ok: false, error: max };
+  }
+  if (min > max) {
+    return { ok: false, error: `min replicas must be <= max replicas (min ${min}, max ${max})` };
+  }
+  return { ok: true, min, max };
+}
+
+/**
+ * The Python line that gets a deployment in a notebook.
+ *
+ * Example: `snippetFor('iris') === 'ray_deploy.get("iris")'`.
+ */
+export function snippetFor(name: string): string {
+  return `ray_deploy.get(${JSON.stringify(name)})`;
+}
+
+/** Whether an action has finished. */
+export function isFinished(action: IActionDocument): boolean {
+  return action.status === 'SUCCEEDED' || action.status === 'FAILED';
+}
+
+/** How to follow an action. */
+export interface IFollowOptions {
+  /** Milliseconds between polls. */
+  intervalMs?: number;
+  /** Give up after this many milliseconds. */
+  timeoutMs?: number;
+  /** Waits `ms` milliseconds (injectable for tests). */
+  sleep?: (ms: number) => Promise<void>;
+  /** Current time in milliseconds (injectable for tests). */
+  now?: () => number;
+}
+
+const realSleep = (ms: number): Promise<void> => new Promise(resolve => setTimeout(resolve, ms));
+
+/**
+ * Polls `GET actions/<id>` until the action SUCCEEDED or FAILED and returns its last document.
+ *
+ * Example: `const done = await followAction(api, await api.scale('iris', 1, 2));`
+ *
+ * @throws Error when it has not finished within `timeoutMs`.
+ */
+export async function followAction(
+  api: Pick<IRayDeployApi, 'getAction'>,
+  action: IActionDocument,
+  options: IFollowOptions = {}
+): Promise<IActionDocument> {
+  const { intervalMs = 1000, timeoutMs = 600_000, sleep = realSleep, now = Date.now } = options;
+  const deadline = now() + timeoutMs;
+  let current = action;
+  while (!isFinished(current)) {
+    if (now() >= deadline) {
+      throw new Error(
+        `${current.action} of '${current.name}' is still ${current.status} after ${Math.round(timeoutMs / 1000)} s; ` +
+          'check the Ray dashboard'
+      );
+    }
+    await sleep(intervalMs);
+    current = await api.getAction(current.action_id);
+  }
+  return current;
+}
+
+/** A one-line summary of a finished action for a notification. */
+export function actionSummary(action: IActionDocument): string {
+  const verb = { scale: 'Scaled', delete: 'Deleted', promote: 'Promoted', rollback: 'Rolled back' }[action.action];
+  if (action.status === 'SUCCEEDED') {
+    return action.message ? `${verb} '${action.name}': ${action.message}` : `${verb} '${action.name}'`;
+  }
+  return `${action.action} of '${action.name}' failed: ${action.message}`;
+}
+
+/** Polling frequency of the panel: 3 s, backing off up to 60 s while requests fail. */
+export const POLL_FREQUENCY = { interval: 3000, backoff: true, max: 60_000 } as const;
+
+/**
+ * What the panel shows: the cluster, the deployment rows and the selected deployment's details.
+ * `refresh()` rejects when a request fails (so a `Poll` backs off); `error` holds the message and
+ * `onError` fires only when the message changes, so a persisting failure is reported once.
+ */
+export class PanelModel {
+  constructor(readonly api: IRayDeployApi) {}
+
+  cluster: IClusterDocument | null = null;
+  rows: IDeploymentRow[] = [];
+  documents: IStatusDocument[] = [];
+  selected: string | null = null;
+  details: IDeploymentDetails | null = null;
+  error: string | null = null;
+  /** Fired when an error message appears (not again while the same error persists). */
+  onError: ((message: string) => void) | null = null;
+
+  private listeners = new Set<() => void>();
+
+  /** Calls `listener` after every change; returns a function that unsubscribes it. */
+  subscribe(listener: () => void): () => void {
+    this.listeners.add(listener);
+    return () => this.listeners.delete(listener);
+  }
+
+  /** The cluster header, or null before the first answer. */
+  get clusterView(): IClusterView | null {
+    return this.cluster ? clusterView(this.cluster) : null;
+  }
+
+  /** The selected deployment's status document from the last list, or null. */
+  get selectedDocument(): IStatusDocument | null {
+    return this.documents.find(doc => doc.name === this.selected) ?? null;
+  }
+
+  /** Fetches the cluster, the deployments and the selected deployment's details. */
+  async refresh(): Promise<void> {
+    try {
+      this.cluster = await this.api.getCluster();
+      if (this.cluster.connected) {
+        const { deployments } = await this.api.listDeployments();
+        this.documents = deployments;
+        this.rows = toRows(deployments);
+      } else {
+        this.documents = [];
+        this.rows = [];
+      }
+      if (this.selected !== null && !this.documents.some(doc => doc.name === this.selected)) {
+        this.selected = null;
+        this.details = null;
+      }
+      if (this.selected !== null) {
+        this.details = await this.api.getDeployment(this.selected);
+      }
+      this.error = null;
+    } catch (error) {
+      this.setError(error);
+      throw error;
+    } finally {
+      this.emit();
+    }
+  }
+
+  /** Selects a deployment (or none) and loads its details. */
+  async select(name: string | null): Promise<void> {
+    this.selected = name;
+    this.details = null;
+    this.emit();
+    if (name === null) {
+      return;
+    }
+    try {
+      const details = await this.api.getDeployment(name);
+      if (this.selected === name) {
+        this.details = details;
+      }
+    } catch (error) {
+      this.setError(error);
+    } finally {
+      this.emit();
+    }
+  }
+
+  /**
+   * Starts a local cluster (`POST cluster/start`) and returns its document. A failure is thrown to the
+   * caller (which reports it), not stored as the panel's refresh error.
+   */
+  async startCluster(): Promise<IClusterDocument> {
+    const cluster = await this.api.startCluster();
+    this.cluster = cluster;
+    this.emit();
+    return cluster;
+  }
+
+  private setError(error: unknown): void {
+    const message = error instanceof Error ? error.message : String(error);
+    const isNew = message !== this.error;
+    this.error = message;
+    if (isNew && this.onError) {
+      this.onError(message);
+    }
+  }
+
+  private emit(): void {
+    for (const listener of this.listeners) {
+      listener();
+    }
+  }
+}

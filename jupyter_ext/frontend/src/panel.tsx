@@ -1,0 +1,483 @@
+/**
+ * The left side panel: cluster status, the deployment list and the selected deployment's details and
+ * actions. It renders `PanelModel` (model.ts) and holds no logic of its own beyond wiring buttons.
+ *
+ * Example:
+ *   const panel = new RayDeployPanel({ model: new PanelModel(new RayDeployApi()), commands: app.commands });
+ *   app.shell.add(panel, 'left');
+ */
+import { Dialog, Notification, ReactWidget, showDialog } from '@jupyterlab/apputils';
+import { refreshIcon } from '@jupyterlab/ui-components';
+import type { CommandRegistry } from '@lumino/commands';
+import type { Message } from '@lumino/messaging';
+import type { Poll } from '@lumino/polling';
+import * as React from 'react';
+
+import type { IActionDocument, IDeploymentDetails, IStatusDocument } from './api';
+import { rayDeployIcon } from './icon';
+import {
+  actionSummary,
+  followAction,
+  type IClusterView,
+  type IDeploymentRow,
+  NONE,
+  type PanelModel,
+  validateScale
+} from './model';
+import { createRefreshPoll } from './poll';
+
+/** Command that inserts the `ray_deploy.get(...)` snippet (registered in index.ts). */
+export const INSERT_SNIPPET_COMMAND = 'ray-deploy:insert-snippet';
+
+/** Options of the panel. */
+export interface IPanelOptions {
+  model: PanelModel;
+  commands: CommandRegistry;
+}
+
+/** The side panel widget. */
+export class RayDeployPanel extends ReactWidget {
+  constructor(options: IPanelOptions) {
+    super();
+    this.model = options.model;
+    this.commands = options.commands;
+    this.id = 'ray-deploy-panel';
+    this.addClass('jp-RayDeploy-panel');
+    this.node.dataset.testid = 'ray-deploy-panel';
+    this.title.icon = rayDeployIcon;
+    this.title.caption = 'Ray Deploy';
+    this.model.onError = message => Notification.error(message, { autoClose: 8000 });
+    this.poll = createRefreshPoll(
+      () => this.model.refresh(),
+      () => this.isVisible
+    );
+  }
+
+  readonly model: PanelModel;
+  readonly commands: CommandRegistry;
+  readonly poll: Poll;
+
+  /** Refreshes now (and restarts the poll's schedule). */
+  refresh(): Promise<void> {
+    return this.poll.refresh();
+  }
+
+  protected onAfterShow(msg: Message): void {
+    super.onAfterShow(msg);
+    void this.poll.refresh();
+  }
+
+  dispose(): void {
+    if (this.isDisposed) {
+      return;
+    }
+    this.poll.dispose();
+    super.dispose();
+  }
+
+  protected render(): JSX.Element {
+    return <PanelView panel={this} />;
+  }
+}
+
+/** Re-renders when the model changes. */
+function useModel(model: PanelModel): void {
+  const [, setVersion] = React.useState(0);
+  React.useEffect(() => model.subscribe(() => setVersion(v => v + 1)), [model]);
+}
+
+function PanelView({ panel }: { panel: RayDeployPanel }): JSX.Element {
+  const model = panel.model;
+  useModel(model);
+  const view = model.clusterView;
+  return (
+    <div className="jp-RayDeploy">
+      <div className="jp-RayDeploy-header">
+        <h2 className="jp-RayDeploy-title">Ray Deploy</h2>
+        <button
+          className="jp-RayDeploy-iconButton"
+          data-testid="ray-deploy-refresh"
+          title="Refresh"
+          onClick={() => void panel.refresh()}
+        >
+          <refreshIcon.react tag="span" />
+        </button>
+      </div>
+      <ClusterSection panel={panel} view={view} />
+      {view?.connected ? (
+        <>
+          <DeploymentList panel={panel} />
+          {model.selected !== null && model.selectedDocument !== null ? (
+            <DeploymentDetails panel={panel} doc={model.selectedDocument} details={model.details} />
+          ) : null}
+        </>
+      ) : null}
+    </div>
+  );
+}
+
+function ClusterSection({ panel, view }: { panel: RayDeployPanel; view: IClusterView | null }): JSX.Element {
+  const [starting, setStarting] = React.useState(false);
+  if (view === null) {
+    return (
+      <div className="jp-RayDeploy-section jp-RayDeploy-cluster" data-testid="ray-deploy-cluster">
+        <span className="jp-RayDeploy-muted">{panel.model.error ?? 'Loading…'}</span>
+      </div>
+    );
+  }
+  const start = async (): Promise<void> => {
+    setStarting(true);
+    const started = await withProgress('Starting a local Ray cluster', panel.model.startCluster(), () => {
+      return 'Local Ray cluster started';
+    });
+    setStarting(false);
+    if (started !== null) {
+      await panel.refresh();
+    }
+  };
+  return (
+    <div
+      className="jp-RayDeploy-section jp-RayDeploy-cluster"
+      data-testid="ray-deploy-cluster"
+      data-connected={view.connected ? 'true' : 'false'}
+    >
+      <div className="jp-RayDeploy-clusterLine">
+        <span className={`jp-RayDeploy-dot ${view.connected ? 'jp-mod-connected' : ''}`} />
+        <span data-testid="ray-deploy-cluster-summary">{view.summary}</span>
+        {view.dashboardUrl ? (
+          <a
+            className="jp-RayDeploy-link"
+            data-testid="ray-deploy-dashboard-link"
+            href={view.dashboardUrl}
+            target="_blank"
+            rel="noopener noreferrer"
+          >
+            Ray dashboard
+          </a>
+        ) : null}
+      </div>
+      {view.message ? (
+        <div className="jp-RayDeploy-muted" data-testid="ray-deploy-cluster-message">
+          {view.message}
+        </div>
+      ) : null}
+      {view.canStart ? (
+        <button
+          className="jp-RayDeploy-button jp-mod-accept"
+          data-testid="ray-deploy-start-cluster"
+          disabled={starting}
+          onClick={() => void start()}
+        >
+          {starting ? 'Starting…' : 'Start local cluster'}
+        </button>
+      ) : null}
+    </div>
+  );
+}
+
+function DeploymentList({ panel }: { panel: RayDeployPanel }): JSX.Element {
+  const { rows, selected } = panel.model;
+  return (
+    <div className="jp-RayDeploy-section" data-testid="ray-deploy-deployments">
+      <h3 className="jp-RayDeploy-sectionTitle">Deployments ({rows.length})</h3>
+      {rows.length === 0 ? (
+        <div className="jp-RayDeploy-muted" data-testid="ray-deploy-empty">
+          No deployments yet. In a notebook: <code>%deploy model --name iris</code>
+        </div>
+      ) : (
+        <ul className="jp-RayDeploy-list">
+          {rows.map(row => (
+            <DeploymentRowView
+              key={row.name}
+              row={row}
+              selected={row.name === selected}
+              onSelect={() => void panel.model.select(row.name === selected ? null : row.name)}
+            />
+          ))}
+        </ul>
+      )}
+    </div>
+  );
+}
+
+function DeploymentRowView(props: { row: IDeploymentRow; selected: boolean; onSelect: () => void }): JSX.Element {
+  const { row, selected, onSelect } = props;
+  return (
+    <li
+      className={`jp-RayDeploy-row ${selected ? 'jp-mod-selected' : ''}`}
+      data-testid={`ray-deploy-row-${row.name}`}
+      data-name={row.name}
+      data-state={row.state}
+      aria-selected={selected}
+      role="option"
+      tabIndex={0}
+      title={row.message || row.state}
+      onClick={onSelect}
+      onKeyDown={event => {
+        if (event.key === 'Enter' || event.key === ' ') {
+          event.preventDefault();
+          onSelect();
+        }
+      }}
+    >
+      <div className="jp-RayDeploy-rowHead">
+        <span className="jp-RayDeploy-name">{row.name}</span>
+        <span className={`jp-RayDeploy-badge jp-RayDeploy-badge-${row.badge}`} data-testid="ray-deploy-state">
+          {row.state}
+        </span>
+      </div>
+      <div className="jp-RayDeploy-rowStats">
+        <span data-testid="ray-deploy-version">{row.version}</span>
+        <span title={row.replicaBounds ? `autoscaling ${row.replicaBounds}` : 'replicas running/target'}>
+          replicas <span data-testid="ray-deploy-replicas">{row.replicas}</span>
+        </span>
+        <span>
+          QPS <span data-testid="ray-deploy-qps">{row.qps}</span>
+        </span>
+        <span>
+          p99 <span data-testid="ray-deploy-p99">{row.p99}</span>
+        </span>
+        {row.drift !== null ? (
+          <span className={row.driftAlarm ? 'jp-RayDeploy-warn' : ''} data-testid="ray-deploy-drift">
+            drift: {row.drift}
+          </span>
+        ) : null}
+        {row.rollout !== null ? <span data-testid="ray-deploy-rollout">{row.rollout}</span> : null}
+      </div>
+    </li>
+  );
+}
+
+function DeploymentDetails(props: {
+  panel: RayDeployPanel;
+  doc: IStatusDocument;
+  details: IDeploymentDetails | null;
+}): JSX.Element {
+  const { panel, doc, details } = props;
+  const [minText, setMinText] = React.useState(String(doc.replicas.min ?? doc.replicas.target));
+  const [maxText, setMaxText] = React.useState(String(doc.replicas.max ?? doc.replicas.target));
+  const [busy, setBusy] = React.useState<string | null>(null);
+  React.useEffect(() => {
+    // a new selection starts from its own bounds
+    setMinText(String(doc.replicas.min ?? doc.replicas.target));
+    setMaxText(String(doc.replicas.max ?? doc.replicas.target));
+    setBusy(null);
+  }, [doc.name]);
+  const scaleInput = validateScale(minText, maxText);
+
+  const run = async (label: string, start: () => Promise<IActionDocument>): Promise<void> => {
+    setBusy(label);
+    try {
+      await runAction(panel, label, start);
+    } finally {
+      setBusy(null);
+    }
+  };
+  const onScale = (): void => {
+    if (scaleInput.ok) {
+      void run(`Scaling '${doc.name}' to ${scaleInput.min}–${scaleInput.max}`, () =>
+        panel.model.api.scale(doc.name, scaleInput.min, scaleInput.max)
+      );
+    }
+  };
+  const onDelete = async (): Promise<void> => {
+    const answer = await showDialog({
+      title: `Delete '${doc.name}'?`,
+      body: 'Its Ray Serve application stops serving; its versions stay in the MLflow registry.',
+      buttons: [Dialog.cancelButton(), Dialog.warnButton({ label: 'Delete' })]
+    });
+    if (answer.button.accept) {
+      await run(`Deleting '${doc.name}'`, () => panel.model.api.deleteDeployment(doc.name));
+    }
+  };
+
+  return (
+    <div className="jp-RayDeploy-section jp-RayDeploy-details" data-testid="ray-deploy-details" data-name={doc.name}>
+      <h3 className="jp-RayDeploy-sectionTitle">{doc.name}</h3>
+      {doc.message ? (
+        <div className="jp-RayDeploy-muted" data-testid="ray-deploy-message">
+          {doc.message}
+        </div>
+      ) : null}
+      <dl className="jp-RayDeploy-facts">
+        <dt>Model</dt>
+        <dd>{doc.model_kind ?? NONE}</dd>
+        <dt>Endpoint</dt>
+        <dd>
+          <a
+            className="jp-RayDeploy-link"
+            data-testid="ray-deploy-link-endpoint"
+            href={doc.links.endpoint}
+            target="_blank"
+            rel="noopener noreferrer"
+          >
+            {doc.links.endpoint}
+          </a>
+        </dd>
+        {doc.links.model_uri ? (
+          <>
+            <dt>Model URI</dt>
+            <dd data-testid="ray-deploy-model-uri">{doc.links.model_uri}</dd>
+          </>
+        ) : null}
+      </dl>
+      <div className="jp-RayDeploy-links">
+        {doc.links.dashboard ? (
+          <a
+            className="jp-RayDeploy-link"
+            data-testid="ray-deploy-link-dashboard"
+            href={doc.links.dashboard}
+            target="_blank"
+            rel="noopener noreferrer"
+          >
+            Ray dashboard (Serve)
+          </a>
+        ) : null}
+        {doc.links.mlflow ? (
+          <a
+            className="jp-RayDeploy-link"
+            data-testid="ray-deploy-link-mlflow"
+            href={doc.links.mlflow}
+            target="_blank"
+            rel="noopener noreferrer"
+          >
+            MLflow model version
+          </a>
+        ) : null}
+      </div>
+
+      <h4 className="jp-RayDeploy-subTitle">Versions</h4>
+      {details === null ? (
+        <div className="jp-RayDeploy-muted">Loading…</div>
+      ) : (
+        <ul className="jp-RayDeploy-versions" data-testid="ray-deploy-versions">
+          {details.versions.map(v => (
+            <li key={v.version} data-version={v.version} className={v.version === doc.version ? 'jp-mod-serving' : ''}>
+              v{v.version}
+              {v.aliases.length > 0 ? <span className="jp-RayDeploy-muted"> · {v.aliases.join(', ')}</span> : null}
+              {v.created_at !== null ? (
+                <span className="jp-RayDeploy-muted"> · {new Date(v.created_at * 1000).toLocaleString()}</span>
+              ) : null}
+            </li>
+          ))}
+        </ul>
+      )}
+
+      <h4 className="jp-RayDeploy-subTitle">Scale</h4>
+      <div className="jp-RayDeploy-scale">
+        <label>
+          min
+          <input
+            className="jp-RayDeploy-input"
+            data-testid="ray-deploy-scale-min"
+            type="number"
+            min={0}
+            value={minText}
+            onChange={event => setMinText(event.target.value)}
+          />
+        </label>
+        <label>
+          max
+          <input
+            className="jp-RayDeploy-input"
+            data-testid="ray-deploy-scale-max"
+            type="number"
+            min={1}
+            value={maxText}
+            onChange={event => setMaxText(event.target.value)}
+          />
+        </label>
+        <button
+          className="jp-RayDeploy-button jp-mod-accept"
+          data-testid="ray-deploy-scale-button"
+          disabled={!scaleInput.ok || busy !== null}
+          onClick={onScale}
+        >
+          Scale
+        </button>
+      </div>
+      {!scaleInput.ok ? (
+        <div className="jp-RayDeploy-error" data-testid="ray-deploy-scale-error">
+          {scaleInput.error}
+        </div>
+      ) : null}
+
+      <div className="jp-RayDeploy-actions">
+        <button
+          className="jp-RayDeploy-button"
+          data-testid="ray-deploy-snippet"
+          title={`Insert ray_deploy.get("${doc.name}") into the active notebook`}
+          onClick={() => void panel.commands.execute(INSERT_SNIPPET_COMMAND, { name: doc.name })}
+        >
+          Insert snippet
+        </button>
+        {doc.rollout ? (
+          <>
+            <button
+              className="jp-RayDeploy-button jp-mod-accept"
+              data-testid="ray-deploy-promote"
+              disabled={busy !== null}
+              onClick={() => void run(`Promoting '${doc.name}'`, () => panel.model.api.promote(doc.name))}
+            >
+              Promote
+            </button>
+            <button
+              className="jp-RayDeploy-button"
+              data-testid="ray-deploy-rollback"
+              disabled={busy !== null}
+              onClick={() => void run(`Rolling back '${doc.name}'`, () => panel.model.api.rollback(doc.name))}
+            >
+              Roll back
+            </button>
+          </>
+        ) : null}
+        <button
+          className="jp-RayDeploy-button jp-mod-warn"
+          data-testid="ray-deploy-delete"
+          disabled={busy !== null}
+          onClick={() => void onDelete()}
+        >
+          Delete
+        </button>
+      </div>
+      {busy !== null ? (
+        <div className="jp-RayDeploy-muted" data-testid="ray-deploy-busy">
+          {busy}…
+        </div>
+      ) : null}
+    </div>
+  );
+}
+
+/** Starts an action, follows it to its end with a notification, then refreshes the panel. */
+async function runAction(panel: RayDeployPanel, label: string, start: () => Promise<IActionDocument>): Promise<void> {
+  const finished = (async (): Promise<IActionDocument> => {
+    const done = await followAction(panel.model.api, await start());
+    if (done.status === 'FAILED') {
+      throw new Error(actionSummary(done));
+    }
+    return done;
+  })();
+  await withProgress(label, finished, actionSummary);
+  await panel.refresh();
+}
+
+/**
+ * Shows an in-progress notification while `work` runs, then turns it into a success or error one.
+ * Returns the result, or null when `work` failed (the error has been shown).
+ */
+async function withProgress<T>(label: string, work: Promise<T>, success: (result: T) => string): Promise<T | null> {
+  const id = Notification.emit(`${label}…`, 'in-progress', { autoClose: false });
+  try {
+    const result = await work;
+    Notification.update({ id, message: success(result), type: 'success', autoClose: 4000 });
+    return result;
+  } catch (error) {
+    Notification.update({ id, message: errorText(error), type: 'error', autoClose: false });
+    return null;
+  }
+}
+
+function errorText(reason: unknown): string {
+  return reason instanceof Error ? reason.message : String(reason);
+}

@@ -1,0 +1,63 @@
+"""The JupyterLab side panel in a real browser: it lists a deployment made through the Python API, scales it to
+2 replicas through the UI, and the cluster (not only the panel) reports 2 running replicas."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+
+import ray_deploy
+from tests.ui.conftest import ARTIFACTS, Lab
+from tests.unit.models import iris, sklearn_model
+
+NAME = "panel-iris"
+
+
+@pytest.fixture()
+def deployment(cluster: ray_deploy.ClusterInfo, cleanup: list[str]) -> Iterator[ray_deploy.Deployment]:
+    X, _ = iris()
+    cleanup.append(NAME)
+    yield ray_deploy.deploy(sklearn_model(), NAME, sample_input=X[:5], num_cpus=0.1, show_progress=False)
+
+
+def test_panel_lists_the_deployment_and_scales_it_to_two_replicas(
+    jupyter_lab: Lab, page: Any, deployment: ray_deploy.Deployment
+) -> None:
+    page.goto(jupyter_lab.url_for("/lab"))
+    page.locator(".jp-LabShell").wait_for(timeout=120_000)
+    page.locator(".jp-SideBar .lm-TabBar-tab[data-id='ray-deploy-panel']").click()
+
+    cluster = page.get_by_test_id("ray-deploy-cluster")
+    cluster.wait_for(timeout=60_000)
+    row = page.get_by_test_id(f"ray-deploy-row-{NAME}")
+    row.wait_for(timeout=60_000)
+    assert row.get_by_test_id("ray-deploy-state").inner_text().strip() == "RUNNING"
+    assert row.get_by_test_id("ray-deploy-replicas").inner_text().strip() == "1/1"
+    page.screenshot(path=str(ARTIFACTS / "side-panel-list.png"))
+
+    row.click()
+    details = page.get_by_test_id("ray-deploy-details")
+    details.wait_for(timeout=30_000)
+    assert details.get_by_test_id("ray-deploy-versions").inner_text().strip().startswith("1")
+    details.get_by_test_id("ray-deploy-scale-min").fill("2")
+    details.get_by_test_id("ray-deploy-scale-max").fill("2")
+    details.get_by_test_id("ray-deploy-scale-button").click()
+
+    _wait_for_running_replicas(deployment, 2, timeout_s=240)
+    replicas = row.get_by_test_id("ray-deploy-replicas")
+    page.wait_for_function("el => el.textContent.trim() === '2/2'", arg=replicas.element_handle(), timeout=60_000)
+    page.screenshot(path=str(ARTIFACTS / "side-panel-scaled.png"))
+
+
+def _wait_for_running_replicas(deployment: ray_deploy.Deployment, count: int, timeout_s: float) -> None:
+    deadline = time.monotonic() + timeout_s
+    replicas: dict[str, Any] = {}
+    while time.monotonic() < deadline:
+        replicas = deployment.status()["replicas"]
+        if replicas["current"] == count and replicas["min"] == count:
+            return
+        time.sleep(2.0)
+    raise AssertionError(f"the cluster never reported {count} running replicas: {replicas}")
