@@ -41,7 +41,8 @@ def test_panel_lists_the_deployment_and_scales_it_to_two_replicas(
     row.click()
     details = page.get_by_test_id("ray-deploy-details")
     details.wait_for(timeout=30_000)
-    assert details.get_by_test_id("ray-deploy-versions").inner_text().strip().startswith("1")
+    version = details.get_by_test_id("ray-deploy-versions").locator("[data-version='1']")
+    assert "champion" in version.inner_text()
     details.get_by_test_id("ray-deploy-scale-min").fill("2")
     details.get_by_test_id("ray-deploy-scale-max").fill("2")
     details.get_by_test_id("ray-deploy-scale-button").click()
@@ -49,6 +50,8 @@ def test_panel_lists_the_deployment_and_scales_it_to_two_replicas(
     _wait_for_running_replicas(deployment, 2, timeout_s=240)
     replicas = row.get_by_test_id("ray-deploy-replicas")
     page.wait_for_function("el => el.textContent.trim() === '2/2'", arg=replicas.element_handle(), timeout=60_000)
+    state = row.get_by_test_id("ray-deploy-state")
+    page.wait_for_function("el => el.textContent.trim() === 'RUNNING'", arg=state.element_handle(), timeout=120_000)
     page.screenshot(path=str(ARTIFACTS / "side-panel-scaled.png"))
 
 
