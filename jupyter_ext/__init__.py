@@ -14,10 +14,29 @@ LABEXTENSION_NAME = "ray-deploy"
 
 
 def load_ipython_extension(ipython: Any) -> None:
-    """Register the ray-deploy magics (``%load_ext jupyter_ext``)."""
+    """Register the ray-deploy magics and show ``ray_deploy.Deployment`` values as live cards.
+
+    Example:
+        >>> %load_ext jupyter_ext
+    """
     from jupyter_ext.magics import register
+    from ray_deploy.deployment import Deployment
 
     register(ipython)
+    ipython.display_formatter.mimebundle_formatter.for_type(Deployment, _deployment_mimebundle)
+
+
+def unload_ipython_extension(ipython: Any) -> None:
+    """Stop showing ``Deployment`` values as cards (``%unload_ext jupyter_ext``); the magics stay registered."""
+    from ray_deploy.deployment import Deployment
+
+    ipython.display_formatter.mimebundle_formatter.type_printers.pop(Deployment, None)
+
+
+def _deployment_mimebundle(deployment: Any) -> dict[str, Any] | None:
+    from jupyter_ext.widgets import deployment_mimebundle  # ipywidgets loads on first display only
+
+    return deployment_mimebundle(deployment)
 
 
 def _jupyter_server_extension_points() -> list[dict[str, str]]:

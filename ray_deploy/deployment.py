@@ -17,11 +17,12 @@ from typing import Any
 
 from ray_deploy.cluster import cluster_info, connect
 from ray_deploy.config import DeployOptions, Settings, parse_options, validate_name
-from ray_deploy.errors import DeploymentFailed, InsufficientResources, ModelNotFound, RayDeployError
+from ray_deploy.errors import DeploymentFailed, InsufficientResources, ModelNotFound, NotReady, RayDeployError
 from ray_deploy.package import model_kind
 from ray_deploy.status import MODEL_ROUTE, model_apps, serve_details, state_of
 
 _STAGES = ("registering", "starting replicas", "healthy")
+_STATUS_TIMEOUT_S = 15.0
 
 
 class Deployment:
@@ -56,7 +57,7 @@ class Deployment:
             >>> get("iris").predict([[5.1, 3.5, 1.4, 0.2]])
             array([0])
         """
-        return _unwrap(lambda: self._handle().predict.remote(data, version).result())
+        return _unwrap(lambda: _result(self._handle().predict.remote(data, version)))
 
     def status(self) -> dict[str, Any]:
         """The status document: state, version, replicas (current/target/min/max), QPS, p50/p99, errors."""
@@ -66,7 +67,14 @@ class Deployment:
         _app(self.name)
         # straight to the Monitor: a status poll must not count as load on the model's replicas
         monitor = serve.get_deployment_handle("Monitor", app_name=self.name)
-        return dict(_unwrap(lambda: monitor.status.remote().result()))
+        try:
+            return dict(_unwrap(lambda: _result(monitor.status.remote(), timeout_s=_STATUS_TIMEOUT_S)))
+        except TimeoutError:
+            _app(self.name)  # deleted meanwhile: ModelNotFound says so
+            raise NotReady(
+                f"the status of {self.name!r} did not arrive within {_STATUS_TIMEOUT_S:g}s; "
+                "its Monitor may be restarting, try again"
+            ) from None
 
     def scale(
         self,
@@ -230,7 +238,7 @@ def _wait_until_serving(name: str, version: str, started: float, timeout_s: floa
             )
         if status == "RUNNING":
             try:
-                answer = serve.get_app_handle(name).ready.remote().result(timeout_s=30)
+                answer = _result(serve.get_app_handle(name).ready.remote(), timeout_s=30)
             except Exception as exc:  # a replica may still be swapping versions
                 answer = {"error": str(exc)}
             if answer.get("version") == version:
@@ -346,6 +354,32 @@ def _app(name: str) -> dict[str, Any]:
     return apps[name]
 
 
+def _result(response: Any, timeout_s: float | None = None) -> Any:
+    """Wait for a Serve handle call, also where an asyncio loop runs: a Jupyter kernel runs cells inside one,
+    and Serve refuses to block there, so the wait happens in a daemon thread (still interruptible)."""
+    import asyncio
+    import threading
+
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        return response.result(timeout_s=timeout_s)
+    outcome: dict[str, Any] = {}
+
+    def wait() -> None:
+        try:
+            outcome["value"] = response.result(timeout_s=timeout_s)
+        except BaseException as exc:  # handed to the caller below
+            outcome["error"] = exc
+
+    waiter = threading.Thread(target=wait, name="ray-deploy-wait", daemon=True)
+    waiter.start()
+    waiter.join()
+    if "error" in outcome:
+        raise outcome["error"]
+    return outcome["value"]
+
+
 def _unwrap(call: Any) -> Any:
     """Re-raise a replica's RayDeployError as itself instead of Ray's wrapper."""
     from ray.exceptions import RayTaskError
@@ -375,7 +409,7 @@ class _Progress:
             self.bar = tqdm(
                 total=len(_STAGES),
                 desc=f"deploy {self.name}",
-                bar_format="{desc}: {n}/{total} {postfix}",
+                bar_format="{desc}: {n}/{total}{postfix}",
             )
         return self
 

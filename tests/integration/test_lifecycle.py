@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 import threading
@@ -163,4 +164,5 @@ def test_demo_runs_end_to_end(cleanup: list[str]) -> None:
     out = subprocess.run([sys.executable, "-m", "ray_deploy.demo"], capture_output=True, text=True, timeout=600)
     assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]
     assert "sent 200 requests at concurrency 8" in out.stdout and "200 ok" in out.stdout
-    assert "endpoint:  http://127.0.0.1:8100/v2/models/breast-cancer" in out.stdout
+    port = os.environ["RAY_DEPLOY_HTTP_PORT"]
+    assert f"endpoint:  http://127.0.0.1:{port}/v2/models/breast-cancer" in out.stdout

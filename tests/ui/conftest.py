@@ -37,8 +37,10 @@ _CHROMIUM_ARGS = [
     "--disable-component-update",
     "--disable-sync",
 ]
-# JupyterLab's first-run news prompt would cover the page; nothing else is changed.
+# JupyterLab's first-run news prompt would cover the page.
 _PAGE_CONFIG = {"disabledExtensions": {"@jupyterlab/apputils-extension:announcements": True}}
+# Every cell stays in the page (no windowing), so the tests can read every cell's prompt.
+_USER_SETTINGS = {"@jupyterlab/notebook-extension/tracker.jupyterlab-settings": {"windowingMode": "none"}}
 
 
 @dataclass(frozen=True)
@@ -79,6 +81,9 @@ def jupyter_lab(cluster: ray_deploy.ClusterInfo, tmp_path_factory: pytest.TempPa
     config_dir = root / ".jupyter"
     (config_dir / "labconfig").mkdir(parents=True)
     (config_dir / "labconfig" / "page_config.json").write_text(json.dumps(_PAGE_CONFIG))
+    for relative, settings in _USER_SETTINGS.items():
+        (root / ".settings" / relative).parent.mkdir(parents=True, exist_ok=True)
+        (root / ".settings" / relative).write_text(json.dumps(settings))
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
     port, token = _free_port(), secrets.token_hex(16)
     cmd = [

@@ -1,0 +1,304 @@
+"""IPython magics for ray-deploy: ``%deploy``/``%%deploy``, ``%predict``, ``%deployments``, ``%scale``,
+``%undeploy`` and ``%ray``.
+
+The magics are thin: they parse arguments, look variables up in the notebook's namespace, call the
+``ray_deploy`` API and display the result. A user error (bad arguments, an unknown variable, any
+``RayDeployError``) prints one clear line; an unexpected error prints a short line and keeps the traceback
+for ``%tb``.
+
+Example:
+    >>> %load_ext jupyter_ext
+    >>> %deploy clf --name iris --sample X[:5] --max-replicas 2 -o dep
+    >>> %predict iris X[:3] -o preds
+"""
+
+from __future__ import annotations
+
+import contextlib
+import sys
+from collections.abc import Iterator
+from typing import Any
+
+from IPython.core.error import UsageError
+from IPython.core.magic import Magics, line_cell_magic, line_magic, magics_class
+from IPython.core.magic_arguments import argument, magic_arguments, parse_argstring
+
+import ray_deploy
+from ray_deploy.errors import RayDeployError
+
+
+@magic_arguments()
+@argument("name", help="deployment name (letters, digits, '-', '_', '.'), e.g. iris")
+@argument("-o", "--output", metavar="VAR", help="store the Deployment in this notebook variable")
+@argument("--timeout", type=float, default=600.0, metavar="S", help="seconds to wait until it serves (600)")
+def _deploy_cell_arguments(line: str) -> None:
+    """%%deploy NAME [-o VAR] [--timeout S], then a YAML deployment spec as the cell body."""
+
+
+@magics_class
+class RayDeployMagics(Magics):
+    """The ray-deploy magics; ``%load_ext jupyter_ext`` registers them."""
+
+    @magic_arguments()
+    @argument("model", help="variable (or expression) holding the model, e.g. clf")
+    @argument("--name", "-n", required=True, help="deployment name (letters, digits, '-', '_', '.'), e.g. iris")
+    @argument("--sample", metavar="VAR", help="variable (or expression) with sample input, e.g. X[:5]")
+    @argument("--gpus", type=float, metavar="N", help="GPUs per replica, fractional allowed (num_gpus)")
+    @argument("--cpus", type=float, metavar="N", help="CPUs per replica (num_cpus)")
+    @argument("--min-replicas", type=int, metavar="N", help="fewest replicas; 0 scales to zero when idle")
+    @argument("--max-replicas", type=int, metavar="N", help="most replicas the autoscaler may start")
+    @argument("--batch", type=int, metavar="N", help="rows per batch (max_batch_size)")
+    @argument("--timeout", type=float, default=600.0, metavar="S", help="seconds to wait until it serves (600)")
+    @argument("-o", "--output", metavar="VAR", help="store the Deployment in this notebook variable")
+    @line_cell_magic
+    def deploy(self, line: str, cell: str | None = None) -> None:
+        """Deploy a model from a notebook variable and show its live card.
+
+        Line form: ``%deploy MODEL_VAR --name NAME [--sample VAR] [--gpus N] [--cpus N] [--min-replicas N]
+        [--max-replicas N] [--batch N] [-o VAR]``.
+
+        Cell form: ``%%deploy NAME [-o VAR] [--timeout S]`` with a YAML spec as the cell body: ``model:``
+        (the variable holding the model), optional ``sample_input:`` (a variable) and any deployment option
+        (num_cpus, num_gpus, memory, min_replicas, max_replicas, initial_replicas, target_ongoing_requests,
+        upscale_delay_s, downscale_delay_s, max_batch_size, batch_wait_timeout_s, max_ongoing_requests,
+        max_body_mb, request_timeout_s). Example::
+
+            %%deploy iris -o dep
+            model: clf
+            sample_input: X[:5]
+            min_replicas: 0
+            max_replicas: 2
+
+        Deploying to an existing name makes a new version and swaps it in without downtime. Interrupt the
+        kernel to stop waiting.
+        """
+        with _user_errors("deploy"):
+            if cell is not None:
+                self._deploy_cell(line, cell)
+                return
+            args = parse_argstring(self.deploy, line)
+            output = _output_name(args.output)
+            model = self._value(args.model, "the model")
+            sample = self._value(args.sample, "the sample input") if args.sample else None
+            flags = {
+                "num_gpus": args.gpus,
+                "num_cpus": args.cpus,
+                "min_replicas": args.min_replicas,
+                "max_replicas": args.max_replicas,
+                "max_batch_size": args.batch,
+            }
+            options = {key: value for key, value in flags.items() if value is not None}
+            self._deploy_and_show(model, args.name, sample, options, args.timeout, output)
+
+    def _deploy_cell(self, line: str, cell: str) -> None:
+        from jupyter_ext.deploy_spec import parse_spec
+
+        args = parse_argstring(_deploy_cell_arguments, line)
+        output = _output_name(args.output)
+        spec = parse_spec(cell, first_line=2)
+        model = self._value(spec.model, f"the model (line {spec.lines['model']})")
+        sample = None
+        if spec.sample_input is not None:
+            sample = self._value(spec.sample_input, f"the sample input (line {spec.lines['sample_input']})")
+        self._deploy_and_show(model, args.name, sample, spec.options, args.timeout, output)
+
+    def _deploy_and_show(
+        self,
+        model: Any,
+        name: str,
+        sample: Any,
+        options: dict[str, Any],
+        timeout_s: float,
+        output: str | None,
+    ) -> None:
+        from jupyter_ext.widgets import card_for, show
+
+        with _interrupt_note(
+            f"stopped waiting for {name!r}. What was already submitted keeps rolling out in the cluster: "
+            f"check it with %deployments, remove it with %undeploy {name}"
+        ):
+            deployment = ray_deploy.deploy(model, name, sample_input=sample, timeout_s=timeout_s, **options)
+        self._store(output, deployment)
+        in_kernel = _in_kernel(self.shell)
+        show(card_for(name, start=in_kernel), in_kernel)
+
+    @magic_arguments()
+    @argument("name", help="deployment name")
+    @argument("data", help="variable (or expression) with the input rows, e.g. X[:3]")
+    @argument("-o", "--output", metavar="VAR", help="store the predictions in this notebook variable")
+    @line_magic
+    def predict(self, line: str) -> Any:
+        """Predict with a deployment through its Serve handle: ``%predict NAME DATA_VAR [-o VAR]``.
+
+        Returns the predictions (shown as the cell's value); ``-o`` also stores them.
+        """
+        with _user_errors("predict"):
+            args = parse_argstring(self.predict, line)
+            output = _output_name(args.output)
+            data = self._value(args.data, "the input data")
+            result = ray_deploy.get(args.name).predict(data)
+            self._store(output, result)
+            return result
+        return None
+
+    @magic_arguments()
+    @argument("-o", "--output", metavar="VAR", help="store the list of deployments (dicts) in this variable")
+    @line_magic
+    def deployments(self, line: str) -> None:
+        """Show every deployment on the cluster (from any notebook or process) with live cards and actions.
+
+        Each row has scale (min/max) and delete (with confirmation) actions.
+        """
+        with _user_errors("deployments"):
+            args = parse_argstring(self.deployments, line)
+            output = _output_name(args.output)
+            rows = ray_deploy.list_deployments()
+            self._store(output, rows)
+            if not rows:
+                print(
+                    f"no deployments on the cluster at {ray_deploy.cluster_info().address}; "
+                    "deploy one with `%deploy MODEL --name NAME`"
+                )
+                return
+            from jupyter_ext.deployments_table import DeploymentsTable
+            from jupyter_ext.widgets import show
+
+            in_kernel = _in_kernel(self.shell)
+            show(DeploymentsTable(rows, start=in_kernel), in_kernel)
+
+    @magic_arguments()
+    @argument("name", help="deployment name")
+    @line_magic
+    def undeploy(self, line: str) -> None:
+        """Delete a deployment from the cluster: ``%undeploy NAME`` (its versions stay in the MLflow registry)."""
+        with _user_errors("undeploy"):
+            args = parse_argstring(self.undeploy, line)
+            ray_deploy.delete(args.name)
+            cards = sys.modules.get("jupyter_ext.widgets")  # only if a card was ever shown
+            if cards is not None:
+                cards.mark_deleted(args.name)
+            print(f"deleted deployment {args.name!r}; its versions stay in the MLflow registry")
+
+    @magic_arguments()
+    @argument("name", help="deployment name")
+    @argument("--min", type=int, metavar="N", dest="min_replicas", help="fewest replicas (0 = scale to zero)")
+    @argument("--max", type=int, metavar="N", dest="max_replicas", help="most replicas")
+    @line_magic
+    def scale(self, line: str) -> None:
+        """Change a deployment's replica range in place: ``%scale NAME --min N --max N``."""
+        with _user_errors("scale"):
+            args = parse_argstring(self.scale, line)
+            if args.min_replicas is None and args.max_replicas is None:
+                raise UsageError("%scale needs --min and/or --max, e.g. `%scale iris --min 0 --max 3`")
+            deployment = ray_deploy.get(args.name).scale(min_replicas=args.min_replicas, max_replicas=args.max_replicas)
+            options = deployment.options
+            print(f"scaled {args.name!r}: min_replicas={options.min_replicas}, max_replicas={options.max_replicas}")
+
+    @magic_arguments()
+    @argument("address", nargs="?", help="Ray cluster address; default RAY_ADDRESS, else the local head")
+    @line_magic
+    def ray(self, line: str) -> Any:
+        """Connect to a Ray cluster (starting the local head if needed) and show it: ``%ray [ADDRESS]``.
+
+        Shows the nodes, CPUs, GPUs, the dashboard link and the HTTP endpoint.
+        """
+        with _user_errors("ray"):
+            args = parse_argstring(self.ray, line)
+            from ray_deploy.cluster import is_connected
+
+            if args.address and is_connected():
+                current = ray_deploy.cluster_info().address
+                if args.address.removeprefix("ray://") != current:
+                    print(
+                        f"already connected to the Ray cluster at {current}; restart the kernel and run "
+                        f"`%ray {args.address}` first to use another cluster",
+                        file=sys.stderr,
+                    )
+            return ray_deploy.connect(args.address)
+        return None
+
+    @property
+    def _shell(self) -> Any:
+        """The shell these magics are registered with (always set once registered)."""
+        return self.shell
+
+    def _value(self, expression: str, what: str) -> Any:
+        """The value of a notebook variable (or expression) the user named."""
+        namespace = self._shell.user_ns
+        if expression.isidentifier():
+            if expression not in namespace:
+                raise UsageError(f"no variable named {expression!r} in the notebook for {what}; define it first")
+            return namespace[expression]
+        try:
+            return self._shell.ev(expression)
+        except NameError as exc:
+            raise UsageError(f"{what} {expression!r}: {exc}; define it first") from None
+        except Exception as exc:
+            raise UsageError(f"could not evaluate {what} {expression!r}: {type(exc).__name__}: {exc}") from None
+
+    def _store(self, output: str | None, value: Any) -> None:
+        if output:
+            self._shell.user_ns[output] = value
+
+
+def register(ipython: Any) -> None:
+    """Register the magics with an IPython shell (called by ``load_ipython_extension``).
+
+    Example:
+        >>> register(get_ipython())
+    """
+    ipython.register_magics(RayDeployMagics)
+
+
+def _output_name(name: str | None) -> str | None:
+    if name is not None and not name.isidentifier():
+        raise UsageError(f"-o {name!r}: give a Python variable name, e.g. -o result")
+    return name
+
+
+def _in_kernel(shell: Any) -> bool:
+    return getattr(shell, "kernel", None) is not None
+
+
+@contextlib.contextmanager
+def _interrupt_note(message: str) -> Iterator[None]:
+    try:
+        yield
+    except KeyboardInterrupt:
+        raise _Interrupted(message) from None
+
+
+class _Interrupted(Exception):
+    """A kernel interrupt that stopped a magic while it waited; carries what the user should know."""
+
+
+@contextlib.contextmanager
+def _user_errors(magic: str) -> Iterator[None]:
+    """One clear line for user errors; a short line plus ``%tb`` for anything unexpected."""
+    try:
+        yield
+    except UsageError:
+        raise  # IPython prints it as one "UsageError: ..." line
+    except _Interrupted as exc:
+        print(f"%{magic} interrupted: {exc}", file=sys.stderr)
+    except KeyboardInterrupt:
+        print(f"%{magic} interrupted", file=sys.stderr)
+    except RayDeployError as exc:
+        _keep_for_tb(exc)
+        first, _, rest = str(exc).partition("\n")
+        more = " (run %tb for the full report)" if rest.strip() else ""
+        print(f"{type(exc).__name__}: {first}{more}", file=sys.stderr)
+    except Exception as exc:
+        _keep_for_tb(exc)
+        first = str(exc).partition("\n")[0]
+        print(
+            f"%{magic} failed unexpectedly: {type(exc).__name__}: {first} (run %tb for the traceback)",
+            file=sys.stderr,
+        )
+
+
+def _keep_for_tb(exc: BaseException) -> None:
+    """Record the exception where ``%tb`` and ``%debug`` look for the last one."""
+    sys.last_type, sys.last_value, sys.last_traceback = type(exc), exc, exc.__traceback__
+    if sys.version_info >= (3, 12):
+        sys.last_exc = exc

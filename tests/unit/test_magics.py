@@ -1,0 +1,220 @@
+"""The magics' argument parsing, variable lookup, YAML specs and error messages, in a real IPython shell.
+
+No cluster: every case here fails before ray_deploy would connect (the unit conftest refuses ``ray.init``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import pytest
+from IPython.core.interactiveshell import InteractiveShell
+
+from jupyter_ext.deploy_spec import parse_spec
+from ray_deploy import ConfigError
+from ray_deploy.deployment import Deployment
+from tests.unit.models import add_one
+
+MAGICS = ("deploy", "predict", "deployments", "undeploy", "scale", "ray")
+
+
+@pytest.fixture()
+def shell() -> Iterator[InteractiveShell]:
+    ip = InteractiveShell.instance()
+    ip.run_line_magic("load_ext", "jupyter_ext")
+    ip.user_ns["clf"] = add_one
+    yield ip
+    for name in ("clf", "out", "X", "weird"):
+        ip.user_ns.pop(name, None)
+
+
+def run(shell: InteractiveShell, capsys: pytest.CaptureFixture[str], cell: str) -> tuple[str, str]:
+    capsys.readouterr()
+    shell.run_cell(cell)
+    captured = capsys.readouterr()
+    return captured.out, captured.err
+
+
+def one_line(err: str) -> str:
+    lines = err.strip().splitlines()
+    assert len(lines) == 1, f"expected one line, got:\n{err}"
+    assert "Traceback" not in err
+    return lines[0]
+
+
+def test_every_magic_is_registered_in_line_form_and_deploy_as_cell_magic(shell: InteractiveShell) -> None:
+    magics = shell.magics_manager.magics
+    assert set(MAGICS) <= set(magics["line"])
+    assert "deploy" in magics["cell"]
+
+
+@pytest.mark.parametrize(
+    ("magic", "expected"),
+    [
+        (
+            "deploy",
+            ["--name", "--sample", "--gpus", "--cpus", "--min-replicas", "--max-replicas", "--batch", "-o", "%%deploy"],
+        ),
+        ("predict", ["name", "data", "-o"]),
+        ("deployments", ["-o", "delete"]),
+        ("undeploy", ["name", "MLflow"]),
+        ("scale", ["--min", "--max"]),
+        ("ray", ["address", "dashboard"]),
+    ],
+)
+def test_question_mark_prints_full_help(
+    shell: InteractiveShell, capsys: pytest.CaptureFixture[str], magic: str, expected: list[str]
+) -> None:
+    out, _ = run(shell, capsys, f"%{magic}?")
+    assert f"%{magic}" in out
+    for text in expected:
+        assert text in out, f"%{magic}? does not mention {text}:\n{out}"
+
+
+@pytest.mark.parametrize(
+    ("cell", "expected"),
+    [
+        ("%deploy", "the following arguments are required: model, --name/-n"),
+        ("%deploy clf", "the following arguments are required: --name/-n"),
+        ("%deploy clf --name iris --cpus lots", "argument --cpus: invalid float value: 'lots'"),
+        ("%deploy clf --name iris --min-replicas 1.5", "argument --min-replicas: invalid int value: '1.5'"),
+        ("%deploy clf --name iris --replicas 2", "unrecognized arguments: --replicas 2"),
+        ("%deploy clf --name iris -o 1st", "-o '1st': give a Python variable name"),
+        ("%predict iris", "the following arguments are required: data"),
+        ("%predict iris X -o a.b", "-o 'a.b': give a Python variable name"),
+        ("%undeploy", "the following arguments are required: name"),
+        ("%undeploy a b", "unrecognized arguments: b"),
+        ("%scale", "the following arguments are required: name"),
+        ("%scale iris", "%scale needs --min and/or --max"),
+        ("%scale iris --min two", "argument --min: invalid int value: 'two'"),
+        ("%deployments extra", "unrecognized arguments: extra"),
+        ("%ray a b", "unrecognized arguments: b"),
+        ("%%deploy\nmodel: clf\n", "the following arguments are required: name"),
+    ],
+)
+def test_bad_arguments_print_one_usage_line(
+    shell: InteractiveShell, capsys: pytest.CaptureFixture[str], cell: str, expected: str
+) -> None:
+    _, err = run(shell, capsys, cell)
+    line = one_line(err)
+    assert line.startswith("UsageError: ")
+    assert expected in line
+
+
+@pytest.mark.parametrize(
+    ("cell", "expected"),
+    [
+        ("%deploy nothere --name iris", "no variable named 'nothere' in the notebook for the model; define it first"),
+        ("%deploy clf --name iris --sample X[:5]", "the sample input 'X[:5]': name 'X' is not defined"),
+        ("%deploy clf --name iris --sample clf[", "could not evaluate the sample input 'clf[': SyntaxError"),
+        ("%predict iris rows", "no variable named 'rows' in the notebook for the input data"),
+        ("%%deploy iris\nmodel: nothere\n", "no variable named 'nothere' in the notebook for the model (line 2)"),
+        (
+            "%%deploy iris\nmodel: clf\nsample_input: X.head()\n",
+            "the sample input (line 3) 'X.head()': name 'X' is not defined",
+        ),
+    ],
+)
+def test_unknown_variables_are_named(
+    shell: InteractiveShell, capsys: pytest.CaptureFixture[str], cell: str, expected: str
+) -> None:
+    _, err = run(shell, capsys, cell)
+    line = one_line(err)
+    assert line.startswith("UsageError: ")
+    assert expected in line
+
+
+@pytest.mark.parametrize(
+    ("cell", "expected"),
+    [
+        ("%deploy clf --name 'no spaces'", "ConfigError: invalid deployment name"),
+        ("%deploy clf --name ray-deploy", "ConfigError: the name 'ray-deploy' is reserved"),
+        (
+            "%deploy clf --name iris --min-replicas 3 --max-replicas 2",
+            "ConfigError: invalid deployment options: min_replicas=3 is larger than max_replicas=2",
+        ),
+        ("%deploy clf --name iris --gpus -1", "ConfigError: invalid deployment options: num_gpus: Input should be"),
+        ("%deploy clf --name iris --batch 0", "max_batch_size: Input should be greater than or equal to 1 (got 0)"),
+        ("weird = object()\n%deploy weird --name iris", "ConfigError: cannot deploy an object of type object"),
+        ("%deploy 'not-a-uri' --name iris", "is not an MLflow model URI"),
+    ],
+)
+def test_ray_deploy_errors_print_one_line_without_traceback(
+    shell: InteractiveShell, capsys: pytest.CaptureFixture[str], cell: str, expected: str
+) -> None:
+    _, err = run(shell, capsys, cell)
+    assert expected in one_line(err)
+
+
+@pytest.mark.parametrize(
+    ("body", "expected"),
+    [
+        ("model: clf\nmax_replica: 2\n", "line 3: 'max_replica' is not a deployment option (did you mean 'max_rep"),
+        ("model: clf\nnum_cpus: lots\n", "line 3: 'num_cpus': Input should be a valid number"),
+        ("model: clf\nmin_replicas: 3\nmax_replicas: 2\n", "lines 3, 4: min_replicas=3 is larger than max_replicas=2"),
+        ("model: clf\nmax_replicas: 2\nmax_replicas: 3\n", "line 4: 'max_replicas' is given twice (also on line 3)"),
+        ("max_replicas: 2\n", "missing 'model': name the variable that holds the model"),
+        ("model: 42\n", "line 2: 'model' must name a notebook variable"),
+        ("model: clf\n  oops: : x\n", "the %%deploy cell is not valid YAML at line 3"),
+        ("- clf\n", "must be YAML `key: value` lines, not a list"),
+        ("\n", "the %%deploy cell is empty"),
+    ],
+)
+def test_yaml_spec_errors_name_the_key_and_cell_line(
+    shell: InteractiveShell, capsys: pytest.CaptureFixture[str], body: str, expected: str
+) -> None:
+    _, err = run(shell, capsys, f"%%deploy iris\n{body}")
+    line = one_line(err)
+    assert line.startswith("ConfigError: ")
+    assert expected in line
+
+
+def test_yaml_spec_parses_variables_and_options() -> None:
+    spec = parse_spec("model: clf\nsample_input: X[:5]\nnum_cpus: 0.25\nmin_replicas: 0\nmax_replicas: 2\n", 2)
+    assert (spec.model, spec.sample_input) == ("clf", "X[:5]")
+    assert spec.options == {"num_cpus": 0.25, "min_replicas": 0, "max_replicas": 2}
+    assert spec.lines == {"model": 2, "sample_input": 3, "num_cpus": 4, "min_replicas": 5, "max_replicas": 6}
+
+
+def test_yaml_spec_reports_every_problem_at_once() -> None:
+    with pytest.raises(ConfigError) as info:
+        parse_spec("num_gpus: -1\nmax_batch_size: 0\n")
+    message = str(info.value)
+    assert "missing 'model'" in message
+    assert "line 1: 'num_gpus'" in message
+    assert "line 2: 'max_batch_size'" in message
+
+
+def test_unexpected_error_prints_a_short_line_and_keeps_the_traceback_for_tb(
+    shell: InteractiveShell, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # a model whose class has no module name breaks model classification: not a user error
+    _, err = run(shell, capsys, "class Odd:\n    pass\nOdd.__module__ = None\nweird = Odd()")
+    assert err == ""
+    _, err = run(shell, capsys, "%deploy weird --name iris")
+    line = one_line(err)
+    assert line.startswith("%deploy failed unexpectedly: AttributeError: ")
+    assert line.endswith("(run %tb for the traceback)")
+    out, _ = run(shell, capsys, "%tb")
+    assert "Traceback" in out
+    assert "model_kind" in out
+
+
+def test_tb_shows_the_full_error_after_a_user_error(
+    shell: InteractiveShell, capsys: pytest.CaptureFixture[str]
+) -> None:
+    run(shell, capsys, "%deploy clf --name iris --min-replicas 3 --max-replicas 2")
+    out, _ = run(shell, capsys, "%tb")
+    assert "ConfigError" in out
+    assert "min_replicas=3 is larger than max_replicas=2" in out
+
+
+def test_extension_shows_deployments_with_the_card_formatter(shell: InteractiveShell) -> None:
+    formatter = shell.display_formatter.mimebundle_formatter
+    printer = formatter.lookup(Deployment("iris"))
+    assert printer.__module__ == "jupyter_ext"
+    shell.run_line_magic("unload_ext", "jupyter_ext")
+    with pytest.raises(KeyError):
+        formatter.lookup(Deployment("iris"))
+    shell.run_line_magic("load_ext", "jupyter_ext")
+    assert formatter.lookup(Deployment("iris")) is printer

@@ -1,0 +1,267 @@
+"""The deployment card and the deployments table rendered from given status documents (no cluster)."""
+
+from __future__ import annotations
+
+import base64
+import copy
+import threading
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+
+from jupyter_ext.deployments_table import DeploymentsTable
+from jupyter_ext.history_plot import HistoryPoint, history_png
+from jupyter_ext.widgets import WIDGET_VIEW_MIME, DeploymentCard, card_values, snapshot_text
+from ray_deploy import ModelNotFound
+
+PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
+
+
+def status_doc(name: str = "iris", **changes: Any) -> dict[str, Any]:
+    """A status document shaped like ``Deployment.status()`` returns."""
+    doc: dict[str, Any] = {
+        "name": name,
+        "state": "RUNNING",
+        "message": "",
+        "version": "3",
+        "alias": "champion",
+        "model_kind": "sklearn",
+        "url": f"http://127.0.0.1:8000/v2/models/{name}",
+        "replicas": {"current": 2, "target": 2, "min": 1, "max": 4, "states": {"RUNNING": 2}},
+        "traffic": {
+            "qps": 12.5,
+            "rows_per_s": 30.0,
+            "p50_ms": 4.25,
+            "p99_ms": 18.0,
+            "requests": 420,
+            "errors": 3,
+            "errors_by_status": {"422": 2, "500": 1},
+            "window_s": 60.0,
+        },
+        "options": {"min_replicas": 1, "max_replicas": 4},
+        "links": {
+            "endpoint": f"http://127.0.0.1:8000/v2/models/{name}",
+            "dashboard": f"http://127.0.0.1:8265/#/serve/applications/{name}",
+            "mlflow": f"http://127.0.0.1:5000/#/models/{name}/versions/3",
+            "model_uri": f"models:/{name}/3",
+        },
+        "deployed_at": 1000.0,
+        "updated_at": 1010.0,
+    }
+    doc.update(changes)
+    return doc
+
+
+@pytest.fixture()
+def cards() -> Iterator[list[DeploymentCard]]:
+    made: list[DeploymentCard] = []
+    yield made
+    for card in made:
+        card.close()
+
+
+def make_card(cards: list[DeploymentCard], **kwargs: Any) -> DeploymentCard:
+    card = DeploymentCard(kwargs.pop("name", "iris"), **kwargs)
+    cards.append(card)
+    return card
+
+
+def test_card_values_come_straight_from_the_document() -> None:
+    assert card_values(status_doc()) == {
+        "state": "RUNNING",
+        "version": "3 (champion)",
+        "replicas": "2 running, target 2 (min 1, max 4)",
+        "qps": "12.5",
+        "latency": "4.25 / 18",
+        "requests": "420",
+        "errors": "3 (422: 2, 500: 1)",
+    }
+
+
+def test_card_values_without_traffic_or_version_show_dashes() -> None:
+    values = card_values(status_doc(traffic=None, version=None, state="DEPLOYING"))
+    assert values["state"] == "DEPLOYING"
+    assert values["version"] == "—"
+    assert values["qps"] == "—"
+    assert values["latency"] == "— / —"
+    assert values["requests"] == "—"
+
+
+def test_card_shows_the_document(cards: list[DeploymentCard]) -> None:
+    card = make_card(cards, doc=status_doc(), start=False)
+    assert {key: label.value for key, label in card.fields.items()} == card_values(status_doc())
+    assert "RUNNING" in card.title.value
+    assert "ray-deploy: iris" in card.title.value
+    assert bytes(card.plot.value).startswith(PNG_MAGIC)
+    assert not card.running
+
+
+def test_card_links_come_from_the_document(cards: list[DeploymentCard]) -> None:
+    card = make_card(cards, doc=status_doc(), start=False)
+    links = card.links.value
+    assert "href='http://127.0.0.1:8000/v2/models/iris'" in links
+    assert "href='http://127.0.0.1:8265/#/serve/applications/iris'" in links
+    assert "href='http://127.0.0.1:5000/#/models/iris/versions/3'" in links
+    assert "models:/iris/3" in links
+    no_mlflow = status_doc(links={**status_doc()["links"], "mlflow": None})
+    card.update(no_mlflow)
+    assert "MLflow model version" not in card.links.value
+    assert "models:/iris/3" in card.links.value
+
+
+def test_mime_bundle_has_the_widget_and_an_html_and_text_snapshot(cards: list[DeploymentCard]) -> None:
+    card = make_card(cards, doc=status_doc(), start=False)
+    bundle = card._repr_mimebundle_()
+    assert bundle[WIDGET_VIEW_MIME]["model_id"] == card.model_id
+    snapshot = bundle["text/html"]
+    for text in ("ray-deploy: iris", "RUNNING", "3 (champion)", "12.5", "4.25 / 18", "3 (422: 2, 500: 1)"):
+        assert text in snapshot
+    encoded = snapshot.split("data:image/png;base64,")[1].split("'")[0]
+    assert base64.b64decode(encoded).startswith(PNG_MAGIC)
+    assert bundle["text/plain"] == snapshot_text(status_doc())
+    assert bundle["text/plain"].splitlines()[0] == "ray-deploy: iris [RUNNING]"
+
+
+def test_update_changes_values_and_grows_the_history(cards: list[DeploymentCard]) -> None:
+    card = make_card(cards, doc=status_doc(), start=False)
+    first_plot = bytes(card.plot.value)
+    busier = copy.deepcopy(status_doc(updated_at=1012.0))
+    busier["traffic"].update(qps=40.0, requests=500, p99_ms=25.0)
+    card.update(busier)
+    assert card.fields["qps"].value == "40"
+    assert card.fields["requests"].value == "500"
+    assert [p.qps for p in card.history] == [12.5, 40.0]
+    assert bytes(card.plot.value) != first_plot
+
+
+def test_refresher_follows_the_document_and_stops_when_the_deployment_is_deleted(cards: list[DeploymentCard]) -> None:
+    docs = [status_doc(state="DEPLOYING", traffic=None), status_doc()]
+    fetched = threading.Event()
+
+    def fetch() -> dict[str, Any]:
+        if docs:
+            return docs.pop(0)
+        fetched.set()
+        raise ModelNotFound("no deployment named 'iris'; deployed: []")
+
+    card = make_card(cards, fetch=fetch, interval_s=0.01)
+    assert card.fields["state"].value == "DEPLOYING"
+    assert fetched.wait(60)
+    card.stop(timeout_s=60)
+    assert not card.running
+    assert card.deleted
+    assert card.fields["state"].value == "DELETED"
+    assert card.fields["qps"].value == "12.5"  # the last document it saw
+    assert "was deleted" in card.message.value
+
+
+def test_refresher_keeps_going_after_a_failed_refresh(cards: list[DeploymentCard]) -> None:
+    calls: list[int] = []
+    recovered = threading.Event()
+
+    def fetch() -> dict[str, Any]:
+        calls.append(1)
+        if len(calls) == 2:
+            raise ConnectionError("the cluster is restarting")
+        if len(calls) >= 4:
+            recovered.set()
+        return status_doc(message=f"refresh {len(calls)}")
+
+    card = make_card(cards, fetch=fetch, interval_s=0.01)
+    assert recovered.wait(60)
+    assert card.running
+    card.close()
+    card.stop(timeout_s=60)
+    assert not card.running
+    assert card.message.value.startswith("refresh ")
+
+
+def test_card_without_a_first_status_waits_for_one(cards: list[DeploymentCard]) -> None:
+    docs: list[dict[str, Any]] = []
+    shown = threading.Event()
+
+    def fetch() -> dict[str, Any]:
+        if not docs:
+            docs.append(status_doc())
+            raise TimeoutError("the Monitor is starting")
+        shown.set()
+        return docs[0]
+
+    card = make_card(cards, fetch=fetch, interval_s=0.01)
+    assert card.fields["state"].value == "UNKNOWN"
+    assert card.message.value == "status unavailable (the Monitor is starting); retrying"
+    assert shown.wait(60)
+    card.stop(timeout_s=60)
+    assert card.fields["state"].value == "RUNNING"
+
+
+def test_card_of_a_missing_deployment_raises(cards: list[DeploymentCard]) -> None:
+    def fetch() -> dict[str, Any]:
+        raise ModelNotFound("no deployment named 'iris'; deployed: []")
+
+    with pytest.raises(ModelNotFound):
+        make_card(cards, fetch=fetch)
+
+
+def test_closing_the_card_stops_the_refresher(cards: list[DeploymentCard]) -> None:
+    seen = threading.Event()
+
+    def fetch() -> dict[str, Any]:
+        seen.set()
+        return status_doc()
+
+    card = make_card(cards, fetch=fetch, interval_s=0.01)
+    assert seen.wait(60)
+    assert card.running
+    card.close()
+    card.stop(timeout_s=60)
+    assert not card.running
+    assert card.comm is None
+
+
+def test_history_plot_renders_points_and_an_empty_history() -> None:
+    points = [HistoryPoint(t=float(t), qps=float(t), p50_ms=2.0, p99_ms=None) for t in range(5)]
+    assert history_png(points).startswith(PNG_MAGIC)
+    assert history_png([]).startswith(PNG_MAGIC)
+
+
+def test_table_rows_have_actions_and_the_snapshot_lists_every_deployment(cards: list[DeploymentCard]) -> None:
+    docs = {"iris": status_doc("iris"), "churn": status_doc("churn", state="DEPLOYING", traffic=None)}
+
+    def factory(name: str) -> DeploymentCard:
+        return make_card(cards, name=name, doc=docs[name], start=False)
+
+    rows = [{"name": name, "state": doc["state"], "version": "3", "url": doc["url"]} for name, doc in docs.items()]
+    table = DeploymentsTable(rows, card_factory=factory)
+    try:
+        assert list(table.rows) == ["iris", "churn"]
+        iris = table.rows["iris"]
+        assert (iris.min_input.value, iris.max_input.value) == (1, 4)
+        assert iris.card is not None and iris.card in iris.children
+        html = table._repr_mimebundle_()["text/html"]
+        assert "2 deployment(s)" in html
+        assert "<td>iris</td><td>RUNNING</td><td>3 (champion)</td>" in html
+        assert "<td>churn</td><td>DEPLOYING</td>" in html
+        assert "http://127.0.0.1:8000/v2/models/churn" in html
+        assert "churn: state DEPLOYING" in table.snapshot_text()
+    finally:
+        table.close()
+
+
+def test_delete_asks_for_confirmation_and_cancel_hides_it(cards: list[DeploymentCard]) -> None:
+    table = DeploymentsTable(
+        [{"name": "iris", "state": "RUNNING", "version": "3", "url": "u"}],
+        card_factory=lambda name: make_card(cards, name=name, doc=status_doc(name), start=False),
+    )
+    row = table.rows["iris"]
+    try:
+        assert row.confirm.layout.display == "none"
+        row.delete_button.click()
+        assert row.confirm.layout.display == "flex"
+        assert row.action is None  # nothing deleted before the confirmation
+        row.confirm_no.click()
+        assert row.confirm.layout.display == "none"
+        assert row.action is None
+    finally:
+        table.close()
