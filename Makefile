@@ -27,7 +27,7 @@ demo: install
 lint: install
 	$(PY) -m ruff check ray_deploy jupyter_ext tests bench
 	$(PY) -m ruff format --check ray_deploy jupyter_ext tests bench
-	$(PY) -m mypy ray_deploy
+	$(PY) -m mypy ray_deploy jupyter_ext
 
 unit: install
 	$(PY) -m pytest tests/unit -q
