@@ -15,6 +15,7 @@ import pytest
 import requests
 
 import ray_deploy
+from tests.polling import wait_for
 
 ROW = [[1.0, 2.0]]
 
@@ -36,16 +37,6 @@ class BrokenAtLoad(mlflow.pyfunc.PythonModel):
     def predict(self, context, model_input, params=None):
         return model_input
 """
-
-
-def _wait_for(check: Any, timeout_s: float, what: str) -> Any:
-    deadline = time.time() + timeout_s
-    while time.time() < deadline:
-        value = check()
-        if value:
-            return value
-        time.sleep(0.5)
-    raise AssertionError(f"timed out after {timeout_s}s waiting for {what}")
 
 
 def test_second_process_reattaches(cleanup: list[str]) -> None:
@@ -125,7 +116,7 @@ def test_scale_to_zero_and_back(cleanup: list[str]) -> None:
         upscale_delay_s=0,
         show_progress=False,
     )
-    _wait_for(lambda: dep.status()["replicas"]["current"] == 0, 120, "the deployment to scale to zero")
+    wait_for(lambda: dep.status()["replicas"]["current"] == 0, 120, "the deployment to scale to zero")
     answer = requests.post(f"{dep.url}/predict", json={"instances": ROW}, timeout=120)
     assert answer.status_code == 200 and answer.json()["predictions"] == [9.0]
     assert dep.status()["replicas"]["min"] == 0
@@ -135,7 +126,7 @@ def test_scale_changes_replicas_in_place(cleanup: list[str]) -> None:
     cleanup.append("scaled")
     dep = ray_deploy.deploy(scaled_by(1), "scaled", sample_input=np.array(ROW), num_cpus=0.1, show_progress=False)
     dep.scale(min_replicas=2, max_replicas=2)
-    doc = _wait_for(lambda: (d := dep.status())["replicas"]["current"] == 2 and d, 120, "two replicas")
+    doc = wait_for(lambda: (d := dep.status())["replicas"]["current"] == 2 and d, 120, "two replicas")
     assert doc["version"] == "1" and doc["replicas"]["target"] == 2
 
 

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import time
-from collections.abc import Callable
 from typing import Any
 
 import nbformat
@@ -15,6 +13,7 @@ from nbconvert import HTMLExporter
 import ray_deploy
 from jupyter_ext.deployments_table import DeploymentsTable
 from jupyter_ext.widgets import DeploymentCard
+from tests.polling import wait_for
 
 ROW = [[1.0, 2.0]]
 WIDGET_VIEW = "application/vnd.jupyter.widget-view+json"
@@ -22,16 +21,6 @@ WIDGET_VIEW = "application/vnd.jupyter.widget-view+json"
 
 def summed(data: Any) -> Any:
     return np.asarray(data, dtype=float).sum(axis=1)
-
-
-def wait_for(check: Callable[[], Any], timeout_s: float, what: str) -> Any:
-    deadline = time.time() + timeout_s
-    while time.time() < deadline:
-        value = check()
-        if value:
-            return value
-        time.sleep(0.2)
-    raise AssertionError(f"timed out after {timeout_s}s waiting for {what}")
 
 
 def test_card_numbers_follow_real_traffic_and_refresh_stops_on_delete_or_close(cleanup: list[str]) -> None:

@@ -3,13 +3,13 @@
 
 from __future__ import annotations
 
-import time
 from collections.abc import Iterator
 from typing import Any
 
 import pytest
 
 import ray_deploy
+from tests.polling import wait_for
 from tests.ui.conftest import ARTIFACTS, Lab
 from tests.unit.models import iris, sklearn_model
 
@@ -47,20 +47,18 @@ def test_panel_lists_the_deployment_and_scales_it_to_two_replicas(
     details.get_by_test_id("ray-deploy-scale-max").fill("2")
     details.get_by_test_id("ray-deploy-scale-button").click()
 
-    _wait_for_running_replicas(deployment, 2, timeout_s=240)
+    def two_running() -> bool:
+        replicas = deployment.status()["replicas"]
+        return bool(replicas["current"] == 2 and replicas["min"] == replicas["max"] == 2)
+
+    wait_for(
+        two_running,
+        240,
+        "the cluster to report 2 running replicas (min 2, max 2)",
+        interval_s=2.0,
+    )
     replicas = row.get_by_test_id("ray-deploy-replicas")
     page.wait_for_function("el => el.textContent.trim() === '2/2'", arg=replicas.element_handle(), timeout=60_000)
     state = row.get_by_test_id("ray-deploy-state")
     page.wait_for_function("el => el.textContent.trim() === 'RUNNING'", arg=state.element_handle(), timeout=120_000)
     page.screenshot(path=str(ARTIFACTS / "side-panel-scaled.png"))
-
-
-def _wait_for_running_replicas(deployment: ray_deploy.Deployment, count: int, timeout_s: float) -> None:
-    deadline = time.monotonic() + timeout_s
-    replicas: dict[str, Any] = {}
-    while time.monotonic() < deadline:
-        replicas = deployment.status()["replicas"]
-        if replicas["current"] == count and replicas["min"] == count:
-            return
-        time.sleep(2.0)
-    raise AssertionError(f"the cluster never reported {count} running replicas: {replicas}")
