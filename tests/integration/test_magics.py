@@ -26,10 +26,12 @@ rows = np.array([[1.0, 2.0], [3.0, 4.0]])
 @pytest.fixture()
 def shell(cluster: ray_deploy.ClusterInfo) -> Iterator[InteractiveShell]:
     ip = InteractiveShell.instance()
+    ip.reset()  # one shell per process: start from an empty namespace whatever ran before
     ip.run_line_magic("load_ext", "jupyter_ext")
     result = ip.run_cell(MODEL_CELL)
     assert result.success
     yield ip
+    ip.reset()
 
 
 def run(shell: InteractiveShell, cell: str) -> CapturedIO:

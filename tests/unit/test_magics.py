@@ -21,11 +21,11 @@ MAGICS = ("deploy", "predict", "deployments", "undeploy", "scale", "ray")
 @pytest.fixture()
 def shell() -> Iterator[InteractiveShell]:
     ip = InteractiveShell.instance()
+    ip.reset()  # one shell per process: start from an empty namespace whatever ran before
     ip.run_line_magic("load_ext", "jupyter_ext")
     ip.user_ns["clf"] = add_one
     yield ip
-    for name in ("clf", "out", "X", "weird"):
-        ip.user_ns.pop(name, None)
+    ip.reset()
 
 
 def run(shell: InteractiveShell, capsys: pytest.CaptureFixture[str], cell: str) -> tuple[str, str]:
