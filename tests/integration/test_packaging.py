@@ -24,6 +24,7 @@ LABEXT_NAME = "ray-deploy"
 DATA = "ray_deploy-0.1.0.data/data"
 LABEXT_IN_WHEEL = f"{DATA}/share/jupyter/labextensions/{LABEXT_NAME}"
 SERVER_CONFIG_IN_WHEEL = f"{DATA}/etc/jupyter/jupyter_server_config.d/jupyter_ext.json"
+KERNEL_CONFIG_IN_WHEEL = f"{DATA}/etc/ipython/ipython_kernel_config.json"
 ANSI = re.compile(r"\x1b\[[0-9;]*m")
 
 
@@ -99,10 +100,12 @@ def test_wheel_ships_the_prebuilt_labextension(wheel: Path) -> None:
     assert "ray_deploy/__init__.py" in names
 
 
-def test_wheel_enables_the_server_extension(wheel: Path) -> None:
+def test_wheel_enables_the_server_extension_and_the_kernel_extension(wheel: Path) -> None:
     with zipfile.ZipFile(wheel) as zf:
         config = json.loads(zf.read(SERVER_CONFIG_IN_WHEEL))
+        kernel_config = json.loads(zf.read(KERNEL_CONFIG_IN_WHEEL))
     assert config == {"ServerApp": {"jpserver_extensions": {"jupyter_ext": True}}}
+    assert kernel_config == {"InteractiveShellApp": {"extra_extensions": ["jupyter_ext"]}}
 
 
 def test_installed_wheel_lists_the_labextension_enabled_and_ok(scratch_env: tuple[Path, dict[str, str]]) -> None:
