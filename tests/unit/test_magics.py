@@ -90,20 +90,6 @@ def test_question_mark_prints_full_help(
         ("%deployments extra", "unrecognized arguments: extra"),
         ("%ray a b", "unrecognized arguments: b"),
         ("%%deploy\nmodel: clf\n", "the following arguments are required: name"),
-    ],
-)
-def test_bad_arguments_print_one_usage_line(
-    shell: InteractiveShell, capsys: pytest.CaptureFixture[str], cell: str, expected: str
-) -> None:
-    _, err = run(shell, capsys, cell)
-    line = one_line(err)
-    assert line.startswith("UsageError: ")
-    assert expected in line
-
-
-@pytest.mark.parametrize(
-    ("cell", "expected"),
-    [
         ("%deploy nothere --name iris", "no variable named 'nothere' in the notebook for the model; define it first"),
         ("%deploy clf --name iris --sample X[:5]", "the sample input 'X[:5]': name 'X' is not defined"),
         ("%deploy clf --name iris --sample clf[", "could not evaluate the sample input 'clf[': SyntaxError"),
@@ -115,7 +101,7 @@ def test_bad_arguments_print_one_usage_line(
         ),
     ],
 )
-def test_unknown_variables_are_named(
+def test_bad_arguments_and_unknown_variables_print_one_usage_line(
     shell: InteractiveShell, capsys: pytest.CaptureFixture[str], cell: str, expected: str
 ) -> None:
     _, err = run(shell, capsys, cell)
