@@ -86,6 +86,10 @@ def connect(address: str | None = None) -> ClusterInfo:
                 "Check the address (or unset RAY_ADDRESS to use the local cluster)."
             ) from exc
     _ensure_serve(settings)
+    # Serve logs every handle lookup at INFO in the driver ("Connecting to existing Serve app ..."); in a
+    # notebook that is noise around each cell's output. Its warnings and errors still show. (serve.start in
+    # _ensure_serve resets the level, so this comes after it.)
+    logging.getLogger("ray.serve").setLevel(logging.WARNING)
     return cluster_info()
 
 
