@@ -1,10 +1,11 @@
 """The live deployment card: an ipywidgets view of one deployment's status document, refreshed in the background.
 
-The card renders the status document that ``Deployment.status()`` returns (it computes no numbers of its own),
-refreshes it from a daemon thread without blocking the kernel, stops when the deployment is deleted or the card
-is closed, and carries a static ``text/html`` snapshot in its mime bundle for frontends without widgets
-(e.g. a notebook exported with ``nbconvert``). One live card exists per deployment name; showing a deployment
-again shows the same card, so refresh threads never pile up.
+The card renders the status document that ``Deployment.status()`` returns (it computes no numbers of its own,
+and its history plot draws the document's ``history``, kept in the cluster, so a card shown after a kernel
+restart has the same history as the side panel), refreshes it from a daemon thread without blocking the kernel,
+stops when the deployment is deleted or the card is closed, and carries a static ``text/html`` snapshot in its
+mime bundle for frontends without widgets (e.g. a notebook exported with ``nbconvert``). One live card exists
+per deployment name; showing a deployment again shows the same card, so refresh threads never pile up.
 
 Example:
     >>> card = card_for("iris")          # in a notebook: shows state, replicas, QPS, latency, history, links
@@ -19,11 +20,11 @@ import base64
 import html
 import logging
 import threading
-from collections import deque
 from collections.abc import Callable
 from typing import Any
 
 import ipywidgets as widgets
+from pydantic import ValidationError
 
 from jupyter_ext.history_plot import HistoryPoint, history_png
 from ray_deploy.errors import ModelNotFound, RayDeployError
@@ -43,7 +44,6 @@ FIELDS = {
 }
 WIDGET_VIEW_MIME = "application/vnd.jupyter.widget-view+json"
 _NONE = "—"
-_HISTORY_POINTS = 150
 _MAX_BACKOFF_S = 30.0
 _STATE_COLORS = {"RUNNING": "#1a7f37", "DEPLOYING": "#9a6700", "DELETED": "#57606a", "UNKNOWN": "#57606a"}
 _FAILED_COLOR = "#cf222e"
@@ -105,8 +105,9 @@ def links_html(doc: dict[str, Any]) -> str:
     return " &middot; ".join(parts)
 
 
-def snapshot_html(doc: dict[str, Any], history: list[HistoryPoint] | None = None, message: str = "") -> str:
-    """A static HTML card (values, history plot as an inline PNG, links) for frontends without widgets.
+def snapshot_html(doc: dict[str, Any], message: str = "", plot: bool = True) -> str:
+    """A static HTML card (values, the document's history plot as an inline PNG, links) for frontends
+    without widgets; ``plot=False`` leaves the plot out.
 
     Example:
         >>> "ray-deploy: iris" in snapshot_html(doc)
@@ -118,14 +119,14 @@ def snapshot_html(doc: dict[str, Any], history: list[HistoryPoint] | None = None
         f"<td>{html.escape(values[key])}</td></tr>"
         for key, label in FIELDS.items()
     )
-    plot = ""
-    if history is not None:
-        encoded = base64.b64encode(history_png(history)).decode("ascii")
-        plot = f"<img alt='QPS and latency history' src='data:image/png;base64,{encoded}'/>"
+    image = ""
+    if plot:
+        encoded = base64.b64encode(history_png(history_points(doc))).decode("ascii")
+        image = f"<img alt='QPS and latency history' src='data:image/png;base64,{encoded}'/>"
     note = f"<div><i>{html.escape(message)}</i></div>" if message else ""
     return (
         f"<div class='ray-deploy-card'>{_title_html(str(doc.get('name', '')), values['state'])}"
-        f"<div style='display:flex;gap:1em;align-items:flex-start'><table>{rows}</table>{plot}</div>"
+        f"<div style='display:flex;gap:1em;align-items:flex-start'><table>{rows}</table>{image}</div>"
         f"<div>{links_html(doc)}</div>{note}</div>"
     )
 
@@ -144,14 +145,18 @@ def snapshot_text(doc: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
-def history_point(doc: dict[str, Any]) -> HistoryPoint | None:
-    """The history point of one status document (None when it carries no traffic numbers)."""
-    traffic = doc.get("traffic")
-    if not traffic or doc.get("updated_at") is None:
-        return None
-    return HistoryPoint(
-        t=float(doc["updated_at"]), qps=traffic.get("qps"), p50_ms=traffic.get("p50_ms"), p99_ms=traffic.get("p99_ms")
-    )
+def history_points(doc: dict[str, Any]) -> list[HistoryPoint]:
+    """The traffic history of a status document (its ``history``, oldest first; empty when it has none).
+
+    Example:
+        >>> [p.qps for p in history_points(doc)]
+        [0.0, 11.2, 12.4]
+    """
+    try:
+        return [HistoryPoint.model_validate(point) for point in doc.get("history") or []]
+    except ValidationError:
+        log.warning("the history of %r is not readable; showing none", doc.get("name"), exc_info=True)
+        return []
 
 
 class DeploymentCard(widgets.VBox):
@@ -178,13 +183,12 @@ class DeploymentCard(widgets.VBox):
         self.name = name
         self.interval_s = interval_s
         self.doc: dict[str, Any] = {}
-        self.history: deque[HistoryPoint] = deque(maxlen=_HISTORY_POINTS)
+        self.history: list[HistoryPoint] = []  # what the plot shows: the shown document's history
         self.deleted = False
         self.refreshes = 0  # documents shown so far (counted once fully shown)
         self._fetch = fetch or _status_of(name)
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
-        self._plotted: HistoryPoint | None = None
         self.title = widgets.HTML()
         self.fields = {key: widgets.Label() for key in FIELDS}
         grid = widgets.GridBox(
@@ -245,7 +249,7 @@ class DeploymentCard(widgets.VBox):
         self.update(self._fetch())
 
     def update(self, doc: dict[str, Any]) -> None:
-        """Show a status document: values, title, links, message, and a new history point when it has one."""
+        """Show a status document: values, title, links, message, and its history (redrawn when it changed)."""
         self.doc = doc
         values = card_values(doc)
         for key, value in values.items():
@@ -254,12 +258,10 @@ class DeploymentCard(widgets.VBox):
         self.title.value = _title_html(self.name, values["state"])
         self.links.value = links_html(doc)
         self.message.value = str(doc.get("message") or "")
-        point = history_point(doc)
-        if point is not None:
-            self.history.append(point)
-        if self._plotted is None or (point is not None and _changed(point, self._plotted)):
-            self.plot.value = history_png(list(self.history))
-            self._plotted = point or HistoryPoint(t=0.0, qps=None, p50_ms=None, p99_ms=None)
+        history = history_points(doc)
+        if history != self.history or not self.plot.value:
+            self.plot.value = history_png(history)
+            self.history = history
         self.refreshes += 1
 
     def mark_deleted(self) -> None:
@@ -274,7 +276,7 @@ class DeploymentCard(widgets.VBox):
     def snapshot_html(self) -> str:
         """The static HTML of what the card shows now."""
         doc = {**self.doc, "state": self.fields["state"].value}
-        return snapshot_html(doc, list(self.history), self.message.value)
+        return snapshot_html(doc, self.message.value)
 
     def _repr_mimebundle_(self, **kwargs: Any) -> dict[str, Any]:
         data: dict[str, Any] = super()._repr_mimebundle_(**kwargs)
@@ -404,10 +406,6 @@ def _forget(card: DeploymentCard) -> None:
     with _live_lock:
         if _live_cards.get(card.name) is card:
             del _live_cards[card.name]
-
-
-def _changed(a: HistoryPoint, b: HistoryPoint) -> bool:
-    return (a.qps, a.p50_ms, a.p99_ms) != (b.qps, b.p50_ms, b.p99_ms)
 
 
 def _title_html(name: str, state: str) -> str:

@@ -21,6 +21,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from ray_deploy import serve_api
 from ray_deploy.config import Settings
 from ray_deploy.errors import ClusterError
 
@@ -29,6 +30,7 @@ log = logging.getLogger(__name__)
 NAMESPACE = "ray_deploy"
 SERVER_APP = "ray-deploy"
 _HEAD_FILE = "local_head.json"
+_connected: tuple[tuple[str | None, Settings], ClusterInfo] | None = None
 
 
 @dataclass(frozen=True)
@@ -64,8 +66,11 @@ def connect(address: str | None = None) -> ClusterInfo:
     """
     import ray
 
+    global _connected
     settings = Settings.from_env()
     target = address or settings.ray_address
+    if _connected is not None and ray.is_initialized() and _connected[0] == (target, settings):
+        return _connected[1]  # cached: every API call connects, and Serve is known to run
     local = target is None
     if not ray.is_initialized():
         if local:
@@ -90,7 +95,9 @@ def connect(address: str | None = None) -> ClusterInfo:
     # notebook that is noise around each cell's output. Its warnings and errors still show. (serve.start in
     # _ensure_serve resets the level, so this comes after it.)
     logging.getLogger("ray.serve").setLevel(logging.WARNING)
-    return cluster_info()
+    info = cluster_info()
+    _connected = ((target, settings), info)
+    return info
 
 
 def is_connected() -> bool:
@@ -115,7 +122,7 @@ def cluster_info() -> ClusterInfo:
     resources = ray.cluster_resources()
     ctx = ray.get_runtime_context()
     gcs = ctx.gcs_address
-    dashboard = ray._private.worker.get_dashboard_url() or f"127.0.0.1:{settings.dashboard_port}"
+    dashboard = serve_api.dashboard_url() or f"127.0.0.1:{settings.dashboard_port}"
     return ClusterInfo(
         address=gcs,
         dashboard_url=dashboard if dashboard.startswith("http") else f"http://{dashboard}",
@@ -135,6 +142,8 @@ def shutdown(stop_local_head: bool = True) -> None:
     """
     import ray
 
+    global _connected
+    _connected = None
     settings = Settings.from_env()
     if ray.is_initialized():
         ray.shutdown()
@@ -165,7 +174,7 @@ def _stop_session(session: int) -> None:
 def _ensure_serve(settings: Settings) -> None:
     from ray import serve
 
-    from ray_deploy.serving import build_server_app
+    from ray_deploy.dataplane.apps import build_server_app
 
     serve.start(http_options={"host": settings.http_host, "port": settings.http_port})
     if SERVER_APP not in serve.status().applications:
@@ -184,11 +193,7 @@ def _ensure_auth_token() -> None:
         timeout=60,
     )
     # ray.init with an explicit address does not pick the token up by itself.
-    from ray._private.authentication.authentication_token_setup import (
-        maybe_enable_token_auth_if_token_available,
-    )
-
-    maybe_enable_token_auth_if_token_available(warn_if_disabled=False)
+    serve_api.enable_token_auth()
 
 
 def _start_local_head(settings: Settings) -> None:

@@ -155,6 +155,32 @@ class Settings(BaseModel):
         except (ValidationError, ValueError) as exc:
             raise ConfigError(f"invalid ray-deploy environment settings: {exc}") from None
 
+    def to_env(self) -> dict[str, str]:
+        """The environment variables that make :meth:`from_env` read these settings back (its inverse).
+
+        A variable whose setting is unset (``RAY_ADDRESS``, ``RAY_DEPLOY_NUM_CPUS``) is left out, so it must
+        be unset where the result is applied. Used to give another process (a Ray Job's CLI) the settings
+        of this one: same store, endpoint and ports.
+
+        Example:
+            >>> Settings.from_env().to_env()["RAY_DEPLOY_HTTP_PORT"]
+            '8000'
+        """
+        env = {
+            "RAY_DEPLOY_HOME": str(self.home),
+            "MLFLOW_TRACKING_URI": self.mlflow_uri,
+            "RAY_DEPLOY_HTTP_HOST": self.http_host,
+            "RAY_DEPLOY_HTTP_PORT": str(self.http_port),
+            "RAY_DEPLOY_RAY_PORT": str(self.ray_port),
+            "RAY_DEPLOY_DASHBOARD_PORT": str(self.dashboard_port),
+            "RAY_DEPLOY_AUTOSCALER": "1" if self.autoscaler else "0",
+        }
+        if self.ray_address is not None:
+            env["RAY_ADDRESS"] = self.ray_address
+        if self.num_cpus is not None:
+            env["RAY_DEPLOY_NUM_CPUS"] = str(self.num_cpus)
+        return env
+
     @property
     def artifact_root(self) -> Path:
         """Folder for MLflow artifacts when the store is the local default."""

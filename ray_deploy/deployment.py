@@ -18,8 +18,9 @@ from typing import Any
 from ray_deploy.cluster import cluster_info, connect
 from ray_deploy.config import DeployOptions, Settings, parse_options, validate_name
 from ray_deploy.errors import DeploymentFailed, InsufficientResources, ModelNotFound, NotReady, RayDeployError
-from ray_deploy.package import model_kind
-from ray_deploy.status import MODEL_ROUTE, model_apps, serve_details, state_of
+from ray_deploy.package import check_predict_method, model_kind
+from ray_deploy.serve_api import run_app, serve_details
+from ray_deploy.status import MODEL_ROUTE, model_apps, state_of
 
 _STAGES = ("registering", "starting replicas", "healthy")
 _STATUS_TIMEOUT_S = 15.0
@@ -146,6 +147,7 @@ def deploy(
     name: str,
     *,
     sample_input: Any = None,
+    predict_method: str = "predict",
     show_progress: bool = True,
     timeout_s: float = 600.0,
     **options: Any,
@@ -153,7 +155,9 @@ def deploy(
     """Register ``model`` as a new MLflow version of ``name`` and serve it; returns once it answers.
 
     ``model``: a scikit-learn estimator/pipeline, a ``torch.nn.Module``, an MLflow model URI, an
-    ``mlflow.pyfunc.PythonModel`` or a callable. ``options``: see :class:`DeployOptions`.
+    ``mlflow.pyfunc.PythonModel`` or a callable. ``predict_method="predict_proba"`` serves class
+    probabilities instead of labels (scikit-learn classifiers; torch modules get a softmax over their
+    logits), and the signature, V2 metadata and OpenAPI document say so. ``options``: see :class:`DeployOptions`.
     Deploying to an existing name makes a new version and replaces the old one without downtime.
 
     Example:
@@ -166,11 +170,12 @@ def deploy(
     validate_name(name)
     opts = parse_options(**options)
     kind = model_kind(model)
+    method = check_predict_method(model, kind, predict_method)
     connect()
     check_resources(opts)
     with _Progress(name, show_progress) as progress:
         progress.stage(0)
-        version = registry.register(model, kind, name, sample_input)
+        version = registry.register(model, kind, name, sample_input, method)
         progress.stage(1, f"version {version}")
         previous = Deployment(name)._user_config() if name in model_apps(serve_details()) else {}
         served_kind = registry_kind(kind, version, name)
@@ -213,13 +218,11 @@ def _roll_out(
     timeout_s: float = 600.0,
     progress: _Progress | None = None,
 ) -> None:
-    from ray import serve
-
-    from ray_deploy.serving import build_model_app
+    from ray_deploy.dataplane.apps import build_model_app
 
     app = build_model_app(name, version, kind, options, Settings.from_env(), cluster_info().dashboard_url)
     started = time.time()
-    serve._run(app, name=name, route_prefix=f"{MODEL_ROUTE}{name}", _blocking=False)
+    run_app(app, name=name, route_prefix=f"{MODEL_ROUTE}{name}")
     _wait_until_serving(name, version, started, timeout_s, progress)
 
 

@@ -4,6 +4,22 @@ Every message says what is wrong and what to do about it, e.g.::
 
     >>> str(ModelNotFound("no deployment named 'churn'; deployed: ['iris']"))
     "no deployment named 'churn'; deployed: ['iris']"
+
+The tree (HTTP status in brackets)::
+
+    RayDeployError [500]
+    ├── ConfigError [400]
+    ├── BadRequest [400]
+    ├── ModelNotFound [404]
+    ├── MethodNotAllowed [405]
+    ├── PayloadTooLarge [413]
+    ├── SchemaMismatch [422]
+    ├── NotReady [503]
+    ├── ModelFailed [500]
+    ├── RequestTimeout [504]
+    ├── DeploymentFailed [500]
+    │   └── InsufficientResources [500]
+    └── ClusterError [500]
 """
 
 from __future__ import annotations
@@ -42,6 +58,12 @@ class ModelNotFound(RayDeployError):
     """No deployment, model or version with that name."""
 
     http_status = 404
+
+
+class MethodNotAllowed(RayDeployError):
+    """The route exists but not with this HTTP method (the error names the allowed ones)."""
+
+    http_status = 405
 
 
 class PayloadTooLarge(RayDeployError):

@@ -1,4 +1,5 @@
-"""Wrapping models of every accepted kind into MLflow models, and loading them back for serving.
+"""Wrapping models of every accepted kind into MLflow models (the deploy side; replicas load them in
+:mod:`ray_deploy.dataplane.served_model`).
 
 Accepted: a scikit-learn estimator or pipeline, a ``torch.nn.Module``, an MLflow model URI
 (``runs:/``, ``models:/``), an ``mlflow.pyfunc.PythonModel``, or a plain Python callable.
@@ -17,7 +18,6 @@ import getpass
 import platform
 import sys
 from collections.abc import Callable
-from dataclasses import dataclass
 from datetime import datetime, timezone
 from importlib import metadata
 from typing import Any, Literal
@@ -27,6 +27,8 @@ import numpy as np
 from ray_deploy.errors import ConfigError
 
 ModelKind = Literal["sklearn", "torch", "pyfunc", "callable", "uri"]
+PredictMethod = Literal["predict", "predict_proba"]
+PREDICT_METHODS: tuple[str, ...] = ("predict", "predict_proba")
 URI_SCHEMES = ("runs:/", "models:/")
 _ARTIFACT = "model"
 
@@ -87,7 +89,40 @@ class CallableModel:
         return _Callable(fn)
 
 
-def infer_signature(model: Any, kind: ModelKind, sample_input: Any) -> Any:
+def check_predict_method(model: Any, kind: ModelKind, predict_method: str) -> PredictMethod:
+    """Check ``predict_method`` for this model: ``predict_proba`` needs a scikit-learn classifier or a torch module.
+
+    Example:
+        >>> check_predict_method(LogisticRegression().fit(X, y), "sklearn", "predict_proba")
+        'predict_proba'
+    """
+    if predict_method not in PREDICT_METHODS:
+        raise ConfigError(f"predict_method={predict_method!r} is not one of {list(PREDICT_METHODS)}")
+    if predict_method == "predict_proba":
+        if kind == "sklearn" and not hasattr(model, "predict_proba"):
+            raise ConfigError(
+                f"predict_method='predict_proba' needs a classifier with predict_proba; {type(model).__name__} "
+                "has none (for SVC pass probability=True), or deploy with predict_method='predict'"
+            )
+        if kind not in ("sklearn", "torch"):
+            raise ConfigError(
+                f"predict_method='predict_proba' applies to scikit-learn and torch models; a {kind} model returns "
+                "what its own predict returns, so make it return probabilities there"
+            )
+    return "predict_proba" if predict_method == "predict_proba" else "predict"
+
+
+def with_predict_method(model: Any, kind: ModelKind, predict_method: PredictMethod) -> Any:
+    """The model to log: a torch module with ``predict_proba`` gets a softmax over its last axis (logits ->
+    class probabilities); everything else is unchanged (scikit-learn uses MLflow's ``pyfunc_predict_fn``)."""
+    if kind == "torch" and predict_method == "predict_proba":
+        import torch
+
+        return torch.nn.Sequential(model, torch.nn.Softmax(dim=-1))
+    return model
+
+
+def infer_signature(model: Any, kind: ModelKind, sample_input: Any, predict_method: PredictMethod = "predict") -> Any:
     """Infer an MLflow signature from ``sample_input`` (or, without one, from the model itself).
 
     Returns None when nothing can be inferred; such a model is served without input validation.
@@ -98,7 +133,7 @@ def infer_signature(model: Any, kind: ModelKind, sample_input: Any) -> Any:
 
     if sample_input is not None:
         sample = as_numpy(sample_input)
-        output = as_numpy(_run(model, kind, sample_input))
+        output = as_numpy(_run(model, kind, sample_input, predict_method))
         return mlflow_infer(sample, output)
     if kind == "sklearn":
         names = getattr(model, "feature_names_in_", None)
@@ -123,9 +158,9 @@ def _first_linear(module: Any) -> int | None:
     return None
 
 
-def _run(model: Any, kind: ModelKind, sample: Any) -> Any:
+def _run(model: Any, kind: ModelKind, sample: Any, predict_method: PredictMethod = "predict") -> Any:
     if kind == "sklearn":
-        return model.predict(sample)
+        return getattr(model, predict_method)(sample)
     if kind == "torch":
         import torch
 
@@ -173,7 +208,7 @@ def _requirements(kind: ModelKind) -> list[str]:
     return reqs
 
 
-def log_model(model: Any, kind: ModelKind, sample_input: Any = None) -> str:
+def log_model(model: Any, kind: ModelKind, sample_input: Any = None, predict_method: PredictMethod = "predict") -> str:
     """Log ``model`` to the active MLflow run and return its model URI.
 
     Example:
@@ -182,7 +217,8 @@ def log_model(model: Any, kind: ModelKind, sample_input: Any = None) -> str:
     """
     import mlflow
 
-    signature = infer_signature(model, kind, sample_input)
+    model = with_predict_method(model, kind, predict_method)
+    signature = infer_signature(model, kind, sample_input, predict_method)
     example = _example(sample_input)
     common: dict[str, Any] = {
         "name": _ARTIFACT,
@@ -191,7 +227,9 @@ def log_model(model: Any, kind: ModelKind, sample_input: Any = None) -> str:
         "pip_requirements": _requirements(kind),
     }
     if kind == "sklearn":
-        info = mlflow.sklearn.log_model(model, serialization_format="cloudpickle", **common)
+        info = mlflow.sklearn.log_model(
+            model, serialization_format="cloudpickle", pyfunc_predict_fn=predict_method, **common
+        )
     elif kind == "torch":
         # pickle (cloudpickle) keeps dynamic batch sizes and classes defined in a notebook cell
         info = mlflow.pytorch.log_model(model, serialization_format="pickle", **common)
@@ -209,55 +247,3 @@ def _example(sample_input: Any) -> Any:
         return None
     sample = as_numpy(sample_input)
     return sample[:5] if hasattr(sample, "__len__") and not isinstance(sample, dict) else sample
-
-
-@dataclass
-class ServedModel:
-    """A model loaded in a replica: ``predict`` takes a batch and returns one output row per input row."""
-
-    uri: str
-    flavor: Literal["torch", "pyfunc"]
-    impl: Any
-    signature: Any = None
-    device: str = "cpu"
-
-    def predict(self, data: Any) -> Any:
-        """Run the model; torch models run under ``torch.inference_mode()`` on the replica's device."""
-        if self.flavor == "torch":
-            import torch
-
-            array = np.asarray(data.to_numpy() if hasattr(data, "to_numpy") else data)
-            if array.dtype == np.float64:
-                array = array.astype(np.float32)
-            with torch.inference_mode():
-                out = self.impl(torch.as_tensor(array, device=self.device))
-            return out.detach().cpu().numpy()
-        return self.impl.predict(data)
-
-
-def load_for_serving(uri: str) -> ServedModel:
-    """Load a registered model; torch models go to the GPU when this process was given one.
-
-    Example:
-        >>> load_for_serving("models:/iris/1").predict(X[:2])
-    """
-    import mlflow
-
-    info = mlflow.models.get_model_info(uri)
-    if "pytorch" in info.flavors:
-        import torch
-
-        device = "cuda" if _has_gpu() and torch.cuda.is_available() else "cpu"
-        module = mlflow.pytorch.load_model(uri, map_location=device)
-        module.eval()
-        return ServedModel(uri, "torch", module, info.signature, device)
-    return ServedModel(uri, "pyfunc", mlflow.pyfunc.load_model(uri), info.signature)
-
-
-def _has_gpu() -> bool:
-    try:
-        import ray
-
-        return bool(ray.is_initialized() and ray.get_gpu_ids())
-    except Exception:  # outside a Ray worker there is no GPU assignment to ask about
-        return False

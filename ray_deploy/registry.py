@@ -12,13 +12,14 @@ import logging
 from typing import Any
 
 from ray_deploy.config import Settings
-from ray_deploy.errors import ConfigError, ModelNotFound
-from ray_deploy.package import ModelKind, deploy_tags, log_model
+from ray_deploy.dataplane.served_model import CHAMPION, check_version, model_uri, versions
+from ray_deploy.errors import ConfigError
+from ray_deploy.package import ModelKind, PredictMethod, deploy_tags, log_model
 
 log = logging.getLogger(__name__)
 
 EXPERIMENT = "ray-deploy"
-CHAMPION = "champion"
+__all__ = ["CHAMPION", "check_version", "model_uri", "register", "set_champion", "use_mlflow", "versions"]
 
 
 def use_mlflow(settings: Settings) -> str:
@@ -42,7 +43,9 @@ def _experiment_id(settings: Settings) -> str:
     return str(mlflow.create_experiment(EXPERIMENT, artifact_location=location))
 
 
-def register(model: Any, kind: ModelKind, name: str, sample_input: Any = None) -> str:
+def register(
+    model: Any, kind: ModelKind, name: str, sample_input: Any = None, predict_method: PredictMethod = "predict"
+) -> str:
     """Log (or reference) ``model`` and register it as a new version of ``name``; returns the version.
 
     Example:
@@ -53,7 +56,7 @@ def register(model: Any, kind: ModelKind, name: str, sample_input: Any = None) -
 
     settings = Settings.from_env()
     use_mlflow(settings)
-    tags = deploy_tags(kind, name)
+    tags = {**deploy_tags(kind, name), "ray_deploy.predict_method": predict_method}
     if kind == "uri":
         source = _resolve_alias(model)
         _check_uri_exists(source)
@@ -61,7 +64,7 @@ def register(model: Any, kind: ModelKind, name: str, sample_input: Any = None) -
         return str(version.version)
     with mlflow.start_run(experiment_id=_experiment_id(settings), run_name=f"deploy-{name}") as run:
         mlflow.set_tags(tags)
-        uri = log_model(model, kind, sample_input)
+        uri = log_model(model, kind, sample_input, predict_method)
         log.info("logged %s model for %s in run %s", kind, name, run.info.run_id)
     version = mlflow.register_model(uri, name, tags=tags)
     return str(version.version)
@@ -97,32 +100,3 @@ def set_champion(name: str, version: str) -> None:
     from mlflow import MlflowClient
 
     MlflowClient().set_registered_model_alias(name, CHAMPION, version)
-
-
-def versions(name: str) -> list[str]:
-    """All registered versions of ``name``, oldest first.
-
-    Example:
-        >>> versions("iris")
-        ['1', '2']
-    """
-    from mlflow import MlflowClient
-
-    found = MlflowClient().search_model_versions(f"name = '{_quoted(name)}'")
-    return sorted((str(v.version) for v in found), key=int)
-
-
-def check_version(name: str, version: str) -> None:
-    """Raise :class:`ModelNotFound` naming the known versions when ``version`` is not registered."""
-    known = versions(name)
-    if version not in known:
-        raise ModelNotFound(f"model {name!r} has no version {version!r}; versions: {known}")
-
-
-def model_uri(name: str, version: str) -> str:
-    """The registry URI a replica loads, e.g. ``models:/iris/3``."""
-    return f"models:/{name}/{version}"
-
-
-def _quoted(name: str) -> str:
-    return name.replace("'", "\\'")

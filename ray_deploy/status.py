@@ -12,12 +12,11 @@ Example:
 
 from __future__ import annotations
 
+import bisect
 import math
 from collections import Counter, deque
 from dataclasses import dataclass, field
 from typing import Any
-
-from ray_deploy.errors import NotReady
 
 MODEL_ROUTE = "/v2/models/"
 
@@ -70,22 +69,90 @@ class TrafficWindow:
         }
 
 
+# Latency bins of the history: log-spaced from 0.1 ms to ~100 s, each 10% wider than the last.
+_LATENCY_EDGES = tuple(0.1 * 1.1**i for i in range(146))
+
+
+@dataclass
+class _Bucket:
+    requests: int = 0
+    errors: int = 0
+    latency_counts: Counter[int] = field(default_factory=Counter)
+
+    def add(self, s: Sample) -> None:
+        self.requests += 1
+        if s.status >= 400:
+            self.errors += 1
+        else:
+            self.latency_counts[bisect.bisect_left(_LATENCY_EDGES, s.latency_ms)] += 1
+
+    def percentile(self, pct: float) -> float | None:
+        total = sum(self.latency_counts.values())
+        if not total:
+            return None
+        rank, seen = math.ceil(pct / 100 * total), 0
+        for index in sorted(self.latency_counts):
+            seen += self.latency_counts[index]
+            if seen >= rank:
+                return round(_LATENCY_EDGES[min(index, len(_LATENCY_EDGES) - 1)], 3)
+        return None  # unreachable: the counts add up to total
+
+
+@dataclass
+class TrafficHistory:
+    """QPS, latency and errors in fixed time buckets (default 30 minutes at 10 s resolution).
+
+    Each bucket keeps counts and a latency histogram (bins 10% wide), so memory is bounded whatever the
+    traffic and late samples still land in their bucket. Kept in the Monitor, so a card after a kernel
+    restart and the side panel draw the same history.
+
+    Example:
+        >>> history = TrafficHistory(resolution_s=10, span_s=60)
+        >>> history.add([Sample(t=101.0, latency_ms=4.0, status=200, rows=1)])
+        >>> history.points(now=115.0)[0]["qps"]
+        0.1
+    """
+
+    resolution_s: float = 10.0
+    span_s: float = 1800.0
+    buckets: dict[int, _Bucket] = field(default_factory=dict)
+
+    def add(self, samples: list[Sample]) -> None:
+        """Count answered requests in their time buckets; buckets older than the span are dropped."""
+        for s in samples:
+            self.buckets.setdefault(int(s.t // self.resolution_s), _Bucket()).add(s)
+        if self.buckets:
+            oldest = max(self.buckets) - int(self.span_s // self.resolution_s)
+            for key in [k for k in self.buckets if k <= oldest]:
+                del self.buckets[key]
+
+    def points(self, now: float) -> list[dict[str, Any]]:
+        """One point per finished bucket, oldest first (empty buckets give qps 0): ``t`` is the bucket start.
+
+        Latency percentiles are bin upper edges, so within 10% of the exact value.
+        """
+        current = int(now // self.resolution_s)
+        first = max(current - int(self.span_s // self.resolution_s), min(self.buckets, default=current))
+        points = []
+        for key in range(first, current):
+            bucket = self.buckets.get(key, _Bucket())
+            points.append(
+                {
+                    "t": key * self.resolution_s,
+                    "qps": round(bucket.requests / self.resolution_s, 3),
+                    "p50_ms": bucket.percentile(50),
+                    "p99_ms": bucket.percentile(99),
+                    "errors": bucket.errors,
+                }
+            )
+        return points
+
+
 def _percentile(sorted_values: list[float], pct: float) -> float | None:
     if not sorted_values:
         return None
     rank = max(0, min(len(sorted_values) - 1, math.ceil(pct / 100 * len(sorted_values)) - 1))  # nearest rank
     return round(sorted_values[rank], 3)
-
-
-def serve_details() -> dict[str, Any]:
-    """Serve's view of every application (what the dashboard's ``/api/serve/applications/`` shows)."""
-    from ray.serve.context import _get_global_client
-
-    client = _get_global_client()
-    if client is None:
-        raise NotReady("Ray Serve is not running on this cluster; call ray_deploy.connect() to start it")
-    details: dict[str, Any] = client.get_serve_details()
-    return details
 
 
 def model_apps(details: dict[str, Any]) -> dict[str, dict[str, Any]]:
@@ -133,38 +200,50 @@ def status_document(
     now: float,
     dashboard_url: str = "",
     mlflow_uri: str = "",
+    aliases: dict[str, str] | None = None,
 ) -> dict[str, Any]:
     """Build the status document of one deployment from Serve's details and its traffic summary.
+
+    The document is validated as a :class:`~ray_deploy.documents.StatusDocument` (a malformed traffic
+    summary raises ``pydantic.ValidationError``); ``history`` is empty, the Monitor fills it.
 
     Example:
         >>> doc = status_document("iris", app, traffic, "http://127.0.0.1:8000", time.time())
         >>> doc["replicas"]
         {'current': 1, 'target': 1, 'min': 1, 'max': 1, 'states': {'RUNNING': 1}}
     """
+    # imported here, not at the top: `python -m ray_deploy.documents` must find it not yet imported
+    from ray_deploy.documents import Links, Replicas, StatusDocument, Traffic
+
     server = app.get("deployments", {}).get("ModelServer", {})
     config = server.get("deployment_config", {})
     user_config = config.get("user_config") or {}
     autoscaling = config.get("autoscaling_config") or {}
     states = Counter(_plain(r.get("state", "UNKNOWN")) for r in server.get("replicas", []))
     fixed = config.get("num_replicas")
-    return {
-        "name": name,
-        "state": state_of(app),
-        "message": app.get("message") or server.get("message") or "",
-        "version": user_config.get("version"),
-        "alias": "champion",
-        "model_kind": user_config.get("kind"),
-        "url": f"{endpoint}{MODEL_ROUTE}{name}",
-        "replicas": {
-            "current": states.get("RUNNING", 0),
-            "target": server.get("target_num_replicas", fixed or 0),
-            "min": autoscaling.get("min_replicas", fixed),
-            "max": autoscaling.get("max_replicas", fixed),
-            "states": dict(states),
-        },
-        "traffic": traffic,
-        "options": user_config.get("options", {}),
-        "links": links(name, user_config.get("version"), endpoint, dashboard_url, mlflow_uri),
-        "deployed_at": app.get("last_deployed_time_s"),
-        "updated_at": now,
-    }
+    version = None if user_config.get("version") is None else str(user_config["version"])
+    aliases = aliases or {}
+    doc = StatusDocument(
+        name=name,
+        state=state_of(app),
+        message=app.get("message") or server.get("message") or "",
+        version=version,
+        alias=next((a for a, v in sorted(aliases.items()) if version is not None and v == version), None),
+        aliases=aliases,
+        model_kind=user_config.get("kind"),
+        url=f"{endpoint}{MODEL_ROUTE}{name}",
+        replicas=Replicas(
+            current=states.get("RUNNING", 0),
+            target=server.get("target_num_replicas", fixed or 0),
+            min=autoscaling.get("min_replicas", fixed),
+            max=autoscaling.get("max_replicas", fixed),
+            states=dict(states),
+        ),
+        traffic=None if traffic is None else Traffic.model_validate(traffic),
+        options=user_config.get("options", {}),
+        links=Links(**links(name, version, endpoint, dashboard_url, mlflow_uri)),
+        deployed_at=app.get("last_deployed_time_s"),
+        updated_at=now,
+        history=[],
+    )
+    return doc.model_dump(mode="json")

@@ -21,8 +21,8 @@ import pytest
 import requests
 
 import ray_deploy
-from jupyter_ext.dashboard import auth_token
 from jupyter_ext.handlers import API
+from ray_deploy.dashboard import auth_token
 
 pytest_plugins = ["pytest_jupyter.jupyter_server"]
 
@@ -119,13 +119,16 @@ async def test_deployments_carry_the_real_status_document(jp_fetch: Any, deploye
     mine = docs[deployed]
     truth = await asyncio.to_thread(_status, deployed)
     assert set(mine) == set(truth)
-    for key in ("name", "state", "version", "alias", "model_kind", "url", "replicas", "options", "links"):
+    for key in ("name", "state", "version", "alias", "aliases", "model_kind", "url", "replicas", "options", "links"):
         assert mine[key] == truth[key], key
-    assert mine["traffic"] is not None and mine["state"] == "RUNNING"
+    assert mine["traffic"] is not None and mine["state"] == "RUNNING"  # from the Monitor, not Serve's details
+    assert mine["alias"] == "champion" and mine["aliases"] == {"champion": "1"}
+    assert isinstance(mine["history"], list)
 
     code, details = await _get(jp_fetch, "deployments", deployed)
     assert code == 200, details
     assert details["replicas"] == truth["replicas"] and details["version"] == "1"
+    assert set(details) == set(truth) | {"versions"}
     [version] = details["versions"]
     assert version["version"] == "1" and version["aliases"] == ["champion"]
     assert isinstance(version["created_at"], float) and version["created_at"] <= time.time()
@@ -152,12 +155,18 @@ async def test_unknown_names_and_bad_bodies_are_json_errors(jp_fetch: Any, deplo
     assert code == 404 and "no ray-deploy action 'ray-deploy-scale-0123456789ab'" in doc["error"]
 
 
-async def test_a_wrong_ray_token_is_reported_not_hidden(jp_fetch: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+async def test_a_wrong_ray_token_is_reported_not_hidden(
+    jp_fetch: Any, deployed: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.setenv("RAY_AUTH_TOKEN", "not-the-cluster-token")
     code, doc = await _get(jp_fetch, "cluster")
     assert code == 200 and doc["connected"] is False
     assert "refused the Ray auth token (HTTP 403)" in doc["message"] and "RAY_AUTH_TOKEN" in doc["message"]
-    code, doc = await _get(jp_fetch, "deployments")
+    # the status documents come from the ray-deploy endpoint, which does not need Ray's token ...
+    code, listing = await _get(jp_fetch, "deployments")
+    assert code == 200 and deployed in {d["name"] for d in listing["deployments"]}, listing
+    # ... but an action is a Ray Job, submitted through the dashboard
+    code, doc = await _send(jp_fetch, "DELETE", "deployments", deployed)
     assert code == 502 and "refused the Ray auth token" in doc["error"]
 
 

@@ -11,13 +11,16 @@ import requests
 
 import ray_deploy
 
-POISON = -999.0  # the model raises when it sees this value
+POISON = -999.0  # the model fails (a bug inside it) when it sees this value
+REJECT = -555.0  # the model rejects this input as invalid (ValueError, like scikit-learn does)
 
 
 def flaky_sum(data: Any) -> Any:
     values = np.asarray(data, dtype=float)
     if (values == POISON).any():
-        raise ValueError("poisoned input")
+        raise RuntimeError("poisoned input")
+    if (values == REJECT).any():
+        raise ValueError("-555 is outside the training range")
     return values.sum(axis=1)
 
 
@@ -59,7 +62,8 @@ BAD_REQUESTS = [
     ("wrong shape", "/predict", b'{"instances": [[1, 2]]}', 422, "expected shape [-1, 3]"),
     ("wrong V2 field names", "/infer", b'{"inputs": [{"nom": "x"}]}', 400, "is missing ['name', 'shape'"),
     ("unknown version", "/versions/7/predict", b'{"instances": [[1, 2, 3]]}', 404, "has no version '7'"),
-    ("a model that raises", "/predict", b'{"instances": [[1, 2, -999]]}', 500, "raised ValueError while predicting"),
+    ("a model that fails", "/predict", b'{"instances": [[1, 2, -999]]}', 500, "raised RuntimeError while predicting"),
+    ("a model that rejects", "/predict", b'{"instances": [[1, 2, -555]]}', 422, "rejected the input: -555 is outside"),
 ]
 
 
@@ -96,7 +100,7 @@ def test_unknown_model_is_404_listing_deployments(
 def test_handle_errors_are_the_same_exceptions(summer: ray_deploy.Deployment) -> None:
     with pytest.raises(ray_deploy.SchemaMismatch, match="expected shape"):
         summer.predict([[1.0, 2.0]])
-    with pytest.raises(ray_deploy.ModelFailed, match="raised ValueError"):
+    with pytest.raises(ray_deploy.ModelFailed, match="raised RuntimeError"):
         summer.predict([[1.0, 2.0, POISON]])
     assert summer.predict([[1.0, 1.0, 1.0]]).tolist() == [3.0]
 

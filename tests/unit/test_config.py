@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+from typing import Any
+
 import pytest
 
 from ray_deploy.config import DeployOptions, Settings, parse_options, validate_name
@@ -49,7 +52,7 @@ def test_unknown_option_lists_the_known_ones() -> None:
         ("max_batch_size", 0, "max_batch_size: Input should be greater than or equal to 1"),
     ],
 )
-def test_bad_values_are_named(option: str, value: object, fragment: str) -> None:
+def test_bad_values_are_named(option: str, value: Any, fragment: str) -> None:
     with pytest.raises(ConfigError, match="invalid deployment options") as err:
         parse_options(**{option: value})
     assert fragment in str(err.value)
@@ -72,6 +75,49 @@ def test_settings_read_the_environment(monkeypatch: pytest.MonkeyPatch, tmp_path
     settings = Settings.from_env()
     assert settings.endpoint == "http://127.0.0.1:9123"
     assert settings.mlflow_uri == f"sqlite:///{tmp_path}/mlflow.db"
+
+
+_ENV_VARIABLES = (
+    "RAY_DEPLOY_HOME",
+    "RAY_ADDRESS",
+    "MLFLOW_TRACKING_URI",
+    "RAY_DEPLOY_HTTP_HOST",
+    "RAY_DEPLOY_HTTP_PORT",
+    "RAY_DEPLOY_RAY_PORT",
+    "RAY_DEPLOY_DASHBOARD_PORT",
+    "RAY_DEPLOY_NUM_CPUS",
+    "RAY_DEPLOY_AUTOSCALER",
+)
+
+
+@pytest.mark.parametrize("everything_set", [False, True])
+def test_settings_to_env_is_the_inverse_of_from_env(
+    everything_set: bool, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    if everything_set:  # a value different from the default for every field, so a forgotten one shows
+        settings = Settings(
+            home=tmp_path / "home",
+            ray_address="head.example:6380",
+            mlflow_uri="http://mlflow.example:5000",
+            http_host="0.0.0.0",
+            http_port=8123,
+            ray_port=6390,
+            dashboard_port=8299,
+            num_cpus=3,
+            autoscaler=True,
+        )
+        assert all(getattr(settings, f) != d for f, d in Settings.from_env().model_dump().items() if f != "home")
+    else:
+        for key in _ENV_VARIABLES:
+            monkeypatch.delenv(key, raising=False)
+        settings = Settings.from_env()
+    env = settings.to_env()
+    assert set(env) <= set(_ENV_VARIABLES)
+    for key in _ENV_VARIABLES:
+        monkeypatch.delenv(key, raising=False)
+    for key, value in env.items():
+        monkeypatch.setenv(key, value)
+    assert Settings.from_env() == settings
 
 
 def test_bad_environment_is_a_config_error(monkeypatch: pytest.MonkeyPatch) -> None:

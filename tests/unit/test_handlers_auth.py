@@ -1,24 +1,20 @@
-"""The server extension's REST handlers are all authenticated and XSRF-protected, errors are JSON, and
-with no Ray cluster the extension says so (a real Jupyter server from pytest-jupyter; no Ray started)."""
+"""The server extension's REST handlers are all authenticated and XSRF-protected, and bad input is a JSON
+400 before the manager is asked (a real Jupyter server from pytest-jupyter with a fake manager; no Ray)."""
 
 from __future__ import annotations
 
 import json
 import re
-import socket
-from collections.abc import Iterator
 from http.cookies import SimpleCookie
-from pathlib import Path
 from typing import Any
 
 import pytest
 from tornado import web
 from tornado.httpclient import HTTPResponse
 
-from jupyter_ext.actions import entrypoint, job_environment
-from jupyter_ext.dashboard import auth_token
-from jupyter_ext.handlers import API, routes
-from ray_deploy.config import Settings
+from jupyter_ext.handlers import API, MANAGER_SETTING, routes
+from jupyter_ext.manager import DeploymentManager
+from tests.unit.fake_manager import FakeManager
 
 pytest_plugins = ["pytest_jupyter.jupyter_server"]
 
@@ -38,25 +34,18 @@ ROUTES = [
 _AUTHENTICATED_CODE = web.authenticated(lambda self: None).__code__  # type: ignore[arg-type]
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 @pytest.fixture
 def jp_server_config() -> dict[str, Any]:
     return {"ServerApp": {"jpserver_extensions": {"jupyter_ext": True}}}
 
 
 @pytest.fixture
-def no_cluster(monkeypatch: pytest.MonkeyPatch) -> Iterator[int]:
-    """Point the extension at a dashboard port where nothing listens."""
-    port = _free_port()
-    monkeypatch.setenv("RAY_DEPLOY_DASHBOARD_PORT", str(port))
-    monkeypatch.delenv("RAY_DEPLOY_DASHBOARD_URL", raising=False)
-    monkeypatch.delenv("RAY_ADDRESS", raising=False)
-    yield port
+def manager(jp_serverapp: Any) -> FakeManager:
+    """Replace the extension's manager with a fake (the handlers look it up on every request)."""
+    assert isinstance(jp_serverapp.web_app.settings[MANAGER_SETTING], DeploymentManager)
+    fake = FakeManager()
+    jp_serverapp.web_app.settings[MANAGER_SETTING] = fake
+    return fake
 
 
 def _registered_handlers(web_app: Any) -> list[tuple[str, type]]:
@@ -106,7 +95,7 @@ def test_every_registered_handler_method_is_authenticated(jp_serverapp: Any) -> 
 
 @pytest.mark.parametrize(("method", "path"), ROUTES)
 async def test_every_route_without_a_token_is_403_json(
-    method: str, path: str, http_server_client: Any, jp_base_url: str, no_cluster: int
+    method: str, path: str, http_server_client: Any, jp_base_url: str, manager: FakeManager
 ) -> None:
     body = b"{}" if method in ("POST", "PUT", "PATCH") else None
     answer: HTTPResponse = await http_server_client.fetch(
@@ -114,6 +103,7 @@ async def test_every_route_without_a_token_is_403_json(
     )
     assert answer.code == 403, (method, path, answer.code, answer.body)
     assert "not authenticated" in json.loads(answer.body)["error"]
+    assert manager.calls == []
 
 
 async def _browser_session(http_server_client: Any, jp_base_url: str, token: str) -> dict[str, str]:
@@ -128,14 +118,15 @@ async def _browser_session(http_server_client: Any, jp_base_url: str, token: str
 
 
 async def test_cookie_session_mutations_need_the_xsrf_token(
-    jp_serverapp: Any, http_server_client: Any, jp_base_url: str, no_cluster: int
+    jp_serverapp: Any, http_server_client: Any, jp_base_url: str, manager: FakeManager
 ) -> None:
     cookies = await _browser_session(http_server_client, jp_base_url, jp_serverapp.identity_provider.token)
     cookie_header = "; ".join(f"{k}={v}" for k, v in cookies.items())
     read = await http_server_client.fetch(
         f"{jp_base_url}{API}/cluster", headers={"Cookie": cookie_header}, raise_error=False
     )
-    assert read.code == 200 and json.loads(read.body)["connected"] is False
+    assert read.code == 200 and json.loads(read.body)["connected"] is True
+    assert manager.calls == [("cluster",)]
 
     for method, path in [("POST", "deployments/iris/scale"), ("DELETE", "deployments/iris"), ("POST", "cluster/start")]:
         body = b'{"min_replicas": 1, "max_replicas": 1}' if method == "POST" else None
@@ -149,6 +140,7 @@ async def test_cookie_session_mutations_need_the_xsrf_token(
         )
         assert forged.code == 403, (method, path, forged.body)
         assert "_xsrf" in json.loads(forged.body)["error"]
+    assert manager.calls == [("cluster",)]
 
     # the same request with the XSRF header passes the check and reaches the handler (bad body -> 400)
     allowed = await http_server_client.fetch(
@@ -160,35 +152,17 @@ async def test_cookie_session_mutations_need_the_xsrf_token(
     )
     assert allowed.code == 400
     assert "min_replicas=3 is larger than max_replicas=1" in json.loads(allowed.body)["error"]
-
-
-async def test_no_cluster_is_reported_with_what_to_do(jp_fetch: Any, no_cluster: int) -> None:
-    answer = await jp_fetch(API, "cluster")
-    doc = json.loads(answer.body)
-    assert answer.code == 200
-    assert doc["connected"] is False and doc["nodes"] == 0 and doc["cpus"] == 0
-    assert doc["dashboard_url"] == f"http://127.0.0.1:{no_cluster}"
-    assert doc["message"] == (
-        f"no Ray cluster at http://127.0.0.1:{no_cluster}; start the local one (POST cluster/start or `ray-deploy up`)"
+    allowed = await http_server_client.fetch(
+        f"{jp_base_url}{API}/deployments/iris/scale",
+        method="POST",
+        body=b'{"min_replicas": 1, "max_replicas": 3}',
+        headers={"Cookie": cookie_header, "X-XSRFToken": cookies["_xsrf"]},
+        raise_error=False,
     )
-    for path in ("deployments", "deployments/iris", "actions/ray-deploy-delete-0123456789ab"):
-        missing = await jp_fetch(API, *path.split("/"), raise_error=False)
-        assert missing.code == 503, (path, missing.body)
-        assert "does not answer" in json.loads(missing.body)["error"]
+    assert allowed.code == 202 and manager.calls[-1] == ("scale", "iris", 1, 3)
 
 
-async def test_a_remote_dashboard_setting_is_used_and_named(
-    jp_fetch: Any, no_cluster: int, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    url = f"http://127.0.0.1:{_free_port()}"
-    monkeypatch.setenv("RAY_DEPLOY_DASHBOARD_URL", url)
-    doc = json.loads((await jp_fetch(API, "cluster")).body)
-    assert doc["dashboard_url"] == url and doc["local"] is False and doc["connected"] is False
-    assert doc["message"].startswith(f"no Ray dashboard answers at {url}")
-    assert "RAY_DEPLOY_DASHBOARD_URL" in doc["message"]
-
-
-async def test_bad_requests_get_json_errors_not_tracebacks(jp_fetch: Any, no_cluster: int) -> None:
+async def test_bad_requests_get_json_errors_not_tracebacks(jp_fetch: Any, manager: FakeManager) -> None:
     cases = {
         b'{"min_replicas": 1.5, "max_replicas": 2}': "min_replicas must be an integer, got 1.5",
         b'{"min_replicas": true, "max_replicas": 2}': "min_replicas must be an integer, got True",
@@ -204,41 +178,4 @@ async def test_bad_requests_get_json_errors_not_tracebacks(jp_fetch: Any, no_clu
         assert expected in json.loads(answer.body)["error"], (body, answer.body)
     unknown = await jp_fetch(API, "no", "such", "route", raise_error=False)
     assert unknown.code == 404 and "routes: GET cluster" in json.loads(unknown.body)["error"]
-
-
-async def test_start_reports_why_ray_deploy_up_failed(
-    jp_fetch: Any, no_cluster: int, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
-) -> None:
-    home = tmp_path / "home-is-a-file"
-    home.write_text("not a folder")
-    monkeypatch.setenv("RAY_DEPLOY_HOME", str(home))
-    monkeypatch.setenv("RAY_DEPLOY_RAY_PORT", str(_free_port()))
-    answer = await jp_fetch(API, "cluster", "start", method="POST", body=b"", raise_error=False, request_timeout=300)
-    assert answer.code == 502, answer.body
-    error = json.loads(answer.body)["error"]
-    assert error.startswith("`ray-deploy up` failed (exit 1):") and str(home) in error, error
-
-
-def test_ray_auth_token_is_found_where_ray_looks(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
-    monkeypatch.setenv("HOME", str(tmp_path))
-    monkeypatch.delenv("RAY_AUTH_TOKEN", raising=False)
-    monkeypatch.delenv("RAY_AUTH_TOKEN_PATH", raising=False)
-    assert auth_token() is None
-    (tmp_path / ".ray").mkdir()
-    (tmp_path / ".ray" / "auth_token").write_text("from-home\n")
-    assert auth_token() == "from-home"
-    (tmp_path / "elsewhere").write_text("from-path")
-    monkeypatch.setenv("RAY_AUTH_TOKEN_PATH", str(tmp_path / "elsewhere"))
-    assert auth_token() == "from-path"
-    monkeypatch.setenv("RAY_AUTH_TOKEN", "from-env")
-    assert auth_token() == "from-env"
-
-
-def test_job_entrypoint_quotes_the_name_and_carries_the_settings(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("RAY_DEPLOY_HTTP_PORT", "8123")
-    monkeypatch.setenv("MLFLOW_TRACKING_URI", "sqlite:////tmp/my store/mlflow.db")
-    env = job_environment(Settings.from_env())
-    command = entrypoint("/opt/venv/bin/python", "scale", "x; rm -rf /", ["--min", "2", "--max", "3"], env)
-    assert command.endswith("/opt/venv/bin/python -m ray_deploy.cli scale 'x; rm -rf /' --min 2 --max 3")
-    assert "RAY_DEPLOY_HTTP_PORT=8123 " in command
-    assert "MLFLOW_TRACKING_URI='sqlite:////tmp/my store/mlflow.db' " in command
+    assert manager.calls == []  # bad input never reaches the manager

@@ -6,10 +6,11 @@ import numpy as np
 import pytest
 import torch
 
+from ray_deploy.dataplane.schema import InputSchema
+from ray_deploy.dataplane.served_model import load_for_serving
 from ray_deploy.errors import ConfigError
-from ray_deploy.package import load_for_serving, model_kind
+from ray_deploy.package import model_kind
 from ray_deploy.registry import model_uri, register, versions
-from ray_deploy.schema import InputSchema
 from tests.unit.models import Doubler, TinyNet, add_one, iris, sklearn_model
 
 

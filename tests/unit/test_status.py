@@ -2,6 +2,11 @@
 
 from __future__ import annotations
 
+from typing import Any
+
+import pytest
+from pydantic import ValidationError
+
 from ray_deploy.status import Sample, TrafficWindow, links, model_apps, status_document
 
 
@@ -24,7 +29,7 @@ def test_window_forgets_old_samples_but_keeps_totals() -> None:
     assert summary["requests"] == 1
 
 
-DETAILS = {
+DETAILS: dict[str, Any] = {
     "applications": {
         "ray-deploy": {"route_prefix": "/v2", "status": "RUNNING"},
         "iris": {
@@ -52,11 +57,25 @@ def test_only_model_apps_are_deployments() -> None:
 
 
 def test_status_document_shape() -> None:
-    doc = status_document("iris", DETAILS["applications"]["iris"], {"qps": 1.0}, "http://127.0.0.1:8000", now=9.0)
+    window = TrafficWindow()
+    window.add([Sample(t=8.0, latency_ms=3.0, status=200, rows=1)])
+    traffic = {**window.summary(now=9.0), "dropped_samples": 0}
+    aliases = {"champion": "4", "challenger": "5"}
+    doc = status_document(
+        "iris", DETAILS["applications"]["iris"], traffic, "http://127.0.0.1:8000", now=9.0, aliases=aliases
+    )
     assert doc["state"] == "RUNNING" and doc["version"] == "4" and doc["model_kind"] == "sklearn"
     assert doc["replicas"] == {"current": 1, "target": 2, "min": 0, "max": 3, "states": {"RUNNING": 1, "STARTING": 1}}
     assert doc["url"] == "http://127.0.0.1:8000/v2/models/iris"
-    assert doc["traffic"] == {"qps": 1.0} and doc["options"] == {"num_cpus": 0.5}
+    assert doc["traffic"] == traffic and doc["options"] == {"num_cpus": 0.5}
+    assert doc["alias"] == "champion" and doc["aliases"] == aliases and doc["history"] == []
+
+
+def test_status_document_is_validated_where_it_is_built() -> None:
+    app = DETAILS["applications"]["iris"]
+    assert status_document("iris", app, None, "http://127.0.0.1:8000", now=9.0)["alias"] is None  # no aliases known
+    with pytest.raises(ValidationError, match="dropped_samples"):  # a traffic summary missing a field
+        status_document("iris", app, {**TrafficWindow().summary(now=9.0)}, "http://127.0.0.1:8000", now=9.0)
 
 
 def test_links_point_at_endpoint_dashboard_and_registry() -> None:

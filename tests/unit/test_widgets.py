@@ -11,11 +11,21 @@ from typing import Any
 import pytest
 
 from jupyter_ext.deployments_table import DeploymentsTable
-from jupyter_ext.history_plot import HistoryPoint, history_png
-from jupyter_ext.widgets import WIDGET_VIEW_MIME, DeploymentCard, card_values, snapshot_text
+from jupyter_ext.history_plot import history_png
+from jupyter_ext.widgets import WIDGET_VIEW_MIME, DeploymentCard, card_values, history_points, snapshot_text
 from ray_deploy import ModelNotFound
+from ray_deploy.documents import HistoryPoint, StatusDocument
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
+
+
+def history(*qps: float, end: float = 1000.0) -> list[dict[str, Any]]:
+    """History points (10 s buckets ending at ``end``) as the Monitor sends them."""
+    start = end - 10 * len(qps)
+    return [
+        {"t": start + 10 * i, "qps": q, "p50_ms": 4.0 if q else None, "p99_ms": 18.0 if q else None, "errors": 0}
+        for i, q in enumerate(qps)
+    ]
 
 
 def status_doc(name: str = "iris", **changes: Any) -> dict[str, Any]:
@@ -26,6 +36,7 @@ def status_doc(name: str = "iris", **changes: Any) -> dict[str, Any]:
         "message": "",
         "version": "3",
         "alias": "champion",
+        "aliases": {"champion": "3"},
         "model_kind": "sklearn",
         "url": f"http://127.0.0.1:8000/v2/models/{name}",
         "replicas": {"current": 2, "target": 2, "min": 1, "max": 4, "states": {"RUNNING": 2}},
@@ -38,6 +49,7 @@ def status_doc(name: str = "iris", **changes: Any) -> dict[str, Any]:
             "errors": 3,
             "errors_by_status": {"422": 2, "500": 1},
             "window_s": 60.0,
+            "dropped_samples": 0,
         },
         "options": {"min_replicas": 1, "max_replicas": 4},
         "links": {
@@ -48,8 +60,10 @@ def status_doc(name: str = "iris", **changes: Any) -> dict[str, Any]:
         },
         "deployed_at": 1000.0,
         "updated_at": 1010.0,
+        "history": history(0.0, 10.0, 12.5),
     }
     doc.update(changes)
+    StatusDocument.model_validate(doc)  # the tests use documents the cluster could send
     return doc
 
 
@@ -123,16 +137,41 @@ def test_mime_bundle_has_the_widget_and_an_html_and_text_snapshot(cards: list[De
     assert bundle["text/plain"].splitlines()[0] == "ray-deploy: iris [RUNNING]"
 
 
-def test_update_changes_values_and_grows_the_history(cards: list[DeploymentCard]) -> None:
+def test_update_changes_values_and_draws_the_documents_history(cards: list[DeploymentCard]) -> None:
     card = make_card(cards, doc=status_doc(), start=False)
+    assert [p.qps for p in card.history] == [0.0, 10.0, 12.5]
     first_plot = bytes(card.plot.value)
-    busier = copy.deepcopy(status_doc(updated_at=1012.0))
+    busier = copy.deepcopy(status_doc(updated_at=1012.0, history=history(0.0, 10.0, 12.5, 40.0, end=1010.0)))
     busier["traffic"].update(qps=40.0, requests=500, p99_ms=25.0)
     card.update(busier)
     assert card.fields["qps"].value == "40"
     assert card.fields["requests"].value == "500"
-    assert [p.qps for p in card.history] == [12.5, 40.0]
+    assert [p.qps for p in card.history] == [0.0, 10.0, 12.5, 40.0]
     assert bytes(card.plot.value) != first_plot
+    second_plot = bytes(card.plot.value)
+    for _ in range(3):  # refreshes with the same history neither grow it nor redraw it
+        card.update(copy.deepcopy(busier))
+    assert len(card.history) == 4 and bytes(card.plot.value) == second_plot
+
+
+def test_a_new_card_shows_the_same_history_as_the_old_one(cards: list[DeploymentCard]) -> None:
+    """The history lives in the cluster: a card made after a kernel restart draws what the first one drew."""
+    doc = status_doc(history=history(*[float(q % 7) for q in range(180)]))  # 30 minutes of 10 s buckets
+    before = make_card(cards, doc=doc, start=False)
+    for _ in range(5):
+        before.update(copy.deepcopy(doc))
+    after_restart = make_card(cards, doc=copy.deepcopy(doc), start=False)
+    assert after_restart.history == before.history == history_points(doc)
+    assert len(after_restart.history) == 180
+    assert bytes(after_restart.plot.value) == bytes(before.plot.value)
+    assert after_restart.snapshot_html() == before.snapshot_html()
+
+
+def test_a_document_without_history_draws_an_empty_plot(cards: list[DeploymentCard]) -> None:
+    card = make_card(cards, doc=status_doc(traffic=None, history=[]), start=False)
+    assert card.history == [] and bytes(card.plot.value) == history_png([])
+    assert history_points({"name": "iris"}) == []  # e.g. the placeholder shown before the first status
+    assert history_points({"name": "iris", "history": [{"t": "soon"}]}) == []
 
 
 def test_refresher_follows_the_document_and_stops_when_the_deployment_is_deleted(cards: list[DeploymentCard]) -> None:
@@ -221,7 +260,7 @@ def test_closing_the_card_stops_the_refresher(cards: list[DeploymentCard]) -> No
 
 
 def test_history_plot_renders_points_and_an_empty_history() -> None:
-    points = [HistoryPoint(t=float(t), qps=float(t), p50_ms=2.0, p99_ms=None) for t in range(5)]
+    points = [HistoryPoint(t=10.0 * t, qps=float(t), p50_ms=2.0, p99_ms=None, errors=t % 2) for t in range(5)]
     assert history_png(points).startswith(PNG_MAGIC)
     assert history_png([]).startswith(PNG_MAGIC)
 

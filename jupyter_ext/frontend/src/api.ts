@@ -1,9 +1,10 @@
 /**
  * All HTTP calls of the side panel: the ray-deploy server extension's REST API under `/ray-deploy/api/`.
  *
- * The interfaces mirror the Python response documents (the status document of `ray_deploy.status`,
- * the cluster document and the action document of `jupyter_ext.handlers`). Requests go through
- * `ServerConnection.makeRequest`, so the XSRF token and the server's auth are sent.
+ * The interfaces mirror the Python wire documents of `ray_deploy.documents` (pydantic models whose JSON
+ * schema is committed as `ray_deploy/documents.schema.json`) and hold exactly what Python sends: the test
+ * fixtures (`test/fixtures/*.json`) are typed by these interfaces and validated against that schema.
+ * Requests go through `ServerConnection.makeRequest`, so the XSRF token and the server's auth are sent.
  *
  * Example:
  *   const api = new RayDeployApi();
@@ -21,11 +22,11 @@ export type DeploymentState =
   | 'UNHEALTHY'
   | 'NOT_STARTED';
 
-/** `GET cluster`: where the panel's Jupyter server is connected. */
+/** `GET cluster` (`ClusterDocument`): where the panel's Jupyter server is connected. */
 export interface IClusterDocument {
   connected: boolean;
   address: string | null;
-  dashboard_url: string | null;
+  dashboard_url: string;
   endpoint: string;
   nodes: number;
   cpus: number;
@@ -34,7 +35,7 @@ export interface IClusterDocument {
   message: string;
 }
 
-/** Replica counts of a deployment. */
+/** Replica counts of a deployment (`Replicas`). */
 export interface IReplicas {
   current: number;
   target: number;
@@ -43,7 +44,7 @@ export interface IReplicas {
   states: Record<string, number>;
 }
 
-/** Live traffic numbers over the status window. */
+/** Live traffic numbers over the status window (`Traffic`), as the deployment's Monitor counted them. */
 export interface ITraffic {
   qps: number;
   rows_per_s: number;
@@ -53,9 +54,21 @@ export interface ITraffic {
   errors: number;
   errors_by_status: Record<string, number>;
   window_s: number;
+  /** Request samples the replicas could not hand to the Monitor (not counted above). */
+  dropped_samples: number;
 }
 
-/** Links of a deployment. */
+/** One finished 10 s bucket of a deployment's traffic history (`HistoryPoint`). */
+export interface IHistoryPoint {
+  /** Start of the bucket, seconds since the epoch. */
+  t: number;
+  qps: number;
+  p50_ms: number | null;
+  p99_ms: number | null;
+  errors: number;
+}
+
+/** Links of a deployment (`Links`). */
 export interface ILinks {
   endpoint: string;
   dashboard: string | null;
@@ -63,35 +76,19 @@ export interface ILinks {
   model_uri: string | null;
 }
 
-/** Drift summary (optional; present once monitoring reports one). */
-export interface IDriftSummary {
-  status?: string;
-  drifted?: boolean;
-  score?: number | null;
-  message?: string;
-}
-
-/** Rollout summary (optional; present while a canary/shadow rollout exists). */
-export interface IRolloutSummary {
-  mode?: string;
-  state?: string;
-  challenger_version?: string | null;
-  traffic_percent?: number | null;
-  step?: number | null;
-  steps?: number | null;
-  message?: string;
-}
-
 /** A user-facing option value (numbers, flags, names). */
 export type OptionValue = number | string | boolean | null;
 
-/** The one status document per deployment (`ray_deploy.status`). */
+/** The one status document per deployment (`StatusDocument`, built in the cluster). */
 export interface IStatusDocument {
   name: string;
   state: DeploymentState | string;
   message: string;
   version: string | null;
-  alias: string;
+  /** The registry alias naming the serving version (e.g. `champion`), or null. */
+  alias: string | null;
+  /** Every registry alias of the model and the version it names. */
+  aliases: Record<string, string>;
   model_kind: string | null;
   url: string;
   replicas: IReplicas;
@@ -100,16 +97,16 @@ export interface IStatusDocument {
   links: ILinks;
   deployed_at: number | null;
   updated_at: number;
-  drift?: IDriftSummary | null;
-  rollout?: IRolloutSummary | null;
+  /** Traffic history, oldest first (10 s buckets, 30 minutes), kept in the cluster. */
+  history: IHistoryPoint[];
 }
 
-/** `GET deployments`. */
+/** `GET deployments` (`DeploymentList`). */
 export interface IDeploymentList {
   deployments: IStatusDocument[];
 }
 
-/** One registered model version of a deployment. */
+/** One registered model version of a deployment (`VersionDocument`). */
 export interface IVersionInfo {
   version: string;
   aliases: string[];
@@ -117,18 +114,18 @@ export interface IVersionInfo {
   run_id: string | null;
 }
 
-/** `GET deployments/<name>`: the status document plus its versions. */
+/** `GET deployments/<name>` (`DeploymentDetails`): the status document plus its versions. */
 export interface IDeploymentDetails extends IStatusDocument {
   versions: IVersionInfo[];
 }
 
 /** Kinds of long-running actions. */
-export type ActionKind = 'scale' | 'delete' | 'promote' | 'rollback';
+export type ActionKind = 'scale' | 'delete';
 
 /** Status of a long-running action. */
 export type ActionStatus = 'PENDING' | 'RUNNING' | 'SUCCEEDED' | 'FAILED';
 
-/** A long-running action started by the panel (202 answers and `GET actions/<id>`). */
+/** A long-running action started by the panel (`ActionDocument`: 202 answers and `GET actions/<id>`). */
 export interface IActionDocument {
   action_id: string;
   action: ActionKind;
@@ -137,7 +134,7 @@ export interface IActionDocument {
   message: string;
 }
 
-/** The error body of every failed request. */
+/** The error body of every failed request (`ErrorDocument`). */
 export interface IErrorBody {
   error: string;
 }
@@ -150,8 +147,6 @@ export interface IRayDeployApi {
   getDeployment(name: string): Promise<IDeploymentDetails>;
   scale(name: string, minReplicas: number, maxReplicas: number): Promise<IActionDocument>;
   deleteDeployment(name: string): Promise<IActionDocument>;
-  promote(name: string): Promise<IActionDocument>;
-  rollback(name: string): Promise<IActionDocument>;
   getAction(actionId: string): Promise<IActionDocument>;
 }
 
@@ -209,14 +204,6 @@ export class RayDeployApi implements IRayDeployApi {
 
   deleteDeployment(name: string): Promise<IActionDocument> {
     return this.request<IActionDocument>('DELETE', `deployments/${encodeURIComponent(name)}`);
-  }
-
-  promote(name: string): Promise<IActionDocument> {
-    return this.request<IActionDocument>('POST', `deployments/${encodeURIComponent(name)}/promote`);
-  }
-
-  rollback(name: string): Promise<IActionDocument> {
-    return this.request<IActionDocument>('POST', `deployments/${encodeURIComponent(name)}/rollback`);
   }
 
   getAction(actionId: string): Promise<IActionDocument> {

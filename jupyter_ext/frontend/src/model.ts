@@ -10,15 +10,7 @@
  *   await model.refresh();
  *   model.rows.map(row => `${row.name} ${row.replicas}`); // ['iris 2/2']
  */
-import type {
-  IActionDocument,
-  IClusterDocument,
-  IDeploymentDetails,
-  IDriftSummary,
-  IRayDeployApi,
-  IRolloutSummary,
-  IStatusDocument
-} from './api';
+import type { IActionDocument, IClusterDocument, IDeploymentDetails, IRayDeployApi, IStatusDocument } from './api';
 
 /** Colour class of a state badge. */
 export type BadgeKind = 'ok' | 'progress' | 'error' | 'idle';
@@ -36,11 +28,6 @@ export interface IDeploymentRow {
   replicaBounds: string;
   qps: string;
   p99: string;
-  /** Drift text, or null when the document has no drift field. */
-  drift: string | null;
-  driftAlarm: boolean;
-  /** Rollout progress text, or null when no rollout exists. */
-  rollout: string | null;
   message: string;
 }
 
@@ -93,65 +80,13 @@ export function formatMs(ms: number | null | undefined): string {
 /**
  * Version and alias of a deployment.
  *
- * Example: `versionLabel('3', 'champion') === 'v3 · champion'`.
+ * Example: `versionLabel('3', 'champion') === 'v3 · champion'`, `versionLabel('3', null) === 'v3'`.
  */
-export function versionLabel(version: string | null, alias: string): string {
+export function versionLabel(version: string | null, alias: string | null): string {
   if (!version) {
     return NONE;
   }
   return alias ? `v${version} · ${alias}` : `v${version}`;
-}
-
-/**
- * The drift field as text, or null when the document has none.
- *
- * Example: `driftLabel({ status: 'drift', score: 0.31 }) === 'drift (0.31)'`.
- */
-export function driftLabel(drift: IDriftSummary | null | undefined): string | null {
-  if (drift === null || drift === undefined) {
-    return null;
-  }
-  const status = drift.status ?? (drift.drifted === undefined ? 'unknown' : drift.drifted ? 'drift' : 'no drift');
-  const score = typeof drift.score === 'number' && Number.isFinite(drift.score) ? ` (${drift.score.toFixed(2)})` : '';
-  return `${status}${score}`;
-}
-
-/** Whether the drift field reports an alarm. */
-export function isDriftAlarm(drift: IDriftSummary | null | undefined): boolean {
-  if (!drift) {
-    return false;
-  }
-  if (drift.drifted !== undefined) {
-    return drift.drifted;
-  }
-  const status = (drift.status ?? '').toLowerCase();
-  return status === 'drift' || status === 'alarm' || status === 'drifted';
-}
-
-/**
- * Rollout progress as text, or null when no rollout exists.
- *
- * Example: `rolloutLabel({ mode: 'canary', challenger_version: '4', traffic_percent: 25, step: 2, steps: 4 })`
- * is `'canary v4 25% (step 2/4)'`.
- */
-export function rolloutLabel(rollout: IRolloutSummary | null | undefined): string | null {
-  if (rollout === null || rollout === undefined) {
-    return null;
-  }
-  const parts: string[] = [rollout.mode ?? 'rollout'];
-  if (rollout.challenger_version) {
-    parts.push(`v${rollout.challenger_version}`);
-  }
-  if (typeof rollout.traffic_percent === 'number') {
-    parts.push(`${rollout.traffic_percent}%`);
-  }
-  if (typeof rollout.step === 'number' && typeof rollout.steps === 'number') {
-    parts.push(`(step ${rollout.step}/${rollout.steps})`);
-  }
-  if (rollout.state) {
-    parts.push(rollout.state.toLowerCase());
-  }
-  return parts.join(' ');
 }
 
 /**
@@ -170,9 +105,6 @@ export function toRow(doc: IStatusDocument): IDeploymentRow {
     replicaBounds: min !== null && max !== null ? `${min}–${max}` : '',
     qps: formatQps(doc.traffic?.qps),
     p99: formatMs(doc.traffic?.p99_ms),
-    drift: driftLabel(doc.drift),
-    driftAlarm: isDriftAlarm(doc.drift),
-    rollout: rolloutLabel(doc.rollout),
     message: doc.message
   };
 }
@@ -324,7 +256,7 @@ export async function followAction(
 
 /** A one-line summary of a finished action for a notification. */
 export function actionSummary(action: IActionDocument): string {
-  const verb = { scale: 'Scaled', delete: 'Deleted', promote: 'Promoted', rollback: 'Rolled back' }[action.action];
+  const verb = { scale: 'Scaled', delete: 'Deleted' }[action.action];
   if (action.status === 'SUCCEEDED') {
     return action.message ? `${verb} '${action.name}': ${action.message}` : `${verb} '${action.name}'`;
   }

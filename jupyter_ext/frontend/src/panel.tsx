@@ -237,12 +237,6 @@ function DeploymentRowView(props: { row: IDeploymentRow; selected: boolean; onSe
         <span>
           p99 <span data-testid="ray-deploy-p99">{row.p99}</span>
         </span>
-        {row.drift !== null ? (
-          <span className={row.driftAlarm ? 'jp-RayDeploy-warn' : ''} data-testid="ray-deploy-drift">
-            drift: {row.drift}
-          </span>
-        ) : null}
-        {row.rollout !== null ? <span data-testid="ray-deploy-rollout">{row.rollout}</span> : null}
       </div>
     </li>
   );
@@ -411,26 +405,6 @@ function DeploymentDetails(props: {
         >
           Insert snippet
         </button>
-        {doc.rollout ? (
-          <>
-            <button
-              className="jp-RayDeploy-button jp-mod-accept"
-              data-testid="ray-deploy-promote"
-              disabled={busy !== null}
-              onClick={() => void run(`Promoting '${doc.name}'`, () => panel.model.api.promote(doc.name))}
-            >
-              Promote
-            </button>
-            <button
-              className="jp-RayDeploy-button"
-              data-testid="ray-deploy-rollback"
-              disabled={busy !== null}
-              onClick={() => void run(`Rolling back '${doc.name}'`, () => panel.model.api.rollback(doc.name))}
-            >
-              Roll back
-            </button>
-          </>
-        ) : null}
         <button
           className="jp-RayDeploy-button jp-mod-warn"
           data-testid="ray-deploy-delete"

@@ -7,7 +7,7 @@ import * as http from 'http';
 import type { AddressInfo } from 'net';
 
 import { ApiError, RayDeployApi } from '../src/api';
-import { clusterDoc, statusDoc } from './fixtures';
+import { ACTION, clusterDoc, ERROR, STATUS, statusDoc, VERSIONS } from './fixtures';
 
 interface ISeen {
   method: string;
@@ -77,26 +77,20 @@ describe('RayDeployApi', () => {
   it('lists deployments and gets one by an encoded name', async () => {
     route = ({ path }) =>
       path.endsWith('/deployments')
-        ? json(200, { deployments: [statusDoc('iris')] })
-        : json(200, { ...statusDoc('my model'), versions: [] });
+        ? json(200, { deployments: [STATUS] })
+        : json(200, { ...statusDoc('my model'), versions: VERSIONS });
     const { deployments } = await api().listDeployments();
-    expect(deployments.map(d => d.name)).toEqual(['iris']);
+    expect(deployments).toEqual([STATUS]);
     const details = await api().getDeployment('my model');
-    expect(details.versions).toEqual([]);
+    expect(details.versions).toEqual(VERSIONS);
     expect(seen[1].path).toBe('/user/me/ray-deploy/api/deployments/my%20model');
   });
 
   it('posts scale bounds as JSON and deletes with DELETE', async () => {
     route = ({ method, path }) =>
-      json(202, {
-        action_id: 'x1',
-        action: method === 'DELETE' ? 'delete' : 'scale',
-        name: path.split('/')[6],
-        status: 'PENDING',
-        message: ''
-      });
+      json(202, { ...ACTION, action: method === 'DELETE' ? 'delete' : 'scale', name: path.split('/')[6] });
     const scaled = await api().scale('iris', 1, 3);
-    expect(scaled).toEqual({ action_id: 'x1', action: 'scale', name: 'iris', status: 'PENDING', message: '' });
+    expect(scaled).toEqual(ACTION);
     expect(seen[0]).toMatchObject({
       method: 'POST',
       path: '/user/me/ray-deploy/api/deployments/iris/scale',
@@ -108,20 +102,17 @@ describe('RayDeployApi', () => {
     expect(deleted.action).toBe('delete');
     expect(seen[1]).toMatchObject({ method: 'DELETE', path: '/user/me/ray-deploy/api/deployments/iris' });
 
-    await api().getAction('x1');
-    expect(seen[2]).toMatchObject({ method: 'GET', path: '/user/me/ray-deploy/api/actions/x1' });
+    await api().getAction(ACTION.action_id);
+    expect(seen[2]).toMatchObject({ method: 'GET', path: `/user/me/ray-deploy/api/actions/${ACTION.action_id}` });
     await api().startCluster();
     expect(seen[3]).toMatchObject({ method: 'POST', path: '/user/me/ray-deploy/api/cluster/start' });
   });
 
   it("raises the server's error message with its status", async () => {
-    route = () => json(404, { error: "no deployment named 'nope'; deployed: ['iris']" });
+    route = () => json(404, ERROR);
     const failure = api().getDeployment('nope');
     await expect(failure).rejects.toBeInstanceOf(ApiError);
-    await expect(failure).rejects.toMatchObject({
-      status: 404,
-      message: "no deployment named 'nope'; deployed: ['iris']"
-    });
+    await expect(failure).rejects.toMatchObject({ status: 404, message: ERROR.error });
   });
 
   it('explains a 404 without an error body as a missing server extension', async () => {

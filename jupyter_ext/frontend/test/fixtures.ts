@@ -1,60 +1,81 @@
 /**
  * Documents shaped like the server's answers, and an in-memory `IRayDeployApi` for driving `PanelModel`.
+ *
+ * The documents are the JSON files in `fixtures/`: typed here by the interfaces of `src/api.ts` (so tsc
+ * checks they fit them), and validated by the Python tests against the committed JSON schema of
+ * `ray_deploy.documents` (so they are documents Python sends, no more and no less).
  */
 import type {
+  ActionKind,
+  ActionStatus,
   IActionDocument,
   IClusterDocument,
   IDeploymentDetails,
   IDeploymentList,
   IRayDeployApi,
-  IStatusDocument
+  IStatusDocument,
+  IVersionInfo
 } from '../src/api';
 import { ApiError } from '../src/api';
+import actionJson from './fixtures/action.json';
+import clusterDisconnectedJson from './fixtures/cluster-disconnected.json';
+import clusterJson from './fixtures/cluster.json';
+import errorJson from './fixtures/error.json';
+import statusDeployingJson from './fixtures/status-deploying.json';
+import statusJson from './fixtures/status.json';
+import versionsJson from './fixtures/versions.json';
 
-export function clusterDoc(overrides: Partial<IClusterDocument> = {}): IClusterDocument {
-  return {
-    connected: true,
-    address: '127.0.0.1:6379',
-    dashboard_url: 'http://127.0.0.1:8265',
-    endpoint: 'http://127.0.0.1:8000',
-    nodes: 1,
-    cpus: 2,
-    gpus: 0,
-    local: true,
-    message: '',
-    ...overrides
-  };
+/** A JSON string narrowed to one of the allowed literals (JSON imports widen literals to `string`). */
+function oneOf<T extends string>(value: string, allowed: readonly T[]): T {
+  const found = allowed.find(item => item === value);
+  if (found === undefined) {
+    throw new Error(`fixture value '${value}' is not one of ${allowed.join(', ')}`);
+  }
+  return found;
 }
 
+/** A deep copy, so a test that changes a document does not change the fixture. */
+function copy<T>(value: T): T {
+  return structuredClone(value);
+}
+
+/** `GET cluster` of a connected local cluster. */
+export const CLUSTER: IClusterDocument = clusterJson;
+/** `GET cluster` when no cluster answers. */
+export const CLUSTER_DISCONNECTED: IClusterDocument = clusterDisconnectedJson;
+/** A running deployment 'iris' with traffic and history. */
+export const STATUS: IStatusDocument = statusJson;
+/** A deployment 'churn' still deploying: no version, no traffic, no history. */
+export const STATUS_DEPLOYING: IStatusDocument = statusDeployingJson;
+/** The registry versions of 'iris'. */
+export const VERSIONS: IVersionInfo[] = versionsJson;
+/** A scale action just submitted. */
+export const ACTION: IActionDocument = {
+  ...actionJson,
+  action: oneOf<ActionKind>(actionJson.action, ['scale', 'delete']),
+  status: oneOf<ActionStatus>(actionJson.status, ['PENDING', 'RUNNING', 'SUCCEEDED', 'FAILED'])
+};
+/** The body of an error answer. */
+export const ERROR: { error: string } = errorJson;
+
+export function clusterDoc(overrides: Partial<IClusterDocument> = {}): IClusterDocument {
+  return { ...copy(CLUSTER), ...overrides };
+}
+
+/** The running fixture document, renamed to `name` (its URLs follow), with `overrides` applied. */
 export function statusDoc(name: string, overrides: Partial<IStatusDocument> = {}): IStatusDocument {
+  const doc = copy(STATUS);
+  const url = `http://127.0.0.1:8000/v2/models/${name}`;
   return {
+    ...doc,
     name,
-    state: 'RUNNING',
-    message: '',
-    version: '3',
-    alias: 'champion',
-    model_kind: 'sklearn',
-    url: `http://127.0.0.1:8000/v2/models/${name}`,
-    replicas: { current: 2, target: 2, min: 1, max: 4, states: { RUNNING: 2 } },
-    traffic: {
-      qps: 12.345,
-      rows_per_s: 40,
-      p50_ms: 3.2,
-      p99_ms: 35.6,
-      requests: 100,
-      errors: 1,
-      errors_by_status: { '422': 1 },
-      window_s: 60
-    },
-    options: { num_cpus: 1, min_replicas: 1, max_replicas: 4 },
+    url,
     links: {
-      endpoint: `http://127.0.0.1:8000/v2/models/${name}`,
-      dashboard: 'http://127.0.0.1:8265/#/serve',
-      mlflow: null,
-      model_uri: `models:/${name}/3`
+      ...doc.links,
+      endpoint: url,
+      dashboard: `http://127.0.0.1:8265/#/serve/applications/${name}`,
+      model_uri: `models:/${name}/${doc.version}`
     },
-    deployed_at: 1700000000,
-    updated_at: 1700000100,
     ...overrides
   };
 }
@@ -96,7 +117,7 @@ export class FakeApi implements IRayDeployApi {
     if (!doc) {
       throw new ApiError(404, `no deployment named '${name}'`);
     }
-    return { ...doc, versions: [{ version: doc.version ?? '1', aliases: [doc.alias], created_at: null, run_id: null }] };
+    return { ...doc, versions: copy(VERSIONS) };
   }
 
   async scale(name: string, minReplicas: number, maxReplicas: number): Promise<IActionDocument> {
@@ -109,16 +130,6 @@ export class FakeApi implements IRayDeployApi {
     return this.nextAction('a-delete', 'delete', name);
   }
 
-  async promote(name: string): Promise<IActionDocument> {
-    this.call(`promote ${name}`);
-    return this.nextAction('a-promote', 'promote', name);
-  }
-
-  async rollback(name: string): Promise<IActionDocument> {
-    this.call(`rollback ${name}`);
-    return this.nextAction('a-rollback', 'rollback', name);
-  }
-
   async getAction(actionId: string): Promise<IActionDocument> {
     this.call(`getAction ${actionId}`);
     const queue = this.actions.get(actionId);
@@ -128,7 +139,7 @@ export class FakeApi implements IRayDeployApi {
     return queue.length > 1 ? (queue.shift() as IActionDocument) : queue[0];
   }
 
-  private async nextAction(id: string, action: IActionDocument['action'], name: string): Promise<IActionDocument> {
-    return { action_id: id, action, name, status: 'PENDING', message: '' };
+  private async nextAction(id: string, action: ActionKind, name: string): Promise<IActionDocument> {
+    return { ...copy(ACTION), action_id: id, action, name };
   }
 }

@@ -4,25 +4,23 @@ import {
   actionSummary,
   badgeFor,
   clusterView,
-  driftLabel,
   followAction,
   formatMs,
   formatQps,
-  isDriftAlarm,
   NONE,
   PanelModel,
-  rolloutLabel,
   snippetFor,
   toRow,
   toRows,
-  validateScale
+  validateScale,
+  versionLabel
 } from '../src/model';
-import { clusterDoc, FakeApi, statusDoc } from './fixtures';
+import { CLUSTER_DISCONNECTED, clusterDoc, FakeApi, STATUS, STATUS_DEPLOYING, statusDoc, VERSIONS } from './fixtures';
 
 describe('toRow', () => {
   it('renders the numbers of the status document', () => {
-    const row = toRow(statusDoc('iris'));
-    expect(row).toMatchObject({
+    const row = toRow(STATUS);
+    expect(row).toEqual({
       name: 'iris',
       state: 'RUNNING',
       badge: 'ok',
@@ -31,38 +29,25 @@ describe('toRow', () => {
       replicaBounds: '1–4',
       qps: '12.3',
       p99: '36 ms',
-      drift: null,
-      rollout: null
+      message: ''
     });
   });
 
   it('shows placeholders when there is no traffic or version yet', () => {
-    const row = toRow(
-      statusDoc('new', {
-        state: 'DEPLOYING',
-        version: null,
-        traffic: null,
-        replicas: { current: 0, target: 1, min: null, max: null, states: {} }
-      })
-    );
+    const row = toRow(STATUS_DEPLOYING);
     expect(row.badge).toBe('progress');
     expect(row.version).toBe(NONE);
     expect(row.qps).toBe(NONE);
     expect(row.p99).toBe(NONE);
     expect(row.replicas).toBe('0/1');
     expect(row.replicaBounds).toBe('');
+    expect(row.message).toBe("Deploying app 'churn'.");
   });
 
-  it('renders optional drift and rollout fields when present', () => {
-    const row = toRow(
-      statusDoc('fraud', {
-        drift: { status: 'drift', score: 0.314 },
-        rollout: { mode: 'canary', challenger_version: '4', traffic_percent: 25, step: 2, steps: 4 }
-      })
-    );
-    expect(row.drift).toBe('drift (0.31)');
-    expect(row.driftAlarm).toBe(true);
-    expect(row.rollout).toBe('canary v4 25% (step 2/4)');
+  it('shows a version without an alias when no alias names it', () => {
+    expect(toRow(statusDoc('fraud', { alias: null, aliases: { champion: '2' } })).version).toBe('v3');
+    expect(versionLabel('3', 'champion')).toBe('v3 · champion');
+    expect(versionLabel(null, 'champion')).toBe(NONE);
   });
 
   it('sorts rows by name', () => {
@@ -93,15 +78,6 @@ describe('formatting', () => {
     expect(formatMs(undefined)).toBe(NONE);
   });
 
-  it('reads drift from either a status or a flag', () => {
-    expect(driftLabel(undefined)).toBeNull();
-    expect(driftLabel({ drifted: false })).toBe('no drift');
-    expect(isDriftAlarm({ drifted: false, status: 'drift' })).toBe(false);
-    expect(isDriftAlarm({ status: 'ok' })).toBe(false);
-    expect(rolloutLabel(null)).toBeNull();
-    expect(rolloutLabel({ mode: 'shadow', state: 'RUNNING' })).toBe('shadow running');
-  });
-
   it('quotes the deployment name in the snippet', () => {
     expect(snippetFor('iris')).toBe('ray_deploy.get("iris")');
     expect(snippetFor('a"b')).toBe('ray_deploy.get("a\\"b")');
@@ -110,7 +86,9 @@ describe('formatting', () => {
 
 describe('clusterView', () => {
   it('summarises a connected cluster with its dashboard link', () => {
-    const view = clusterView(clusterDoc({ nodes: 2, cpus: 8, gpus: 1, local: false, address: 'ray://head:10001' }));
+    const view = clusterView(
+      clusterDoc({ nodes: 2, cpus: 8, gpus: 1, local: false, address: 'ray://head:10001', message: '' })
+    );
     expect(view).toEqual({
       connected: true,
       summary: 'ray://head:10001 · 2 nodes · 8 CPUs · 1 GPU',
@@ -121,13 +99,11 @@ describe('clusterView', () => {
   });
 
   it('offers to start a cluster when not connected', () => {
-    const view = clusterView(
-      clusterDoc({ connected: false, address: null, dashboard_url: null, message: 'no Ray cluster is running' })
-    );
+    const view = clusterView(CLUSTER_DISCONNECTED);
     expect(view.connected).toBe(false);
     expect(view.canStart).toBe(true);
     expect(view.summary).toBe('not connected');
-    expect(view.message).toBe('no Ray cluster is running');
+    expect(view.message).toBe(CLUSTER_DISCONNECTED.message);
     expect(view.dashboardUrl).toBeNull();
   });
 });
@@ -229,7 +205,8 @@ describe('PanelModel', () => {
     const model = new PanelModel(api);
     await model.refresh();
     await model.select('iris');
-    expect(model.details?.versions).toEqual([{ version: '3', aliases: ['champion'], created_at: null, run_id: null }]);
+    expect(model.details?.versions).toEqual(VERSIONS);
+    expect(model.details?.history).toEqual(STATUS.history);
     expect(model.selectedDocument?.name).toBe('iris');
 
     api.deployments = [statusDoc('churn')];

@@ -1,4 +1,4 @@
-"""The model server's routes and error mapping, driven directly (no Ray cluster) over a real registry."""
+"""The ingress: routes, envelopes and error mapping, driven directly (no Ray cluster) over a real registry."""
 
 from __future__ import annotations
 
@@ -9,8 +9,9 @@ from typing import Any
 import pytest
 from starlette.requests import Request
 
+from ray_deploy.dataplane.ingress import ModelServer
+from ray_deploy.dataplane.server_info import ServerInfo
 from ray_deploy.registry import register
-from ray_deploy.serving import ModelServer, ServerInfo
 from tests.unit.models import iris, sklearn_model
 
 

@@ -1,12 +1,14 @@
 """Changing the cluster without becoming a Ray driver: actions run the ``ray-deploy`` CLI as a Ray Job
-inside the cluster, and starting the local cluster runs ``ray-deploy up`` as a subprocess.
+inside the cluster (submitted through the dashboard REST API), and starting the local cluster runs
+``ray-deploy up`` as a subprocess.
 
-An action is a Ray Job whose metadata names the action and the deployment, so the server keeps no
-state: ``GET actions/<id>`` reads the job back from the dashboard.
+An action is a Ray Job whose metadata names the action and the deployment, so the caller keeps no
+state: :func:`action_status` reads the job back from the dashboard. The job's CLI gets this process's
+settings (:meth:`ray_deploy.config.Settings.to_env`), so it acts on the same store, endpoint and ports.
 
 Example:
     >>> doc = await submit_action(client, "scale", "iris", ["--min", "2", "--max", "2"], python="python")
-    >>> (await action_status(client, doc["action_id"]))["status"]
+    >>> (await action_status(client, doc.action_id)).status
     'SUCCEEDED'
 """
 
@@ -21,15 +23,16 @@ import sys
 import uuid
 from typing import Any
 
-from jupyter_ext.dashboard import DashboardClient, UpstreamFailed
 from ray_deploy.config import Settings
+from ray_deploy.dashboard import DashboardClient, UpstreamFailed
+from ray_deploy.documents import ActionDocument, ActionKind, ActionStatus
 from ray_deploy.errors import ModelNotFound
 
 log = logging.getLogger(__name__)
 
-ACTIONS = ("scale", "delete")
+ACTIONS: tuple[ActionKind, ...] = ("scale", "delete")
 _ID = re.compile(r"^ray-deploy-(scale|delete)-[0-9a-f]{12}$")
-_STATUS = {
+_STATUS: dict[str, ActionStatus] = {
     "PENDING": "PENDING",
     "RUNNING": "RUNNING",
     "SUCCEEDED": "SUCCEEDED",
@@ -38,28 +41,6 @@ _STATUS = {
 }
 _META_ACTION = "ray_deploy.action"
 _META_NAME = "ray_deploy.name"
-
-
-def job_environment(settings: Settings) -> dict[str, str]:
-    """The settings a job's CLI needs to act like the notebook that deployed: same store, endpoint and ports.
-
-    A redeploy (``scale``) rebuilds the app from these, so they must match what the deployer used.
-
-    Example:
-        >>> job_environment(Settings.from_env())["RAY_DEPLOY_HTTP_PORT"]
-        '8000'
-    """
-    env = {
-        "RAY_DEPLOY_HOME": str(settings.home),
-        "MLFLOW_TRACKING_URI": settings.mlflow_uri,
-        "RAY_DEPLOY_HTTP_HOST": settings.http_host,
-        "RAY_DEPLOY_HTTP_PORT": str(settings.http_port),
-        "RAY_DEPLOY_DASHBOARD_PORT": str(settings.dashboard_port),
-        "RAY_DEPLOY_AUTOSCALER": "1" if settings.autoscaler else "0",
-    }
-    if settings.num_cpus:
-        env["RAY_DEPLOY_NUM_CPUS"] = str(settings.num_cpus)
-    return env
 
 
 def entrypoint(python: str, action: str, name: str, args: list[str], env: dict[str, str]) -> str:
@@ -77,28 +58,33 @@ def entrypoint(python: str, action: str, name: str, args: list[str], env: dict[s
 
 
 async def submit_action(
-    client: DashboardClient, action: str, name: str, args: list[str], python: str, settings: Settings
-) -> dict[str, Any]:
+    client: DashboardClient, action: ActionKind, name: str, args: list[str], python: str, settings: Settings
+) -> ActionDocument:
     """Submit ``ray-deploy <action> <name> <args>`` as a Ray Job; returns the action document (PENDING).
 
+    The job's CLI gets this process's settings (``Settings.to_env``), so a redeploy (``scale``) rebuilds the
+    app with the store, endpoint and ports the deployer used.
+
     Example:
-        >>> (await submit_action(client, "delete", "iris", [], sys.executable, Settings.from_env()))["status"]
+        >>> (await submit_action(client, "delete", "iris", [], sys.executable, Settings.from_env())).status
         'PENDING'
     """
     if action not in ACTIONS:
         raise ValueError(f"unknown action {action!r}; known: {ACTIONS}")
     action_id = f"ray-deploy-{action}-{uuid.uuid4().hex[:12]}"
-    command = entrypoint(python, action, name, args, job_environment(settings))
+    env = settings.to_env()
+    env.pop("RAY_ADDRESS", None)  # the job runs inside the cluster, where Ray sets it (ours may be a client URL)
+    command = entrypoint(python, action, name, args, env)
     log.info("ray-deploy: submitting %s as Ray Job %s: %s", action, action_id, command)
     await client.submit_job(command, action_id, {_META_ACTION: action, _META_NAME: name})
     return _document(action_id, action, name, "PENDING", f"{action} {name}: submitted as Ray Job {action_id}")
 
 
-async def action_status(client: DashboardClient, action_id: str) -> dict[str, Any]:
+async def action_status(client: DashboardClient, action_id: str) -> ActionDocument:
     """The current action document of a submitted action; a failure carries the CLI's error line.
 
     Example:
-        >>> (await action_status(client, "ray-deploy-scale-0123456789ab"))["status"]
+        >>> (await action_status(client, "ray-deploy-scale-0123456789ab")).status
         'RUNNING'
     """
     if not _ID.match(action_id):
@@ -111,7 +97,7 @@ async def action_status(client: DashboardClient, action_id: str) -> dict[str, An
         ) from None
     metadata = job.get("metadata") or {}
     action, name = metadata.get(_META_ACTION), metadata.get(_META_NAME)
-    if action not in ACTIONS or not name:
+    if action not in ACTIONS or not isinstance(name, str) or not name:
         raise ModelNotFound(f"Ray Job {action_id!r} is not a ray-deploy action")
     status = _STATUS.get(str(job.get("status")), "FAILED")
     if status in ("PENDING", "RUNNING"):
@@ -138,8 +124,8 @@ def _outcome(logs: str, job: dict[str, Any], status: str) -> str:
     return printed[-1] if printed else str(job.get("message") or "done")
 
 
-def _document(action_id: str, action: str, name: str, status: str, message: str) -> dict[str, Any]:
-    return {"action_id": action_id, "action": action, "name": name, "status": status, "message": message}
+def _document(action_id: str, action: ActionKind, name: str, status: ActionStatus, message: str) -> ActionDocument:
+    return ActionDocument(action_id=action_id, action=action, name=name, status=status, message=message)
 
 
 async def start_local_cluster(timeout_s: float, python: str = sys.executable) -> str:

@@ -1,15 +1,17 @@
 """Talking to a Ray cluster over HTTP only: the Ray dashboard REST API (with Ray's auth token) and the
-deployments' own ``/v2`` endpoint. The Jupyter server process uses this instead of ``ray.init``, so it
-never becomes a Ray driver.
+ray-deploy ``/v2`` endpoint. A process that must not become a Ray driver (the Jupyter server) uses this
+instead of ``ray.init``; it imports neither Ray nor anything Jupyter-specific (HTTP is aiohttp's client,
+a dependency of ``ray[serve]``).
 
 Example:
     >>> client = DashboardClient(dashboard_url(Settings.from_env()))
     >>> apps = await client.serve_applications()
-    >>> doc = await fetch_stats(Settings.from_env().endpoint, "iris")
+    >>> rows = await fetch_model_list(Settings.from_env().endpoint)   # every status document, one call
 """
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 from dataclasses import dataclass
@@ -17,13 +19,11 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import quote, urlsplit
 
-from tornado.httpclient import AsyncHTTPClient, HTTPClientError, HTTPRequest
-
 from ray_deploy.config import Settings
 from ray_deploy.errors import ClusterError, ModelNotFound
-from ray_deploy.status import MODEL_ROUTE
 
 DASHBOARD_URL_ENV = "RAY_DEPLOY_DASHBOARD_URL"
+MODEL_LIST_ROUTE = "/v2/models"
 _TOKEN_HELP = (
     "set RAY_AUTH_TOKEN (or RAY_AUTH_TOKEN_PATH) for the Jupyter server, or store the cluster's token "
     "(`ray get-auth-token` on a machine of the cluster) in ~/.ray/auth_token"
@@ -130,15 +130,10 @@ class DashboardClient:
         token = auth_token()
         if token:
             headers["Authorization"] = f"Bearer {token}"
-        request = HTTPRequest(
-            f"{self.url}{path}",
-            method=method,
-            headers=headers,
-            body=json.dumps(body) if body is not None else None,
-            connect_timeout=min(3.0, self.timeout_s),
-            request_timeout=self.timeout_s,
+        data = json.dumps(body) if body is not None else None
+        code, text = await _fetch(
+            method, f"{self.url}{path}", self.timeout_s, f"the Ray dashboard at {self.url}", headers, data
         )
-        code, text = await _fetch(request, f"the Ray dashboard at {self.url}")
         if code in (401, 403):
             problem = "needs Ray's auth token and none was found" if not token else "refused the Ray auth token"
             raise UpstreamFailed(f"the Ray dashboard at {self.url} {problem} (HTTP {code}); {_TOKEN_HELP}")
@@ -151,33 +146,48 @@ class DashboardClient:
         return _json(text, f"the Ray dashboard at {self.url}")
 
 
-async def fetch_stats(endpoint: str, name: str, timeout_s: float = 10.0) -> dict[str, Any]:
-    """The status document a deployment serves at ``GET {endpoint}/v2/models/<name>/stats``.
+async def fetch_model_list(endpoint: str, timeout_s: float = 10.0) -> list[dict[str, Any]]:
+    """Every deployment with its status document, from ONE call: ``GET {endpoint}/v2/models?stats=1``.
+
+    The ``/v2`` server app answers it from the deployments' Monitors, never from their model replicas, so
+    a deployment scaled to zero is not woken up. Rows are returned as sent (``ray_deploy.documents.ModelRow``
+    describes them); a row's ``status`` may say that its Monitor did not answer.
 
     Example:
-        >>> (await fetch_stats("http://127.0.0.1:8000", "iris"))["state"]
-        'RUNNING'
+        >>> [row["name"] for row in await fetch_model_list("http://127.0.0.1:8000")]
+        ['iris']
     """
-    url = f"{endpoint}{MODEL_ROUTE}{quote(name, safe='')}/stats"
-    request = HTTPRequest(url, connect_timeout=min(3.0, timeout_s), request_timeout=timeout_s)
-    code, text = await _fetch(request, f"the ray-deploy endpoint {endpoint}")
+    url = f"{endpoint.rstrip('/')}{MODEL_LIST_ROUTE}?stats=1"
+    code, text = await _fetch("GET", url, timeout_s, f"the ray-deploy endpoint {endpoint}")
     if code >= 400:
         raise UpstreamFailed(f"{url} answered HTTP {code}: {text[:300]}")
     doc = _json(text, url)
-    if not isinstance(doc, dict):
-        raise UpstreamFailed(f"{url} did not send a status document")
-    return doc
+    rows = doc.get("models") if isinstance(doc, dict) else None
+    if not isinstance(rows, list) or not all(isinstance(row, dict) for row in rows):
+        raise UpstreamFailed(f"{url} did not send a model list")
+    return rows
 
 
-async def _fetch(request: HTTPRequest, what: str) -> tuple[int, str]:
-    """Send ``request``; HTTP error statuses come back as codes, an unreachable server raises 503."""
+async def _fetch(
+    method: str,
+    url: str,
+    timeout_s: float,
+    what: str,
+    headers: dict[str, str] | None = None,
+    data: str | None = None,
+) -> tuple[int, str]:
+    """Send one request; HTTP error statuses come back as codes, an unreachable server raises 503."""
+    import aiohttp
+
+    timeout = aiohttp.ClientTimeout(total=timeout_s, sock_connect=min(3.0, timeout_s))
     try:
-        response = await AsyncHTTPClient().fetch(request, raise_error=False)
-    except (OSError, HTTPClientError) as exc:  # refused, unreachable, timed out (HTTP 599)
-        raise DashboardUnavailable(f"{what} does not answer ({exc})") from None
-    if response.code == 599:
-        raise DashboardUnavailable(f"{what} does not answer ({response.error})")
-    return response.code, response.body.decode("utf-8", "replace") if response.body else ""
+        async with (
+            aiohttp.ClientSession(timeout=timeout) as session,
+            session.request(method, url, headers=headers, data=data) as response,
+        ):
+            return response.status, await response.text(errors="replace")
+    except (OSError, aiohttp.ClientError, asyncio.TimeoutError) as exc:  # refused, unreachable, timed out
+        raise DashboardUnavailable(f"{what} does not answer ({str(exc) or type(exc).__name__})") from None
 
 
 def _json(text: str, what: str) -> Any:

@@ -1,4 +1,4 @@
-"""HTTP plumbing shared by the Serve apps: bounded JSON bodies and JSON (error) responses.
+"""HTTP plumbing of the replicas: bounded JSON bodies and JSON (error) responses.
 
 Example:
     >>> error_response(ModelNotFound("no deployment named 'x'; deployed: []")).status_code
@@ -14,9 +14,9 @@ from typing import Any
 from starlette.requests import Request
 from starlette.responses import Response
 
-from ray_deploy.errors import BadRequest, PayloadTooLarge, RayDeployError
+from ray_deploy.errors import BadRequest, ModelFailed, PayloadTooLarge, RayDeployError
 
-log = logging.getLogger(__name__)
+log = logging.getLogger("ray.serve")
 
 
 def json_response(body: Any, status: int = 200, headers: dict[str, str] | None = None) -> Response:
@@ -33,12 +33,14 @@ def _default(value: Any) -> Any:
 
 def error_response(exc: RayDeployError, **extra: Any) -> Response:
     """The contract's error body ``{"error": ...}`` with the error's status (and Retry-After for 429/503)."""
-    headers = {"Retry-After": "1"} if exc.http_status in (429, 503) else None
+    headers = {"Retry-After": "1"} if exc.http_status in (429, 503) else {}
+    if exc.http_status == 405 and "allow" in exc.details:
+        headers["Allow"] = str(exc.details["allow"])
     return json_response({**exc.to_json(), **extra}, exc.http_status, headers)
 
 
-async def read_json(request: Request, max_bytes: int) -> Any:
-    """Read and parse a JSON body of at most ``max_bytes`` without buffering more than that."""
+async def read_body(request: Request, max_bytes: int) -> bytes:
+    """Read a body of at most ``max_bytes`` without buffering more than that (413 beyond)."""
     declared = request.headers.get("content-length")
     if declared is not None and declared.isdigit() and int(declared) > max_bytes:
         raise _too_large(int(declared), max_bytes)
@@ -47,6 +49,12 @@ async def read_json(request: Request, max_bytes: int) -> Any:
         chunks += chunk
         if len(chunks) > max_bytes:
             raise _too_large(len(chunks), max_bytes)
+    return bytes(chunks)
+
+
+async def read_json(request: Request, max_bytes: int) -> Any:
+    """Read and parse a JSON body of at most ``max_bytes``."""
+    chunks = await read_body(request, max_bytes)
     if not chunks.strip():
         raise BadRequest('the request body is empty; send JSON such as {"instances": [[...]]}')
     try:
@@ -60,4 +68,13 @@ def _too_large(size: int, max_bytes: int) -> PayloadTooLarge:
         f"the request body is {size / 1e6:.1f} MB, over this deployment's limit of {max_bytes / 1e6:.1f} MB; "
         "send fewer rows per request or redeploy with a larger max_body_mb",
         limit_mb=max_bytes / 1e6,
+    )
+
+
+def internal_error(request_id: str) -> ModelFailed:
+    """A safe 500 for a bug of ours: the client gets the request id, the replica log gets the traceback."""
+    log.exception("internal error answering a request (request %s)", request_id)
+    return ModelFailed(
+        f"internal error in the ray-deploy replica (request_id {request_id}); the traceback is in the replica log",
+        request_id=request_id,
     )

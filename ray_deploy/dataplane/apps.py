@@ -1,0 +1,65 @@
+"""Building the Serve applications: the only place ``serve.deployment`` is applied.
+
+A deployment's app is a ``ModelServer`` (the ingress) fed by a ``Monitor``; the ``/v2`` app is
+``ServerInfo``. Resource and replica options go to Serve; the version, kind and remaining options travel
+as ``user_config``, so a new version or limit is applied in place without restarting replicas.
+
+Example:
+    >>> app = build_model_app("iris", "3", "sklearn", DeployOptions(), Settings.from_env())
+    >>> serve_api.run_app(app, name="iris", route_prefix="/v2/models/iris")
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from ray_deploy.config import DeployOptions, Settings
+from ray_deploy.dataplane.ingress import ModelServer
+from ray_deploy.dataplane.monitor import Monitor
+from ray_deploy.dataplane.server_info import ServerInfo
+
+
+def build_server_app() -> Any:
+    """The ``ray-deploy`` app served at ``/v2``."""
+    from ray import serve
+
+    return serve.deployment(name="ServerInfo", ray_actor_options={"num_cpus": 0})(ServerInfo).bind()
+
+
+def build_model_app(
+    name: str, version: str, kind: str, options: DeployOptions, settings: Settings, dashboard_url: str = ""
+) -> Any:
+    """The Serve application of one deployment: a ``ModelServer`` fed by a ``Monitor``."""
+    from ray import serve
+
+    is_torch = kind == "torch"
+    actor_options: dict[str, Any] = {"num_cpus": options.num_cpus, "num_gpus": options.num_gpus}
+    if options.memory:
+        actor_options["memory"] = options.memory
+    monitor = serve.deployment(name="Monitor", num_replicas=1, ray_actor_options={"num_cpus": 0})(Monitor)
+    server = serve.deployment(
+        name="ModelServer",
+        ray_actor_options=actor_options,
+        max_ongoing_requests=options.ongoing_requests(is_torch),
+        max_surge_percent=100,  # a restart starts new replicas before stopping the old
+        user_config={"version": version, "kind": kind, "options": options.model_dump(mode="json")},
+        **_scaling(options),
+    )(ModelServer)
+    return server.bind(
+        name, settings.mlflow_uri, monitor.bind(name, settings.endpoint, dashboard_url, settings.mlflow_uri)
+    )
+
+
+def _scaling(options: DeployOptions) -> dict[str, Any]:
+    if not options.autoscaling:
+        return {"num_replicas": options.min_replicas}
+    return {
+        "autoscaling_config": {
+            "min_replicas": options.min_replicas,
+            "max_replicas": options.max_replicas,
+            "initial_replicas": options.initial_replicas,
+            "target_ongoing_requests": options.target_ongoing_requests,
+            "upscale_delay_s": options.upscale_delay_s,
+            "downscale_delay_s": options.downscale_delay_s,
+        }
+    }

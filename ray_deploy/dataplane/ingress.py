@@ -1,0 +1,173 @@
+"""``ModelServer``: the replica that answers a deployment's routes and its ``predict`` handle method.
+
+One envelope for HTTP and handle calls: it matches the route table, asks the guard, runs the action,
+maps errors onto the HTTP contract, times the call and hands a sample to capture. The version and
+options arrive as Serve ``user_config``, so a redeploy swaps the model in place while the replica answers.
+
+Example:
+    >>> server = ModelServer("iris", "sqlite:///mlflow.db")
+    >>> await server.reconfigure({"version": "3", "kind": "sklearn", "options": {}})
+    >>> await server.predict([[5.1, 3.5, 1.4, 0.2]])
+    array([0])
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from typing import Any
+
+from starlette.requests import Request
+from starlette.responses import Response
+
+from ray_deploy import serve_api
+from ray_deploy.config import DeployOptions
+from ray_deploy.dataplane import openapi, v2
+from ray_deploy.dataplane.capture import Capture
+from ray_deploy.dataplane.guard import Guard
+from ray_deploy.dataplane.http import error_response, internal_error, json_response, read_body, read_json
+from ray_deploy.dataplane.predictor import Predictor
+from ray_deploy.dataplane.routes import MODEL_ROUTES, Route, match
+from ray_deploy.dataplane.schema import InputSchema, output_tensors, to_jsonable
+from ray_deploy.dataplane.served_model import Loaded, VersionPool, versions
+from ray_deploy.errors import BadRequest, NotReady, RayDeployError
+from ray_deploy.status import Sample
+
+_DATA_ACTIONS = frozenset({"infer", "predict"})
+
+
+class ModelServer:
+    """Serves one deployment: HTTP routes under ``/v2/models/<name>`` and the ``predict`` handle method."""
+
+    def __init__(self, name: str, tracking_uri: str, monitor: Any = None) -> None:
+        import mlflow
+
+        mlflow.set_tracking_uri(tracking_uri)
+        mlflow.set_registry_uri(tracking_uri)
+        self.name = name
+        self._monitor = monitor
+        self._pool = VersionPool(name)
+        self._predictor = Predictor(name)
+        self._guard = Guard()
+        self._capture = Capture(name, monitor)
+
+    async def reconfigure(self, config: dict[str, Any]) -> None:
+        """Load the configured version (if new) and apply options; the old model serves until then."""
+        await self._pool.serve(str(config["version"]), str(config.get("kind", "pyfunc")))
+        is_torch = self._pool.current is not None and self._pool.current.model.flavor == "torch"
+        self._predictor.configure(DeployOptions(**config.get("options", {})), is_torch)
+
+    # ---- the envelope ---------------------------------------------------------------------
+
+    async def __call__(self, request: Request) -> Response:
+        start, rows = time.perf_counter(), 0
+        route: Route | None = None
+        try:
+            relative = request.url.path[len(request.scope.get("root_path", "")) :]
+            route = match(MODEL_ROUTES, request.method, relative)
+            self._guard.admit(route, request.headers)
+            response, rows = await getattr(self, f"_{route.action}")(request, route.params.get("version"))
+        except RayDeployError as exc:
+            response = error_response(exc)
+        except Exception:  # a bug of ours: a safe 500, the traceback in the replica log
+            response = error_response(internal_error(serve_api.request_id()))
+        if route is not None and route.action in _DATA_ACTIONS:
+            latency_ms = (time.perf_counter() - start) * 1000
+            self._capture.record(Sample(time.time(), latency_ms, response.status_code, rows))
+        return response
+
+    async def predict(self, data: Any, version: str | None = None) -> Any:
+        """Handle method: validate ``data`` (DataFrame, ndarray, tensor or list) and return predictions.
+
+        Example:
+            >>> serve.get_app_handle("iris").predict.remote(X[:2]).result()
+            array([0, 0])
+        """
+        start, rows, status = time.perf_counter(), 0, 500
+        try:
+            loaded = await self._pool.get(version)
+            model_input = (loaded.schema or InputSchema()).from_python(data)
+            rows = len(model_input)
+            output = await self._predictor.run(loaded, model_input, serve_api.request_id(), self._is_current(loaded))
+            status = 200
+            return output
+        except RayDeployError as exc:
+            status = exc.http_status
+            raise
+        finally:
+            self._capture.record(Sample(time.time(), (time.perf_counter() - start) * 1000, status, rows))
+
+    async def ready(self) -> dict[str, Any]:
+        """Handle method: the version this replica serves (``deploy`` waits until it is the new one)."""
+        loaded = await self._pool.get(None)
+        return {"name": self.name, "version": loaded.version, "device": loaded.model.device}
+
+    # ---- the actions (one per route of the table) ---------------------------------------------
+
+    async def _metadata(self, request: Request, version: str | None) -> tuple[Response, int]:
+        loaded = await self._pool.get(version)
+        return json_response(
+            {
+                "name": self.name,
+                "versions": await asyncio.to_thread(versions, self.name),
+                "version": loaded.version,
+                "platform": f"ray-deploy/{loaded.model.flavor}",
+                "inputs": loaded.schema.describe() if loaded.schema else [],
+                "outputs": loaded.outputs,
+            }
+        ), 0
+
+    async def _ready(self, request: Request, version: str | None) -> tuple[Response, int]:
+        loaded = await self._pool.get(version)
+        return json_response({"name": self.name, "version": loaded.version, "ready": True}), 0
+
+    async def _stats(self, request: Request, version: str | None) -> tuple[Response, int]:
+        if self._monitor is None:
+            raise NotReady("this deployment has no monitor")
+        return json_response(await self._monitor.status.remote()), 0
+
+    async def _openapi(self, request: Request, version: str | None) -> tuple[Response, int]:
+        loaded = await self._pool.get(None)
+        known = await asyncio.to_thread(versions, self.name)
+        return json_response(openapi.model_document(self.name, loaded.schema, loaded.outputs, loaded.version, known)), 0
+
+    async def _infer(self, request: Request, version: str | None) -> tuple[Response, int]:
+        body = await read_body(request, self._max_bytes)
+        infer = v2.decode_request(body, request.headers.get("inference-header-content-length"))
+        loaded = await self._pool.get(version)
+        model_input = (loaded.schema or InputSchema()).from_v2(infer.tensors)
+        request_id = serve_api.request_id()
+        output = await self._predictor.run(
+            loaded, model_input, request_id, self._is_current(loaded), infer.parameters or None
+        )
+        payload, headers = v2.encode_response(
+            self.name, loaded.version, infer.id or request_id, output_tensors(output), infer
+        )
+        return Response(payload, headers=headers), len(model_input)
+
+    async def _predict(self, request: Request, version: str | None) -> tuple[Response, int]:
+        body = await read_json(request, self._max_bytes)
+        if not isinstance(body, dict):
+            raise BadRequest(f"the request body must be a JSON object, got {type(body).__name__}")
+        loaded = await self._pool.get(version)
+        schema = loaded.schema or InputSchema()
+        if "instances" in body:
+            model_input = schema.from_instances(body["instances"])
+        elif "dataframe_split" in body:
+            model_input = schema.from_dataframe_split(body["dataframe_split"])
+        else:
+            raise BadRequest(
+                'the body needs "instances": [[...], ...] or "dataframe_split": {"columns": [...], "data": [[...]]}; '
+                f"got keys {sorted(body)}"
+            )
+        request_id = serve_api.request_id()
+        output = await self._predictor.run(loaded, model_input, request_id, self._is_current(loaded))
+        payload = {"predictions": to_jsonable(output), "model_version": loaded.version, "request_id": request_id}
+        return json_response(payload), len(model_input)
+
+    @property
+    def _max_bytes(self) -> int:
+        return int(self._predictor.options.max_body_mb * 1e6)
+
+    def _is_current(self, loaded: Loaded) -> bool:
+        return loaded is self._pool.current

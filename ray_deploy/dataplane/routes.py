@@ -1,0 +1,116 @@
+"""The route tables of the HTTP contract, and the pure matcher that turns a request line into a route.
+
+One table per app: :data:`MODEL_ROUTES` under ``/v2/models/<name>`` and :data:`SERVER_ROUTES` under
+``/v2``. The same tables produce the 404/405 texts and the OpenAPI document
+(:mod:`ray_deploy.dataplane.openapi`), so what is documented is exactly what is served.
+
+Example:
+    >>> match(MODEL_ROUTES, "POST", "/versions/3/infer")
+    Route(action='infer', params={'version': '3'})
+    >>> match(MODEL_ROUTES, "GET", "/infer")
+    Traceback (most recent call last):
+    MethodNotAllowed: GET is not allowed on /infer; use POST
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from ray_deploy.errors import MethodNotAllowed, ModelNotFound
+
+MODEL_PREFIX = "/v2/models/"
+SERVER_PREFIX = "/v2"
+
+
+@dataclass(frozen=True)
+class RouteSpec:
+    """One documented route: method, path template relative to the app's prefix, and what it does.
+
+    ``body`` names the request body the route takes (``"v2"``, ``"predict"``) or None; ``auth`` is False
+    only for the open probe routes.
+    """
+
+    method: str
+    path: str
+    action: str
+    summary: str
+    body: str | None = None
+    auth: bool = True
+
+    @property
+    def segments(self) -> tuple[str, ...]:
+        return tuple(p for p in self.path.split("/") if p)
+
+
+@dataclass(frozen=True)
+class Route:
+    """A matched request: the action to run and the path parameters (e.g. ``version``)."""
+
+    action: str
+    params: dict[str, str] = field(default_factory=dict)
+
+
+def _with_versions(*specs: RouteSpec) -> tuple[RouteSpec, ...]:
+    versioned = tuple(
+        RouteSpec(s.method, f"/versions/{{version}}{s.path}", s.action, f"{s.summary} (a given version)", s.body)
+        for s in specs
+        if s.action in ("metadata", "ready", "infer", "predict")
+    )
+    return specs + versioned
+
+
+MODEL_ROUTES: tuple[RouteSpec, ...] = _with_versions(
+    RouteSpec("GET", "", "metadata", "V2 model metadata: versions, inputs and outputs with V2 datatypes"),
+    RouteSpec("GET", "/ready", "ready", "V2 model readiness: 200 when the model answers"),
+    RouteSpec("POST", "/infer", "infer", "V2 inference (JSON, or JSON header + binary tensors)", body="v2"),
+    RouteSpec("POST", "/predict", "predict", "Simple JSON prediction: instances or dataframe_split", body="predict"),
+    RouteSpec("GET", "/stats", "stats", "The deployment's status document (from its Monitor)"),
+    RouteSpec("GET", "/openapi.json", "openapi", "This deployment's OpenAPI 3 document"),
+)
+
+SERVER_ROUTES: tuple[RouteSpec, ...] = (
+    RouteSpec("GET", "", "server_metadata", "V2 server metadata: name, version, extensions"),
+    RouteSpec("GET", "/health/live", "live", "V2 server liveness (open, for probes)", auth=False),
+    RouteSpec("GET", "/health/ready", "ready", "V2 server readiness (open, for probes)", auth=False),
+    RouteSpec("GET", "/models", "models", "Every deployment; ?stats=1 adds every status document in one call"),
+    RouteSpec("GET", "/openapi.json", "openapi", "The server's OpenAPI 3 document"),
+)
+
+
+def match(routes: tuple[RouteSpec, ...], method: str, path: str) -> Route:
+    """The route for ``method`` and ``path`` (relative to the app's prefix).
+
+    Raises :class:`MethodNotAllowed` (405, with the allowed methods) when the path exists with other
+    methods, and :class:`ModelNotFound` (404, listing the routes) when it does not exist.
+    """
+    parts = tuple(p for p in path.split("/") if p)
+    allowed: list[str] = []
+    for spec in routes:
+        params = _bind(spec.segments, parts)
+        if params is None:
+            continue
+        if spec.method == method or (method == "HEAD" and spec.method == "GET"):
+            return Route(spec.action, params)
+        allowed.append(spec.method)
+    shown = "/" + "/".join(parts)
+    if allowed:
+        methods = ", ".join(sorted(set(allowed)))
+        raise MethodNotAllowed(f"{method} is not allowed on {shown}; use {methods}", allow=methods)
+    raise ModelNotFound(f"no route {shown}; routes: {describe(routes)}")
+
+
+def _bind(template: tuple[str, ...], parts: tuple[str, ...]) -> dict[str, str] | None:
+    if len(template) != len(parts):
+        return None
+    params: dict[str, str] = {}
+    for want, got in zip(template, parts, strict=True):
+        if want.startswith("{") and want.endswith("}"):
+            params[want[1:-1]] = got
+        elif want != got:
+            return None
+    return params
+
+
+def describe(routes: tuple[RouteSpec, ...]) -> str:
+    """One line listing the routes, e.g. ``GET '' (metadata), POST /infer (infer), ...``."""
+    return ", ".join(f"{s.method} {s.path or chr(39) * 2}" for s in routes)

@@ -1,0 +1,215 @@
+"""What a replica needs from the registry: load a version, list versions, read and repair aliases.
+
+The model kind is resolved once at deploy time and arrives in Serve's ``user_config``; the loader uses it
+instead of guessing again.
+
+Example:
+    >>> served = load_for_serving(model_uri("iris", "3"), kind="sklearn")
+    >>> served.predict(X[:2])
+    array([0, 0])
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections import OrderedDict
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+import numpy as np
+
+from ray_deploy.dataplane.schema import InputSchema, describe_outputs
+from ray_deploy.errors import ModelNotFound, NotReady
+
+log = logging.getLogger("ray.serve")
+
+CHAMPION = "champion"
+
+
+@dataclass
+class ServedModel:
+    """A model loaded in a replica: ``predict`` takes a batch and returns one output row per input row."""
+
+    uri: str
+    flavor: Literal["torch", "pyfunc"]
+    impl: Any
+    signature: Any = None
+    device: str = "cpu"
+
+    def predict(self, data: Any, params: dict[str, Any] | None = None) -> Any:
+        """Run the model; torch models run under ``torch.inference_mode()`` on the replica's device.
+
+        ``params`` (V2 request parameters) reach a pyfunc model whose signature declares params; other
+        models ignore them.
+        """
+        if self.flavor == "torch":
+            import torch
+
+            array = np.asarray(data.to_numpy() if hasattr(data, "to_numpy") else data)
+            if array.dtype == np.float64:
+                array = array.astype(np.float32)
+            with torch.inference_mode():
+                out = self.impl(torch.as_tensor(array, device=self.device))
+            return out.detach().cpu().numpy()
+        if params and self.signature is not None and getattr(self.signature, "params", None) is not None:
+            return self.impl.predict(data, params=params)
+        return self.impl.predict(data)
+
+
+@dataclass
+class Loaded:
+    """A served version with its input schema (checked on every request)."""
+
+    version: str
+    model: ServedModel
+    schema: InputSchema | None = field(init=False)
+    outputs: list[dict[str, Any]] = field(init=False)
+
+    def __post_init__(self) -> None:
+        signature = self.model.signature
+        self.schema = InputSchema.from_signature(signature)
+        self.outputs = describe_outputs(signature.outputs if signature is not None else None)
+
+
+def load_for_serving(uri: str, kind: str | None = None) -> ServedModel:
+    """Load a registered model; torch models go to the GPU when this process was given one.
+
+    ``kind`` is the family resolved at deploy time (``torch`` or anything else for pyfunc); None reads it
+    from the model's flavors (for versions other than the one deployed).
+
+    Example:
+        >>> load_for_serving("models:/net/1", kind="torch").device
+        'cpu'
+    """
+    import mlflow
+
+    info = mlflow.models.get_model_info(uri)
+    if kind is None:
+        kind = "torch" if "pytorch" in info.flavors else "pyfunc"
+    if kind == "torch":
+        import torch
+
+        device = "cuda" if _has_gpu() and torch.cuda.is_available() else "cpu"
+        module = mlflow.pytorch.load_model(uri, map_location=device)
+        module.eval()
+        return ServedModel(uri, "torch", module, info.signature, device)
+    return ServedModel(uri, "pyfunc", mlflow.pyfunc.load_model(uri), info.signature)
+
+
+def _has_gpu() -> bool:
+    try:
+        import ray
+
+        return bool(ray.is_initialized() and ray.get_gpu_ids())
+    except Exception:  # outside a Ray worker there is no GPU assignment to ask about
+        return False
+
+
+def model_uri(name: str, version: str) -> str:
+    """The registry URI a replica loads, e.g. ``models:/iris/3``."""
+    return f"models:/{name}/{version}"
+
+
+def versions(name: str) -> list[str]:
+    """All registered versions of ``name``, oldest first.
+
+    Example:
+        >>> versions("iris")
+        ['1', '2']
+    """
+    from mlflow import MlflowClient
+
+    found = MlflowClient().search_model_versions(f"name = '{_quoted(name)}'")
+    return sorted((str(v.version) for v in found), key=int)
+
+
+def check_version(name: str, version: str) -> None:
+    """Raise :class:`ModelNotFound` naming the known versions when ``version`` is not registered."""
+    known = versions(name)
+    if version not in known:
+        raise ModelNotFound(f"model {name!r} has no version {version!r}; versions: {known}")
+
+
+def aliases(name: str) -> dict[str, str]:
+    """The registered model's aliases, alias -> version (empty when the model is not registered).
+
+    Example:
+        >>> aliases("iris")
+        {'champion': '2'}
+    """
+    from mlflow import MlflowClient
+    from mlflow.exceptions import MlflowException
+
+    try:
+        model = MlflowClient().get_registered_model(name)
+    except MlflowException:
+        return {}
+    return {str(alias): str(version) for alias, version in (model.aliases or {}).items()}
+
+
+def converge_champion(name: str, serving: str | None) -> dict[str, str]:
+    """Make the ``champion`` alias name the version that serves; returns the aliases after the repair.
+
+    Serve's ``user_config`` is the truth of what serves; a deploy interrupted between rolling out and
+    setting the alias leaves the alias behind, and the next status read or deploy repairs it.
+
+    Example:
+        >>> converge_champion("iris", "3")["champion"]
+        '3'
+    """
+    found = aliases(name)
+    if serving is None or found.get(CHAMPION) == serving:
+        return found
+    from mlflow import MlflowClient
+
+    MlflowClient().set_registered_model_alias(name, CHAMPION, serving)
+    log.warning("%s: the champion alias named %s but %s serves; repaired", name, found.get(CHAMPION), serving)
+    return {**found, CHAMPION: serving}
+
+
+def _quoted(name: str) -> str:
+    return name.replace("'", "\\'")
+
+
+class VersionPool:
+    """The version a replica serves plus the last few others asked for by ``/versions/<v>/...``.
+
+    Example:
+        >>> pool = VersionPool("iris")
+        >>> await pool.serve("3", kind="sklearn")
+        >>> (await pool.get(None)).version
+        '3'
+    """
+
+    def __init__(self, name: str, others_kept: int = 2) -> None:
+        self.name = name
+        self.current: Loaded | None = None
+        self._others: OrderedDict[str, Loaded] = OrderedDict()
+        self._others_kept = others_kept
+
+    async def serve(self, version: str, kind: str) -> None:
+        """Make ``version`` the one that serves, loading it unless it already does."""
+        if self.current is not None and self.current.version == version:
+            return
+        model = await asyncio.to_thread(load_for_serving, model_uri(self.name, version), kind)
+        self.current = Loaded(version, model)
+        log.info("%s: serving version %s (%s on %s)", self.name, version, model.flavor, model.device)
+
+    async def get(self, version: str | None) -> Loaded:
+        """The loaded ``version`` (None: the one that serves); other versions load on first use."""
+        current = self.current
+        if current is None:
+            raise NotReady(f"model {self.name!r} is still loading; retry shortly")
+        if version is None or version == current.version:
+            return current
+        if version in self._others:
+            self._others.move_to_end(version)
+            return self._others[version]
+        await asyncio.to_thread(check_version, self.name, version)
+        uri = model_uri(self.name, version)
+        model = await asyncio.to_thread(load_for_serving, uri)
+        loaded = self._others[version] = Loaded(version, model)
+        while len(self._others) > self._others_kept:
+            self._others.popitem(last=False)
+        return loaded

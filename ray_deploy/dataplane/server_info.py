@@ -1,0 +1,103 @@
+"""``ServerInfo``: the ``/v2`` app: health, server metadata, the model list (with every status document in
+one call), the server's OpenAPI document, and clear 404/503 answers for models that do not serve (yet).
+
+Example:
+    $ curl http://127.0.0.1:8000/v2/models?stats=1
+    {"models": [{"name": "iris", "state": "RUNNING", "url": "/v2/models/iris", "status": {...}}]}
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from importlib import metadata
+from typing import Any
+
+from starlette.requests import Request
+from starlette.responses import Response
+
+from ray_deploy import serve_api
+from ray_deploy.dataplane import openapi
+from ray_deploy.dataplane.guard import Guard
+from ray_deploy.dataplane.http import error_response, json_response
+from ray_deploy.dataplane.routes import MODEL_PREFIX, SERVER_ROUTES, match
+from ray_deploy.errors import ModelNotFound, NotReady, RayDeployError
+from ray_deploy.status import model_apps, state_of
+
+log = logging.getLogger("ray.serve")
+EXTENSIONS = ["predict", "stats", "models", "binary_tensor_data", "openapi"]
+
+
+def server_version() -> str:
+    """The installed ray-deploy version."""
+    try:
+        return metadata.version("ray-deploy")
+    except metadata.PackageNotFoundError:
+        return "unknown"
+
+
+class ServerInfo:
+    """Answers the server routes of :data:`~ray_deploy.dataplane.routes.SERVER_ROUTES`."""
+
+    def __init__(self) -> None:
+        self._guard = Guard()
+
+    async def __call__(self, request: Request) -> Response:
+        try:
+            relative = request.url.path[len(request.scope.get("root_path", "")) :]
+            parts = [p for p in relative.split("/") if p]
+            if len(parts) >= 2 and parts[0] == "models":
+                return await self._not_serving(parts[1])
+            route = match(SERVER_ROUTES, request.method, relative)
+            self._guard.admit(route, request.headers)
+            return json_response(await getattr(self, f"_{route.action}")(request))
+        except RayDeployError as exc:
+            return error_response(exc)
+        except Exception:
+            log.exception("ray-deploy server route failed")
+            return error_response(RayDeployError("internal error in the ray-deploy server; see its replica log"))
+
+    async def _server_metadata(self, request: Request) -> dict[str, Any]:
+        return {"name": "ray-deploy", "version": server_version(), "extensions": EXTENSIONS}
+
+    async def _live(self, request: Request) -> dict[str, Any]:
+        return {"live": True}
+
+    async def _ready(self, request: Request) -> dict[str, Any]:
+        return {"ready": True}
+
+    async def _openapi(self, request: Request) -> dict[str, Any]:
+        apps = model_apps(await asyncio.to_thread(serve_api.serve_details))
+        return openapi.server_document(server_version(), sorted(apps))
+
+    async def _models(self, request: Request) -> dict[str, Any]:
+        """Every deployment; ``?stats=1`` adds each status document, from one Serve read for all of them."""
+        apps = model_apps(await asyncio.to_thread(serve_api.serve_details))
+        rows: list[dict[str, Any]] = [
+            {"name": n, "state": state_of(a), "url": f"{MODEL_PREFIX}{n}"} for n, a in sorted(apps.items())
+        ]
+        if request.query_params.get("stats", "0").lower() in ("1", "true", "yes"):
+            docs = await asyncio.gather(*(_document(n, apps[n]) for n in sorted(apps)))
+            for row, doc in zip(rows, docs, strict=True):
+                row["status"] = doc
+        return {"models": rows}
+
+    async def _not_serving(self, name: str) -> Response:
+        apps = model_apps(await asyncio.to_thread(serve_api.serve_details))
+        if name in apps:  # known but its route is not live yet
+            state = state_of(apps[name])
+            raise NotReady(f"deployment {name!r} is {state}; retry in a moment", state=state)
+        raise ModelNotFound(f"no deployment named {name!r}; deployed: {sorted(apps)}")
+
+
+async def _document(name: str, app: dict[str, Any]) -> dict[str, Any]:
+    """One deployment's status document from its Monitor, given Serve's details (no second Serve read)."""
+    from ray import serve
+
+    try:
+        monitor = serve.get_deployment_handle("Monitor", app_name=name)
+        doc: dict[str, Any] = await asyncio.wait_for(monitor.document.remote(app), timeout=10)
+        return doc
+    except Exception as exc:  # one slow or restarting Monitor must not fail the whole list
+        log.warning("status of %s unavailable: %s", name, exc)
+        return {"name": name, "state": state_of(app), "error": f"status unavailable: {exc}"}

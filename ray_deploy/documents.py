@@ -1,0 +1,231 @@
+"""The typed wire documents: every JSON document ray-deploy sends to a widget, the side panel or the CLI.
+
+Each document is a pydantic model, so what is sent is validated where it is built and its shape is written
+down once. :func:`json_schema` turns them into one JSON Schema, committed as ``documents.schema.json`` next to
+this module (``python -m ray_deploy.documents`` rewrites it); a unit test fails when the committed file is
+stale, and another validates the side panel's TypeScript test fixtures against it, so the TypeScript
+interfaces (``jupyter_ext/frontend/src/api.ts``) hold exactly what Python sends.
+
+Example:
+    >>> doc = StatusDocument.model_validate(monitor_answer)
+    >>> doc.traffic.qps if doc.traffic else None
+    12.5
+    >>> json_schema()["$defs"]["StatusDocument"]["required"][:2]
+    ['name', 'state']
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+from pydantic.json_schema import models_json_schema
+
+SCHEMA_PATH = Path(__file__).with_name("documents.schema.json")
+
+# A user-facing option value as it appears in JSON (numbers, flags, names, null).
+OptionValue = int | float | str | bool | None
+
+
+class _Document(BaseModel):
+    """Base of the wire documents: no unknown fields, and every field is always sent (required in the schema)."""
+
+    model_config = ConfigDict(extra="forbid", json_schema_serialization_defaults_required=True)
+
+
+class Replicas(_Document):
+    """Replica counts of a deployment, from Serve's details."""
+
+    current: int = Field(ge=0, description="Replicas in state RUNNING.")
+    target: int = Field(ge=0, description="Replicas Serve is scaling to right now.")
+    min: int | None = Field(description="Fewest replicas (the autoscaler's lower bound, or the fixed count).")
+    max: int | None = Field(description="Most replicas (the autoscaler's upper bound, or the fixed count).")
+    states: dict[str, int] = Field(description="Replica count per Serve replica state, e.g. {'RUNNING': 2}.")
+
+
+class Traffic(_Document):
+    """Live traffic numbers of a deployment, as its Monitor counted them."""
+
+    qps: float = Field(ge=0, description="Requests per second over the last qps window (10 s).")
+    rows_per_s: float = Field(ge=0, description="Predicted rows per second over the same window.")
+    p50_ms: float | None = Field(description="Median latency of successful requests in the window, ms.")
+    p99_ms: float | None = Field(description="99th percentile latency of successful requests in the window, ms.")
+    requests: int = Field(ge=0, description="Requests answered since the Monitor started.")
+    errors: int = Field(ge=0, description="Requests answered with HTTP status >= 400 since the Monitor started.")
+    errors_by_status: dict[str, int] = Field(description="Error count per HTTP status code (as a string).")
+    window_s: float = Field(gt=0, description="Seconds of requests the latency percentiles cover.")
+    dropped_samples: int = Field(
+        ge=0, description="Request samples the replicas could not hand to the Monitor (so not counted)."
+    )
+
+
+class HistoryPoint(_Document):
+    """One finished time bucket (10 s) of a deployment's traffic history."""
+
+    t: float = Field(description="Start of the bucket, seconds since the epoch.")
+    qps: float = Field(ge=0, description="Requests per second in the bucket (0 when it had none).")
+    p50_ms: float | None = Field(description="Median latency of the bucket's successful requests, ms.")
+    p99_ms: float | None = Field(description="99th percentile latency of the bucket's successful requests, ms.")
+    errors: int = Field(ge=0, description="Requests in the bucket answered with HTTP status >= 400.")
+
+
+class Links(_Document):
+    """Where a person looks at a deployment."""
+
+    endpoint: str = Field(description="Base URL of the deployment's routes, e.g. http://127.0.0.1:8000/v2/models/iris.")
+    dashboard: str | None = Field(description="The Ray dashboard's page of the Serve application, if known.")
+    mlflow: str | None = Field(description="The MLflow UI page of the serving version (only for an MLflow server).")
+    model_uri: str | None = Field(description="models:/<name>/<version>, loadable with mlflow.pyfunc.load_model.")
+
+
+class StatusDocument(_Document):
+    """The one status document of a deployment, built in the cluster; every view renders it."""
+
+    name: str = Field(description="Deployment name (also the registered model name).")
+    state: str = Field(description="Serve application state: RUNNING, DEPLOYING, DEPLOY_FAILED, UNHEALTHY, ...")
+    message: str = Field(description="Serve's message about the application ('' when all is well).")
+    version: str | None = Field(description="Registry version that serves, or null before one does.")
+    alias: str | None = Field(description="The registry alias naming the serving version (e.g. champion), or null.")
+    aliases: dict[str, str] = Field(description="Every registry alias of the model and the version it names.")
+    model_kind: str | None = Field(description="Model flavour: sklearn, torch, pyfunc, ...")
+    url: str = Field(description="Base URL of the deployment's routes.")
+    replicas: Replicas = Field(description="Replica counts.")
+    traffic: Traffic | None = Field(description="Live traffic numbers, or null when the Monitor did not answer.")
+    options: dict[str, OptionValue] = Field(description="The deployment options it runs with (DeployOptions).")
+    links: Links = Field(description="Where to look at the deployment.")
+    deployed_at: float | None = Field(description="When the application was last deployed, seconds since the epoch.")
+    updated_at: float = Field(description="When this document was built, seconds since the epoch.")
+    history: list[HistoryPoint] = Field(description="Traffic history, oldest first (10 s buckets, 30 minutes).")
+
+
+class VersionDocument(_Document):
+    """One registered version of a deployment's model, as the side panel lists it."""
+
+    version: str = Field(description="Registry version number.")
+    aliases: list[str] = Field(description="Aliases naming this version, sorted.")
+    created_at: float | None = Field(description="When the version was registered, seconds since the epoch.")
+    run_id: str | None = Field(description="MLflow run that logged the model, if any.")
+
+
+class DeploymentDetails(StatusDocument):
+    """``GET deployments/<name>`` of the server extension: the status document plus the registry versions."""
+
+    versions: list[VersionDocument] = Field(description="Every registered version, oldest first.")
+
+
+class DeploymentList(_Document):
+    """``GET deployments`` of the server extension: the status document of every deployment."""
+
+    deployments: list[StatusDocument] = Field(description="One status document per deployment, sorted by name.")
+
+
+class ClusterDocument(_Document):
+    """``GET cluster`` of the server extension: whether a Ray cluster answers, and what it offers."""
+
+    connected: bool = Field(description="Whether the Ray dashboard answered.")
+    address: str | None = Field(description="Ray address of the cluster (host:port), if known.")
+    dashboard_url: str = Field(description="The Ray dashboard URL the extension talks to.")
+    endpoint: str = Field(description="Base URL of the deployments' HTTP API.")
+    nodes: int = Field(ge=0, description="Alive nodes.")
+    cpus: float = Field(ge=0, description="CPUs of the alive nodes.")
+    gpus: float = Field(ge=0, description="GPUs of the alive nodes.")
+    local: bool = Field(description="Whether this is the local head ray-deploy starts (so it can be started here).")
+    message: str = Field(description="One line for a person: the cluster's size, or what is wrong and what to do.")
+
+
+ActionKind = Literal["scale", "delete"]
+ActionStatus = Literal["PENDING", "RUNNING", "SUCCEEDED", "FAILED"]
+
+
+class ActionDocument(_Document):
+    """A long-running change (a Ray Job running the ``ray-deploy`` CLI): 202 answers and ``GET actions/<id>``."""
+
+    action_id: str = Field(description="Id of the action (its Ray Job submission id).")
+    action: ActionKind = Field(description="What the action does.")
+    name: str = Field(description="The deployment it acts on.")
+    status: ActionStatus = Field(description="Where it is; SUCCEEDED and FAILED are final.")
+    message: str = Field(description="One line for a person: progress, the CLI's result, or why it failed.")
+
+
+class ErrorDocument(_Document):
+    """The body of every error answer."""
+
+    error: str = Field(description="What is wrong and what to do about it.")
+
+
+class StatusUnavailable(_Document):
+    """A model-list entry's status when the deployment's Monitor did not answer."""
+
+    name: str = Field(description="Deployment name.")
+    state: str = Field(description="Serve application state.")
+    error: str = Field(description="Why the status document is missing.")
+
+
+class ModelRow(_Document):
+    """One deployment in ``GET /v2/models`` of the data plane."""
+
+    # ``status`` is sent only with ``?stats=1``, so the schema must not call it required
+    model_config = ConfigDict(json_schema_serialization_defaults_required=False)
+
+    name: str = Field(description="Deployment name.")
+    state: str = Field(description="Serve application state.")
+    url: str = Field(description="Path of the deployment's routes, e.g. /v2/models/iris.")
+    status: StatusDocument | StatusUnavailable | None = Field(
+        None, description="With ?stats=1: the status document, or why it is unavailable."
+    )
+
+
+class ModelList(_Document):
+    """``GET /v2/models`` of the data plane (``?stats=1``: with every status document, in one call)."""
+
+    models: list[ModelRow] = Field(description="Every deployment, sorted by name.")
+
+
+DOCUMENTS: tuple[type[BaseModel], ...] = (
+    StatusDocument,
+    DeploymentList,
+    DeploymentDetails,
+    VersionDocument,
+    ClusterDocument,
+    ActionDocument,
+    ErrorDocument,
+    ModelList,
+)
+
+
+def json_schema() -> dict[str, Any]:
+    """One JSON Schema (draft 2020-12) of every wire document, each under ``$defs/<ClassName>``.
+
+    Example:
+        >>> sorted(json_schema()["$defs"])[:3]
+        ['ActionDocument', 'ClusterDocument', 'DeploymentDetails']
+    """
+    _, schema = models_json_schema([(model, "serialization") for model in DOCUMENTS], title="ray-deploy documents")
+    return {
+        "$schema": "https://json-schema.org/draft/2020-12/schema",
+        "description": "Wire documents of ray-deploy (generated by `python -m ray_deploy.documents`; do not edit).",
+        **schema,
+    }
+
+
+def schema_text() -> str:
+    """The schema as committed: indented JSON with sorted keys and a final newline."""
+    return json.dumps(json_schema(), indent=2, sort_keys=True) + "\n"
+
+
+def write_schema(path: Path = SCHEMA_PATH) -> Path:
+    """Write the schema to ``path`` (default: the committed ``documents.schema.json``).
+
+    Example:
+        >>> write_schema()
+        PosixPath('.../ray_deploy/documents.schema.json')
+    """
+    path.write_text(schema_text())
+    return path
+
+
+if __name__ == "__main__":
+    print(f"wrote {write_schema(Path(sys.argv[1]) if len(sys.argv) > 1 else SCHEMA_PATH)}")

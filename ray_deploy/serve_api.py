@@ -1,0 +1,107 @@
+"""The only module that calls private Ray and Serve APIs; everything else uses these functions.
+
+Serve's public API has no way to deploy without blocking, read one application's replica details, get
+the current request's id, or find the dashboard URL; these wrappers do, and ``tests/unit/test_serve_api.py``
+pins every private name they rely on, so a Ray upgrade that moves one fails there first.
+
+Example:
+    >>> run_app(app, name="iris", route_prefix="/v2/models/iris")
+    >>> app_details("iris")["deployments"]["ModelServer"]["target_num_replicas"]
+    1
+"""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any
+
+from ray_deploy.errors import NotReady
+
+# Every private attribute used below, as (module, attribute); the pinning test imports each.
+PRIVATE_NAMES = (
+    ("ray.serve.api", "_run"),
+    ("ray.serve.context", "_get_global_client"),
+    ("ray.serve.context", "_get_serve_request_context"),
+    ("ray.serve._private.application_state", "StatusOverview"),
+    ("ray.serve.generated.serve_pb2", "StatusOverview"),
+    ("ray._private.worker", "get_dashboard_url"),
+    ("ray._private.authentication.authentication_token_setup", "maybe_enable_token_auth_if_token_available"),
+)
+
+
+def run_app(app: Any, name: str, route_prefix: str) -> None:
+    """Deploy (or update) an application without waiting; the caller polls :func:`app_details`."""
+    from ray.serve.api import _run
+
+    _run(app, name=name, route_prefix=route_prefix, _blocking=False)
+
+
+def _client() -> Any:
+    from ray.serve.context import _get_global_client
+
+    client = _get_global_client(raise_if_no_controller_running=False)
+    if client is None:
+        raise NotReady("Ray Serve is not running on this cluster; call ray_deploy.connect() to start it")
+    return client
+
+
+def serve_details() -> dict[str, Any]:
+    """Serve's view of every application (what the dashboard's ``/api/serve/applications/`` shows)."""
+    details: dict[str, Any] = _client().get_serve_details()
+    return details
+
+
+def app_details(name: str, deployment: str = "ModelServer") -> dict[str, Any]:
+    """One application's status and one deployment's details, shaped like an entry of :func:`serve_details`.
+
+    Reads only that application from the controller, so a Monitor's status read costs the same whatever
+    the number of deployments on the cluster. An unknown name gives ``status == "NOT_STARTED"``.
+    """
+    import ray
+
+    controller = _client()._controller
+    from ray.serve._private.application_state import StatusOverview
+    from ray.serve.generated.serve_pb2 import StatusOverview as StatusOverviewProto  # type: ignore[attr-defined]
+
+    overview = StatusOverview.from_proto(
+        StatusOverviewProto.FromString(ray.get(controller.get_serve_status.remote(name)))
+    )
+    app: dict[str, Any] = {
+        "name": name,
+        "status": overview.app_status.status.value,
+        "message": overview.app_status.message,
+        "last_deployed_time_s": overview.app_status.deployment_timestamp,
+        "deployments": {},
+    }
+    if overview.get_deployment_status(deployment) is not None:
+        details = ray.get(controller.get_deployment_details.remote(name, deployment))
+        app["deployments"][deployment] = details.model_dump(mode="json", exclude_unset=True)
+    return app
+
+
+def request_id() -> str:
+    """The id Serve gave the current request (``X-Request-Id``), or a fresh one outside a request."""
+    from ray.serve.context import _get_serve_request_context
+
+    try:
+        found = str(_get_serve_request_context().request_id)
+    except Exception:  # outside a Serve request (e.g. a unit test) there is no context
+        found = ""
+    return found or uuid.uuid4().hex
+
+
+def dashboard_url() -> str | None:
+    """The Ray dashboard URL of the connected cluster, as Ray reports it (``host:port``), if any."""
+    from ray._private.worker import get_dashboard_url
+
+    url: str | None = get_dashboard_url()
+    return url
+
+
+def enable_token_auth() -> None:
+    """Make this process present the cluster's auth token (``ray.init`` with an address does not by itself)."""
+    from ray._private.authentication.authentication_token_setup import (
+        maybe_enable_token_auth_if_token_available,
+    )
+
+    maybe_enable_token_auth_if_token_available(warn_if_disabled=False)

@@ -1,0 +1,49 @@
+"""A schema-driven fuzzer (schemathesis) against a live deployment and the server app, driven by their own
+``openapi.json``: zero 5xx answers, and every answer is documented (status code, content type, JSON error body,
+response schema). Positive cases (bodies the document allows) and negative ones (bodies it forbids) both run.
+Bounded in examples, with no per-example deadline (shared 2-core machines).
+
+One check is relaxed on the V2 ``infer`` routes only: OpenAPI cannot tie a tensor's ``shape`` to the length of its
+``data``, so a schema-valid infer body can still be a documented 422 (``shape [2] needs 2 values, got 0``);
+on ``/predict``, whose bodies the document describes exactly, schema-valid bodies must be accepted."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+import schemathesis
+from hypothesis import HealthCheck, given, settings
+from schemathesis import GenerationMode
+from schemathesis.specs.openapi.checks import positive_data_acceptance
+from sklearn.pipeline import Pipeline
+
+import ray_deploy
+
+MAX_EXAMPLES = 60
+MODES = [GenerationMode.POSITIVE, GenerationMode.NEGATIVE]
+
+
+def _fuzz(openapi_url: str, base_url: str, mode: GenerationMode) -> None:
+    schema = schemathesis.openapi.from_url(openapi_url)
+
+    @given(case=schema.as_strategy(mode))
+    @settings(max_examples=MAX_EXAMPLES, deadline=None, suppress_health_check=list(HealthCheck), database=None)
+    def call(case: Any) -> None:
+        relaxed = [positive_data_acceptance] if case.operation.path.endswith("/infer") else []
+        case.call_and_validate(base_url=base_url, timeout=60, excluded_checks=relaxed)
+
+    call()
+
+
+@pytest.mark.parametrize("mode", MODES, ids=[m.value for m in MODES])
+def test_deployment_answers_as_documented(churn: tuple[ray_deploy.Deployment, Pipeline], mode: GenerationMode) -> None:
+    dep, _ = churn
+    _fuzz(f"{dep.url}/openapi.json", dep.url, mode)
+
+
+@pytest.mark.parametrize("mode", MODES, ids=[m.value for m in MODES])
+def test_server_answers_as_documented(
+    cluster: ray_deploy.ClusterInfo, churn: tuple[ray_deploy.Deployment, Pipeline], mode: GenerationMode
+) -> None:
+    _fuzz(f"{cluster.endpoint}/v2/openapi.json", f"{cluster.endpoint}/v2", mode)

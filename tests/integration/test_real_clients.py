@@ -1,0 +1,140 @@
+"""What other people's clients send, over real loopback HTTP: tritonclient with its default (binary) settings
+and with JSON, and the shapes plain JSON clients produce (integers for floats, nulls, strings for categories,
+unseen categories, dataframe_split, rows as lists and as objects), for a DataFrame pipeline that serves
+probabilities and a single-tensor torch model."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import pytest
+import requests
+import torch
+import tritonclient.http as triton
+from sklearn.pipeline import Pipeline
+
+import ray_deploy
+
+
+class Net(torch.nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        torch.manual_seed(0)
+        self.layer = torch.nn.Linear(4, 3)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.layer(x)
+
+
+@pytest.fixture(scope="module")
+def net(cluster: ray_deploy.ClusterInfo) -> Iterator[tuple[ray_deploy.Deployment, Net]]:
+    model = Net().eval()
+    dep = ray_deploy.deploy(model, "net", sample_input=torch.zeros(2, 4), num_cpus=0.1, show_progress=False)
+    yield dep, model
+    dep.delete()
+
+
+def _triton(cluster: ray_deploy.ClusterInfo) -> triton.InferenceServerClient:
+    return triton.InferenceServerClient(url=cluster.endpoint.removeprefix("http://"))
+
+
+@pytest.mark.parametrize("binary", [True, False], ids=["binary (default)", "json"])
+def test_tritonclient_dataframe_model(
+    churn: tuple[ray_deploy.Deployment, Pipeline], cluster: ray_deploy.ClusterInfo, binary: bool
+) -> None:
+    _, model = churn
+    frame = pd.DataFrame({"age": [25.0, 60.0, 41.0], "income": [20.5, 99.0, 55.0], "plan": ["basic", "team", "pro"]})
+    client = _triton(cluster)
+    assert client.is_server_live() and client.is_model_ready("churn")
+    meta = client.get_model_metadata("churn")
+    assert [(i["name"], i["datatype"]) for i in meta["inputs"]] == [
+        ("age", "FP64"),
+        ("income", "FP64"),
+        ("plan", "BYTES"),
+    ]
+    assert meta["outputs"][0]["datatype"] == "FP64" and meta["outputs"][0]["shape"] == [-1, 2]
+    inputs = []
+    for column, datatype in (("age", "FP64"), ("income", "FP64"), ("plan", "BYTES")):
+        values = frame[column].to_numpy()
+        values = values.astype(object) if datatype == "BYTES" else values
+        tensor = triton.InferInput(column, [len(frame)], datatype)
+        tensor.set_data_from_numpy(values, binary_data=binary)
+        inputs.append(tensor)
+    outputs = None if binary else [triton.InferRequestedOutput("predictions", binary_data=False)]
+    result = client.infer("churn", inputs, outputs=outputs)  # binary: the client's defaults throughout
+    np.testing.assert_allclose(result.as_numpy("predictions"), model.predict_proba(frame), rtol=1e-6)
+
+
+@pytest.mark.parametrize("binary", [True, False], ids=["binary (default)", "json"])
+def test_tritonclient_tensor_model(
+    net: tuple[ray_deploy.Deployment, Net], cluster: ray_deploy.ClusterInfo, binary: bool
+) -> None:
+    _, model = net
+    data = np.random.default_rng(1).normal(size=(5, 4)).astype(np.float32)
+    tensor = triton.InferInput("input-0", list(data.shape), "FP32")
+    tensor.set_data_from_numpy(data, binary_data=binary)
+    outputs = None if binary else [triton.InferRequestedOutput("predictions", binary_data=False)]
+    result = _triton(cluster).infer("net", [tensor], outputs=outputs)
+    with torch.inference_mode():
+        expected = model(torch.as_tensor(data)).numpy()
+    np.testing.assert_allclose(result.as_numpy("predictions"), expected, rtol=1e-5, atol=1e-6)
+
+
+JSON_CLIENT_CASES = [
+    ("integers for floats", {"instances": [{"age": 30, "income": 40, "plan": "basic"}]}, 200),
+    ("null for a float", {"instances": [{"age": None, "income": 40.5, "plan": "pro"}]}, 200),
+    ("rows as lists", {"instances": [[30, 40, "basic"], [61.0, 120.0, "team"]]}, 200),
+    ("unseen category", {"instances": [{"age": 30.0, "income": 40.0, "plan": "enterprise"}]}, 200),
+    ("dataframe_split", {"dataframe_split": {"columns": ["age", "income", "plan"], "data": [[30, None, "pro"]]}}, 200),
+    (
+        "dataframe_split, other column order",
+        {"dataframe_split": {"columns": ["plan", "age", "income"], "data": [["pro", 30, 4]]}},
+        200,
+    ),
+    ("string for a float", {"instances": [{"age": "thirty", "income": 40.0, "plan": "basic"}]}, 422),
+    ("number for a category", {"instances": [{"age": 30.0, "income": 40.0, "plan": 3}]}, 422),
+    ("null for a category", {"instances": [{"age": 30.0, "income": 40.0, "plan": None}]}, 422),
+    ("missing field", {"instances": [{"age": 30.0, "plan": "basic"}]}, 422),
+]
+
+
+@pytest.mark.parametrize(("case", "body", "status"), JSON_CLIENT_CASES, ids=[c[0] for c in JSON_CLIENT_CASES])
+def test_json_clients(
+    churn: tuple[ray_deploy.Deployment, Pipeline], case: str, body: dict[str, Any], status: int
+) -> None:
+    dep, model = churn
+    answer = requests.post(f"{dep.url}/predict", json=body, timeout=30)
+    assert answer.status_code == status, answer.text
+    if status != 200:
+        assert answer.json()["error"]
+        return
+    rows = body.get("instances")
+    if rows is None:
+        split = body["dataframe_split"]
+        frame = pd.DataFrame(split["data"], columns=split["columns"])[["age", "income", "plan"]]
+    elif isinstance(rows[0], dict):
+        frame = pd.DataFrame(rows)[["age", "income", "plan"]]
+    else:
+        frame = pd.DataFrame(rows, columns=["age", "income", "plan"])
+    frame[["age", "income"]] = frame[["age", "income"]].astype(float)
+    np.testing.assert_allclose(answer.json()["predictions"], model.predict_proba(frame), rtol=1e-6)
+
+
+def test_v2_json_integers_and_nulls(churn: tuple[ray_deploy.Deployment, Pipeline]) -> None:
+    dep, model = churn
+    body = {
+        "inputs": [
+            {"name": "age", "shape": [2], "datatype": "FP64", "data": [30, None]},
+            {"name": "income", "shape": [2], "datatype": "FP64", "data": [40, 80]},
+            {"name": "plan", "shape": [2], "datatype": "BYTES", "data": ["basic", "pro"]},
+        ]
+    }
+    answer = requests.post(f"{dep.url}/infer", json=body, timeout=30)
+    assert answer.status_code == 200, answer.text
+    frame = pd.DataFrame({"age": [30.0, np.nan], "income": [40.0, 80.0], "plan": ["basic", "pro"]})
+    output = answer.json()["outputs"][0]
+    assert output["shape"] == [2, 2] and output["datatype"] == "FP64"
+    np.testing.assert_allclose(np.reshape(output["data"], (2, 2)), model.predict_proba(frame), rtol=1e-6)

@@ -1,0 +1,65 @@
+"""A fake of ``jupyter_ext.manager.DeploymentManager`` for the handler tests: it answers with the side
+panel's JSON fixtures (the documents jest uses too), records every call, and raises what it is told to."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from ray_deploy.documents import (
+    ActionDocument,
+    ClusterDocument,
+    DeploymentDetails,
+    DeploymentList,
+    StatusDocument,
+)
+
+FIXTURES = Path(__file__).resolve().parents[2] / "jupyter_ext" / "frontend" / "test" / "fixtures"
+
+
+def fixture(name: str) -> Any:
+    """One fixture file's JSON."""
+    return json.loads((FIXTURES / name).read_text())
+
+
+class FakeManager:
+    """Answers every manager call from fixtures; ``fail`` (an exception) is raised by the next calls instead."""
+
+    def __init__(self) -> None:
+        self.calls: list[tuple[Any, ...]] = []
+        self.fail: BaseException | None = None
+
+    def _call(self, *call: Any) -> None:
+        self.calls.append(call)
+        if self.fail is not None:
+            raise self.fail
+
+    async def cluster(self) -> ClusterDocument:
+        self._call("cluster")
+        return ClusterDocument.model_validate(fixture("cluster.json"))
+
+    async def start_cluster(self) -> ClusterDocument:
+        self._call("start_cluster")
+        return ClusterDocument.model_validate(fixture("cluster.json"))
+
+    async def deployments(self) -> DeploymentList:
+        self._call("deployments")
+        docs = [fixture("status-deploying.json"), fixture("status.json")]
+        return DeploymentList(deployments=[StatusDocument.model_validate(d) for d in docs])
+
+    async def deployment(self, name: str) -> DeploymentDetails:
+        self._call("deployment", name)
+        return DeploymentDetails.model_validate({**fixture("status.json"), "versions": fixture("versions.json")})
+
+    async def scale(self, name: str, min_replicas: int, max_replicas: int) -> ActionDocument:
+        self._call("scale", name, min_replicas, max_replicas)
+        return ActionDocument.model_validate(fixture("action.json"))
+
+    async def delete(self, name: str) -> ActionDocument:
+        self._call("delete", name)
+        return ActionDocument.model_validate({**fixture("action.json"), "action": "delete"})
+
+    async def action(self, action_id: str) -> ActionDocument:
+        self._call("action", action_id)
+        return ActionDocument.model_validate({**fixture("action.json"), "status": "SUCCEEDED", "message": "done"})

@@ -1,0 +1,63 @@
+"""The pure route tables: matching, path parameters, and the 404/405 texts."""
+
+from __future__ import annotations
+
+import pytest
+
+from ray_deploy.dataplane.routes import MODEL_ROUTES, SERVER_ROUTES, Route, match
+from ray_deploy.errors import MethodNotAllowed, ModelNotFound
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "expected"),
+    [
+        ("GET", "", Route("metadata")),
+        ("GET", "/", Route("metadata")),
+        ("HEAD", "", Route("metadata")),
+        ("GET", "/ready", Route("ready")),
+        ("POST", "/infer", Route("infer")),
+        ("POST", "/predict", Route("predict")),
+        ("GET", "/stats", Route("stats")),
+        ("GET", "/openapi.json", Route("openapi")),
+        ("GET", "/versions/3", Route("metadata", {"version": "3"})),
+        ("GET", "/versions/3/ready", Route("ready", {"version": "3"})),
+        ("POST", "/versions/12/infer", Route("infer", {"version": "12"})),
+        ("POST", "/versions/12/predict/", Route("predict", {"version": "12"})),
+    ],
+)
+def test_model_routes_match(method: str, path: str, expected: Route) -> None:
+    assert match(MODEL_ROUTES, method, path) == expected
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "allowed"),
+    [
+        ("GET", "/infer", "POST"),
+        ("PUT", "/predict", "POST"),
+        ("POST", "/stats", "GET"),
+        ("DELETE", "", "GET"),
+        ("GET", "/versions/2/predict", "POST"),
+    ],
+)
+def test_wrong_method_is_405_naming_the_allowed_one(method: str, path: str, allowed: str) -> None:
+    with pytest.raises(MethodNotAllowed) as err:
+        match(MODEL_ROUTES, method, path)
+    assert err.value.http_status == 405
+    assert f"use {allowed}" in err.value.message and err.value.details["allow"] == allowed
+
+
+@pytest.mark.parametrize("path", ["/nope", "/versions", "/versions/2/stats", "/infer/extra", "/versions/2/3/infer"])
+def test_unknown_path_is_404_listing_the_routes(path: str) -> None:
+    with pytest.raises(ModelNotFound) as err:
+        match(MODEL_ROUTES, "POST", path)
+    assert err.value.http_status == 404
+    assert "POST /infer" in err.value.message and "/versions/{version}/predict" in err.value.message
+
+
+def test_server_routes() -> None:
+    assert match(SERVER_ROUTES, "GET", "/health/live") == Route("live")
+    assert match(SERVER_ROUTES, "GET", "/models") == Route("models")
+    assert match(SERVER_ROUTES, "GET", "") == Route("server_metadata")
+    with pytest.raises(MethodNotAllowed):
+        match(SERVER_ROUTES, "POST", "/models")
+    assert [s.path for s in SERVER_ROUTES if not s.auth] == ["/health/live", "/health/ready"]
