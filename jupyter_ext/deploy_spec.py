@@ -19,8 +19,10 @@ from pydantic import ValidationError
 
 from ray_deploy.config import DeployOptions
 from ray_deploy.errors import ConfigError
+from ray_deploy.package import PREDICT_METHODS
 
 VARIABLE_KEYS = ("model", "sample_input")
+PREDICT_METHOD = "predict_method"  # how the model is registered, not a serving option
 _EXAMPLE = "e.g. the lines `model: clf`, `sample_input: X[:5]`, `max_replicas: 2`"
 
 
@@ -30,6 +32,7 @@ class DeploySpec:
 
     model: str
     sample_input: str | None = None
+    predict_method: str = "predict"
     options: dict[str, Any] = field(default_factory=dict)
     lines: dict[str, int] = field(default_factory=dict)
 
@@ -59,13 +62,14 @@ def parse_spec(text: str, first_line: int = 1) -> DeploySpec:
     if not isinstance(data, dict) or not isinstance(root, yaml.MappingNode):
         raise ConfigError(f"the %%deploy cell must be YAML `key: value` lines, not a {type(data).__name__}; {_EXAMPLE}")
     lines = _key_lines(root, first_line)
-    problems = _variable_problems(data, lines) + _option_problems(data, lines)
+    problems = _variable_problems(data, lines) + _predict_method_problems(data, lines) + _option_problems(data, lines)
     if problems:
         raise ConfigError("invalid %%deploy spec: " + "; ".join(problems))
-    options = {k: v for k, v in data.items() if k not in VARIABLE_KEYS}
+    options = {k: v for k, v in data.items() if k not in (*VARIABLE_KEYS, PREDICT_METHOD)}
     return DeploySpec(
         model=str(data["model"]).strip(),
         sample_input=str(data["sample_input"]).strip() if data.get("sample_input") is not None else None,
+        predict_method=str(data.get(PREDICT_METHOD, "predict")),
         options=options,
         lines=lines,
     )
@@ -96,8 +100,16 @@ def _variable_problems(data: dict[Any, Any], lines: dict[str, int]) -> list[str]
     return problems
 
 
+def _predict_method_problems(data: dict[Any, Any], lines: dict[str, int]) -> list[str]:
+    value = data.get(PREDICT_METHOD, "predict")
+    if value in PREDICT_METHODS:
+        return []
+    where = lines.get(PREDICT_METHOD, "?")
+    return [f"line {where}: '{PREDICT_METHOD}' must be one of {list(PREDICT_METHODS)}, got {value!r}"]
+
+
 def _option_problems(data: dict[Any, Any], lines: dict[str, int]) -> list[str]:
-    options = {str(k): v for k, v in data.items() if k not in VARIABLE_KEYS}
+    options = {str(k): v for k, v in data.items() if k not in (*VARIABLE_KEYS, PREDICT_METHOD)}
     try:
         DeployOptions(**options)
     except ValidationError as exc:
@@ -109,7 +121,7 @@ def _describe(err: Any, options: dict[str, Any], lines: dict[str, int]) -> str:
     key = ".".join(str(part) for part in err["loc"])
     message = str(err["msg"]).removeprefix("Value error, ")
     if err["type"] == "extra_forbidden":
-        known = [*VARIABLE_KEYS, *DeployOptions.model_fields]
+        known = [*VARIABLE_KEYS, PREDICT_METHOD, *DeployOptions.model_fields]
         close = difflib.get_close_matches(key, known, n=1)
         hint = f"did you mean '{close[0]}'? " if close else ""
         return f"line {lines.get(key, '?')}: '{key}' is not a deployment option ({hint}known: {', '.join(known)})"

@@ -48,6 +48,12 @@ class RayDeployMagics(Magics):
     @argument("--min-replicas", type=int, metavar="N", help="fewest replicas; 0 scales to zero when idle")
     @argument("--max-replicas", type=int, metavar="N", help="most replicas the autoscaler may start")
     @argument("--batch", type=int, metavar="N", help="rows per batch (max_batch_size)")
+    @argument(
+        "--predict-method",
+        choices=["predict", "predict_proba"],
+        default="predict",
+        help="predict_proba serves class probabilities (scikit-learn classifiers; softmax for torch)",
+    )
     @argument("--timeout", type=float, default=600.0, metavar="S", help="seconds to wait until it serves (600)")
     @argument("-o", "--output", metavar="VAR", help="store the Deployment in this notebook variable")
     @line_cell_magic
@@ -55,10 +61,11 @@ class RayDeployMagics(Magics):
         """Deploy a model from a notebook variable and show its live card.
 
         Line form: ``%deploy MODEL_VAR --name NAME [--sample VAR] [--gpus N] [--cpus N] [--min-replicas N]
-        [--max-replicas N] [--batch N] [-o VAR]``.
+        [--max-replicas N] [--batch N] [--predict-method predict_proba] [-o VAR]``.
 
         Cell form: ``%%deploy NAME [-o VAR] [--timeout S]`` with a YAML spec as the cell body: ``model:``
-        (the variable holding the model), optional ``sample_input:`` (a variable) and any deployment option
+        (the variable holding the model), optional ``sample_input:`` (a variable), ``predict_method:``
+        (``predict`` or ``predict_proba``) and any deployment option
         (num_cpus, num_gpus, memory, min_replicas, max_replicas, initial_replicas, target_ongoing_requests,
         upscale_delay_s, downscale_delay_s, max_batch_size, batch_wait_timeout_s, max_ongoing_requests,
         max_body_mb, request_timeout_s). Example::
@@ -88,6 +95,7 @@ class RayDeployMagics(Magics):
                 "max_batch_size": args.batch,
             }
             options = {key: value for key, value in flags.items() if value is not None}
+            options["predict_method"] = args.predict_method
             self._deploy_and_show(model, args.name, sample, options, args.timeout, output)
 
     def _deploy_cell(self, line: str, cell: str) -> None:
@@ -100,7 +108,8 @@ class RayDeployMagics(Magics):
         sample = None
         if spec.sample_input is not None:
             sample = self._value(spec.sample_input, f"the sample input (line {spec.lines['sample_input']})")
-        self._deploy_and_show(model, args.name, sample, spec.options, args.timeout, output)
+        options = {**spec.options, "predict_method": spec.predict_method}
+        self._deploy_and_show(model, args.name, sample, options, args.timeout, output)
 
     def _deploy_and_show(
         self,

@@ -128,7 +128,7 @@ def status_html(doc: dict[str, Any]) -> str:
     traffic = doc.get("traffic") or {}
     cells = [
         ("state", doc["state"]),
-        ("version", f"{doc.get('version')} ({doc.get('alias')})"),
+        ("version", f"{doc.get('version')} ({doc['alias']})" if doc.get("alias") else doc.get("version")),
         (
             "replicas",
             f"{rep['current']} running / target {rep['target']} (min {rep['min']}, max {rep['max']})",

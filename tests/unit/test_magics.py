@@ -160,6 +160,14 @@ def test_yaml_spec_parses_variables_and_options() -> None:
     assert (spec.model, spec.sample_input) == ("clf", "X[:5]")
     assert spec.options == {"num_cpus": 0.25, "min_replicas": 0, "max_replicas": 2}
     assert spec.lines == {"model": 2, "sample_input": 3, "num_cpus": 4, "min_replicas": 5, "max_replicas": 6}
+    assert spec.predict_method == "predict"
+
+
+def test_yaml_spec_takes_predict_method_apart_from_the_options() -> None:
+    spec = parse_spec("model: clf\npredict_method: predict_proba\nmax_replicas: 2\n")
+    assert (spec.predict_method, spec.options) == ("predict_proba", {"max_replicas": 2})
+    with pytest.raises(ConfigError, match="line 2: 'predict_method' must be one of"):
+        parse_spec("model: clf\npredict_method: probabilities\n")
 
 
 def test_yaml_spec_reports_every_problem_at_once() -> None:

@@ -5,11 +5,12 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
+from sklearn.linear_model import LinearRegression
 
 from ray_deploy.dataplane.schema import InputSchema
 from ray_deploy.dataplane.served_model import load_for_serving
 from ray_deploy.errors import ConfigError
-from ray_deploy.package import model_kind
+from ray_deploy.package import check_predict_method, model_kind
 from ray_deploy.registry import model_uri, register, versions
 from tests.unit.models import Doubler, TinyNet, add_one, iris, sklearn_model
 
@@ -92,3 +93,33 @@ def test_uri_registers_a_new_version_of_the_deployment(mlflow_store: str) -> Non
 def test_unknown_uri_is_a_config_error(mlflow_store: str) -> None:
     with pytest.raises(ConfigError, match="cannot read the MLflow model 'models:/nothing/1'"):
         register("models:/nothing/1", "uri", "copy")
+
+
+def test_predict_proba_shapes_the_registered_model_and_its_outputs(mlflow_store: str) -> None:
+    from ray_deploy.dataplane.served_model import Loaded
+
+    X, _ = iris()
+    model = sklearn_model()
+    version = register(model, "sklearn", "iris-proba", sample_input=X[:5], predict_method="predict_proba")
+    loaded = Loaded(version, load_for_serving(model_uri("iris-proba", version)))
+    np.testing.assert_allclose(loaded.model.predict(X[:3]), model.predict_proba(X[:3]))
+    assert loaded.outputs == [{"name": "predictions", "datatype": "FP64", "shape": [-1, 3]}]
+
+    net = torch.nn.Linear(4, 3)  # raw logits; predict_proba adds the softmax
+    version = register(net, "torch", "net-proba", sample_input=torch.randn(2, 4), predict_method="predict_proba")
+    probabilities = load_for_serving(model_uri("net-proba", version), kind="torch").predict(np.ones((2, 4)))
+    np.testing.assert_allclose(probabilities.sum(axis=1), [1.0, 1.0], rtol=1e-6)
+
+
+@pytest.mark.parametrize(
+    ("model", "kind", "fragment"),
+    [
+        (add_one, "callable", "applies to scikit-learn and torch models"),
+        (LinearRegression(), "sklearn", "needs a classifier"),
+    ],
+)
+def test_predict_proba_where_it_cannot_apply_says_why(model: object, kind: str, fragment: str) -> None:
+    with pytest.raises(ConfigError, match=fragment):
+        check_predict_method(model, kind, "predict_proba")  # type: ignore[arg-type]
+    with pytest.raises(ConfigError, match="is not one of"):
+        check_predict_method(model, kind, "proba")  # type: ignore[arg-type]
