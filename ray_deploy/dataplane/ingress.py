@@ -26,9 +26,10 @@ from ray_deploy.dataplane import openapi, v2
 from ray_deploy.dataplane.capture import Capture
 from ray_deploy.dataplane.guard import Guard
 from ray_deploy.dataplane.http import error_response, internal_error, json_response, read_body, read_json
+from ray_deploy.dataplane.outputs import output_tensors, to_jsonable
 from ray_deploy.dataplane.predictor import Predictor
 from ray_deploy.dataplane.routes import MODEL_ROUTES, Route, match
-from ray_deploy.dataplane.schema import InputSchema, output_tensors, to_jsonable
+from ray_deploy.dataplane.schema import InputSchema
 from ray_deploy.dataplane.served_model import Loaded, VersionPool, versions
 from ray_deploy.errors import BadRequest, NotReady, RayDeployError
 from ray_deploy.status import Sample

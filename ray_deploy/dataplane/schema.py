@@ -25,68 +25,9 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from ray_deploy.dataplane.columns import Column, coerce, column_of, integer_schema, is_missing, is_number
 from ray_deploy.dataplane.v2 import v2_datatype
 from ray_deploy.errors import BadRequest, SchemaMismatch
-
-# MLflow column types -> V2 datatypes.
-_V2_OF_COLUMN = {
-    "double": "FP64",
-    "float": "FP32",
-    "long": "INT64",
-    "integer": "INT32",
-    "boolean": "BOOL",
-    "string": "BYTES",
-    "binary": "BYTES",
-    "datetime": "BYTES",
-}
-_FLOATS: dict[str, type[np.floating[Any]]] = {"double": np.float64, "float": np.float32}
-_INTS: dict[str, type[np.signedinteger[Any]]] = {"long": np.int64, "integer": np.int32}
-_TEXTS = ("string", "binary")
-_HINTS = {
-    "double": "a number (null for a missing value)",
-    "float": "a number (null for a missing value)",
-    "long": "a whole number",
-    "integer": "a whole number",
-    "boolean": "true or false",
-    "string": "a string",
-    "binary": "a string or bytes",
-}
-
-
-@dataclass(frozen=True)
-class Column:
-    """One named input column with its MLflow type (``double``, ``long``, ``string``, ...).
-
-    ``required=False`` (MLflow's optional column) lets a ``string``/``binary`` column hold missing values.
-    """
-
-    name: str
-    dtype: str
-    required: bool = True
-
-    @property
-    def v2_datatype(self) -> str:
-        """The column's V2 datatype (``long`` -> ``INT64``)."""
-        return _V2_OF_COLUMN.get(self.dtype, "BYTES")
-
-    def json_schema(self) -> dict[str, Any]:
-        """The OpenAPI 3.0 schema of one JSON value this column accepts.
-
-        Example:
-            >>> Column("age", "integer").json_schema()
-            {'type': 'integer', 'minimum': -2147483648, 'maximum': 2147483647}
-        """
-        if self.dtype in _FLOATS:
-            return {"type": "number", "nullable": True}
-        if self.dtype in _INTS:
-            return _integer_schema(np.dtype(_INTS[self.dtype]))
-        if self.dtype == "boolean":
-            return {"type": "boolean"}
-        if self.dtype in _TEXTS:
-            return {"type": "string", "nullable": True} if not self.required else {"type": "string"}
-        if self.dtype == "datetime":
-            return {"type": "string"}
-        return {}
 
 
 @dataclass(frozen=True)
@@ -113,7 +54,7 @@ class InputSchema:
             return cls(tensor_dtype=str(spec.type), tensor_shape=tuple(spec.shape))
         if not inputs.has_input_names():
             return None
-        return cls(columns=tuple(_column(c) for c in inputs.inputs))
+        return cls(columns=tuple(column_of(c) for c in inputs.inputs))
 
     @property
     def names(self) -> list[str]:
@@ -129,7 +70,11 @@ class InputSchema:
         if self.columns is not None:
             return [{"name": c.name, "datatype": c.v2_datatype, "shape": [-1]} for c in self.columns]
         return [
-            {"name": "input-0", "datatype": _tensor_v2(self.tensor_dtype), "shape": list(self.tensor_shape or [-1])}
+            {
+                "name": "input-0",
+                "datatype": v2_datatype(np.dtype(self.tensor_dtype or "float32")),
+                "shape": list(self.tensor_shape or [-1]),
+            }
         ]
 
     # ---- JSON schemas (for the OpenAPI document) ---------------------------------------------------
@@ -281,7 +226,7 @@ class InputSchema:
         if not all(isinstance(c, str) for c in frame.columns):
             frame = frame.set_axis([str(c) for c in frame.columns], axis=1)
         self._check_fields(list(frame.columns), "input")
-        return pd.DataFrame({c.name: _coerce(frame[c.name], c) for c in self.columns}, index=frame.index)
+        return pd.DataFrame({c.name: coerce(frame[c.name], c) for c in self.columns}, index=frame.index)
 
     def from_array(self, data: Any, where: str, as_frame: bool = False) -> Any:
         """Check an array-like's shape and numeric type against a tensor (or positional column) schema.
@@ -294,8 +239,8 @@ class InputSchema:
             array = np.asarray(data)
         except ValueError as exc:
             raise SchemaMismatch(f"{where}: rows have different lengths ({exc}); send a rectangular array") from None
-        if array.dtype == object and array.size and all(_is_number(v) or _is_missing(v) for v in array.flat):
-            array = np.asarray([math.nan if _is_missing(v) else v for v in array.flat]).reshape(array.shape)
+        if array.dtype == object and array.size and all(is_number(v) or is_missing(v) for v in array.flat):
+            array = np.asarray([math.nan if is_missing(v) else v for v in array.flat]).reshape(array.shape)
         if as_frame and self.columns is not None:
             if array.ndim == 1 and len(self.columns) == 1:
                 array = array.reshape(-1, 1)
@@ -338,7 +283,7 @@ class InputSchema:
     def _from_named_columns(self, tensors: dict[str, np.ndarray]) -> pd.DataFrame:
         if self.columns is not None:
             self._check_fields(tensors.keys(), "inputs")
-        columns = {name: _as_column(name, array) for name, array in tensors.items()}
+        columns = {name: _ascolumn_of(name, array) for name, array in tensors.items()}
         lengths = {name: len(values) for name, values in columns.items()}
         if len(set(lengths.values())) > 1:
             raise SchemaMismatch(
@@ -367,74 +312,17 @@ class InputSchema:
             raise SchemaMismatch(f"{where} has field {twice[0]!r} twice; send each field once", field=twice[0])
 
 
-def describe_outputs(outputs_schema: Any) -> list[dict[str, Any]]:
-    """V2 model-metadata ``outputs`` of an MLflow output schema: name, V2 datatype and shape.
-
-    Column outputs have shape ``[-1]``; tensor outputs their tensor shape (k class probabilities: ``[-1, k]``).
-
-    Example:
-        >>> describe_outputs(infer_signature(X, np.zeros((1, 3))).outputs)
-        [{'name': 'predictions', 'datatype': 'FP64', 'shape': [-1, 3]}]
-    """
-    if outputs_schema is None:
-        return []
-    specs = outputs_schema.inputs
-    if outputs_schema.is_tensor_spec():
-        return [
-            {"name": _output_name(spec, i), "datatype": _tensor_v2(str(spec.type)), "shape": list(spec.shape)}
-            for i, spec in enumerate(specs)
-        ]
-    return [
-        {"name": _output_name(spec, i), "datatype": _column(spec).v2_datatype, "shape": [-1]}
-        for i, spec in enumerate(specs)
-    ]
-
-
-def to_jsonable(output: Any) -> list[Any]:
-    """Model output as a JSON list with one entry per input row.
-
-    Example:
-        >>> to_jsonable(np.array([1, 0]))
-        [1, 0]
-    """
-    if isinstance(output, pd.DataFrame):
-        return output.to_dict(orient="records")
-    if isinstance(output, (pd.Series, np.ndarray)):
-        return output.tolist()
-    if hasattr(output, "detach"):
-        return output.detach().cpu().numpy().tolist()
-    return list(output)
-
-
 # ---- signatures ---------------------------------------------------------------------------------
-
-
-def _column(spec: Any) -> Column:
-    return Column(spec.name, getattr(spec.type, "name", str(spec.type)), bool(getattr(spec, "required", True)))
-
-
-def _output_name(spec: Any, i: int) -> str:
-    name = getattr(spec, "name", None)
-    return str(name) if name else ("predictions" if i == 0 else f"predictions-{i}")
-
-
-def _tensor_v2(dtype: str | None) -> str:
-    return v2_datatype(np.dtype(dtype or "float32"))
 
 
 def _element_schema(dtype: np.dtype) -> dict[str, Any]:
     if dtype.kind == "f":
         return {"type": "number", "nullable": True}
     if dtype.kind in "iu":
-        return _integer_schema(dtype)
+        return integer_schema(dtype)
     if dtype.kind == "b":
         return {"type": "boolean"}
     return {"type": "string"}
-
-
-def _integer_schema(dtype: np.dtype) -> dict[str, Any]:
-    info = np.iinfo(dtype)
-    return {"type": "integer", "minimum": int(info.min), "maximum": int(info.max)}
 
 
 def _common_schema(schemas: list[dict[str, Any]]) -> dict[str, Any] | None:
@@ -454,179 +342,10 @@ def _common_schema(schemas: list[dict[str, Any]]) -> dict[str, Any] | None:
     return common
 
 
-# ---- coercion to the signature's dtypes ------------------------------------------------------------
-
-
-def _coerce(values: pd.Series, col: Column) -> pd.Series:
-    """One column validated and cast to its signature dtype (numeric dtypes checked without a loop)."""
-    if col.dtype in _FLOATS:
-        out: Any = _floats(values, col)
-    elif col.dtype in _INTS:
-        out = _ints(values, col)
-    elif col.dtype == "boolean":
-        out = _bools(values, col)
-    elif col.dtype in _TEXTS:
-        out = _texts(values, col)
-    else:
-        out = values.array
-    return pd.Series(out, index=values.index, name=col.name, dtype=object if col.dtype in _TEXTS else None)
-
-
-def _floats(values: pd.Series, col: Column) -> np.ndarray:
-    kind = values.dtype.kind
-    if kind == "b":
-        raise _wrong(col, 0, values.iloc[0])
-    if kind in "iuf":
-        array = values.to_numpy(dtype=np.float64, na_value=np.nan)
-    else:
-        array = np.empty(len(values), dtype=np.float64)
-        for i, value in enumerate(values.tolist()):
-            if _is_missing(value):
-                array[i] = math.nan
-            elif not _is_number(value):
-                raise _wrong(col, i, value)
-            else:
-                try:
-                    array[i] = float(value)
-                except OverflowError:
-                    raise _out_of_range(col, i, value, "a 64-bit float") from None
-    with np.errstate(over="ignore"):
-        return array.astype(_FLOATS[col.dtype], copy=False)
-
-
-def _ints(values: pd.Series, col: Column) -> np.ndarray:
-    kind = values.dtype.kind
-    if kind == "b":
-        raise _wrong(col, 0, values.iloc[0])
-    if kind in "iuf" and values.isna().any():
-        raise _missing(col, int(np.flatnonzero(values.isna().to_numpy())[0]))
-    if kind in "iu":
-        array: np.ndarray = values.to_numpy()
-    elif kind == "f":
-        array = values.to_numpy(dtype=np.float64)
-        fractional = np.flatnonzero(np.isinf(array) | (array != np.floor(array)))
-        if fractional.size:
-            raise _wrong(col, int(fractional[0]), array[fractional[0]])
-    else:
-        array = np.asarray([_whole(col, i, v) for i, v in enumerate(values.tolist())], dtype=object)
-    dtype = np.dtype(_INTS[col.dtype])
-    if array.size:
-        info = np.iinfo(dtype)
-        low, high = array.min(), array.max()
-        if low < info.min or high > info.max:
-            i = int(np.flatnonzero(array == (low if low < info.min else high))[0])
-            raise _out_of_range(col, i, array[i], f"the {col.dtype} range [{info.min}, {info.max}]")
-    return array.astype(dtype)
-
-
-def _whole(col: Column, i: int, value: Any) -> int:
-    if _is_missing(value):
-        raise _missing(col, i)
-    if isinstance(value, (int, np.integer)) and not isinstance(value, (bool, np.bool_)):
-        return int(value)  # exact, however large: the range check follows
-    if not _is_number(value) or not math.isfinite(value) or value != math.floor(value):
-        raise _wrong(col, i, value)
-    return int(value)
-
-
-def _bools(values: pd.Series, col: Column) -> np.ndarray:
-    if values.dtype.kind == "b":
-        if values.isna().any():
-            raise _missing(col, int(np.flatnonzero(values.isna().to_numpy())[0]))
-        return values.to_numpy(dtype=bool)
-    array = np.empty(len(values), dtype=bool)
-    for i, value in enumerate(values.tolist()):
-        if _is_missing(value):
-            raise _missing(col, i)
-        if not isinstance(value, (bool, np.bool_)):
-            raise _wrong(col, i, value)
-        array[i] = value
-    return array
-
-
-def _texts(values: pd.Series, col: Column) -> np.ndarray:
-    array = np.empty(len(values), dtype=object)
-    for i, value in enumerate(values.tolist()):
-        if _is_missing(value):
-            if col.required:
-                raise _missing(col, i)
-            array[i] = None
-        elif isinstance(value, str):
-            array[i] = value if col.dtype == "string" else value.encode("utf-8")
-        elif isinstance(value, (bytes, bytearray)):
-            array[i] = _utf8(col, i, bytes(value)) if col.dtype == "string" else bytes(value)
-        else:
-            raise _wrong(col, i, value)
-    return array
-
-
-def _utf8(col: Column, i: int, value: bytes) -> str:
-    try:
-        return value.decode("utf-8")
-    except UnicodeDecodeError:
-        raise SchemaMismatch(
-            f"field {col.name!r} in row {i}: expected string, got bytes that are not UTF-8 text; send UTF-8 text",
-            field=col.name,
-            row=i,
-        ) from None
-
-
-def _is_missing(value: Any) -> bool:
-    return value is None or value is pd.NA or (isinstance(value, (float, np.floating)) and math.isnan(value))
-
-
-def _is_number(value: Any) -> bool:
-    return isinstance(value, (int, float, np.integer, np.floating)) and not isinstance(value, (bool, np.bool_))
-
-
-def _shown(value: Any, limit: int = 60) -> str:
-    text = repr(value)
-    return text if len(text) <= limit else f"{text[: limit - 3]}..."
-
-
-def _plain(value: Any) -> Any:
-    return value.item() if isinstance(value, np.generic) else value
-
-
-def _wrong(col: Column, i: int, value: Any) -> SchemaMismatch:
-    value = _plain(value)
-    got = type(value).__name__
-    return SchemaMismatch(
-        f"field {col.name!r} in row {i}: expected {col.dtype}, got {got} {_shown(value)}; "
-        f"send {_HINTS.get(col.dtype, 'a value')}",
-        field=col.name,
-        row=i,
-        expected=col.dtype,
-        got=got,
-    )
-
-
-def _missing(col: Column, i: int) -> SchemaMismatch:
-    return SchemaMismatch(
-        f"field {col.name!r} in row {i}: expected {col.dtype}, got null; column {col.name!r} cannot hold a missing "
-        f"value, send {_HINTS.get(col.dtype, 'a value')}",
-        field=col.name,
-        row=i,
-        expected=col.dtype,
-        got="null",
-    )
-
-
-def _out_of_range(col: Column, i: int, value: Any, bounds: str) -> SchemaMismatch:
-    value = _plain(value)
-    return SchemaMismatch(
-        f"field {col.name!r} in row {i}: expected {col.dtype}, got {_shown(value)}, outside {bounds}",
-        field=col.name,
-        row=i,
-        expected=col.dtype,
-        got=type(value).__name__,
-    )
-
-
 # ---- helpers of the envelopes ------------------------------------------------------------------------
 
 
-def _as_column(name: str, array: np.ndarray) -> np.ndarray:
+def _ascolumn_of(name: str, array: np.ndarray) -> np.ndarray:
     if array.ndim <= 1 or (array.ndim == 2 and array.shape[1] == 1):
         return array.reshape(-1)
     raise SchemaMismatch(
@@ -648,17 +367,3 @@ def _kind_name(array: np.ndarray) -> str:
     if array.dtype.kind == "b":
         return "booleans"
     return "strings" if array.dtype.kind in "USO" else str(array.dtype)
-
-
-def output_tensors(output: Any) -> dict[str, np.ndarray]:
-    """Model output as named arrays for V2: one per DataFrame column, else one called ``predictions``.
-
-    Example:
-        >>> list(output_tensors(np.array([0, 1])))
-        ['predictions']
-    """
-    if isinstance(output, pd.DataFrame):
-        return {str(c): output[c].to_numpy() for c in output.columns}
-    if hasattr(output, "detach"):
-        output = output.detach().cpu().numpy()
-    return {"predictions": np.asarray(output)}

@@ -19,7 +19,8 @@ from typing import Any, Literal
 
 import numpy as np
 
-from ray_deploy.dataplane.schema import InputSchema, describe_outputs
+from ray_deploy.dataplane.outputs import describe_outputs
+from ray_deploy.dataplane.schema import InputSchema
 from ray_deploy.errors import ModelNotFound, NotReady
 
 log = logging.getLogger("ray.serve")

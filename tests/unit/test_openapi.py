@@ -12,9 +12,10 @@ import schemathesis
 from hypothesis import HealthCheck, given, settings
 from schemathesis.specs.openapi.definitions import OPENAPI_30
 
+from ray_deploy.dataplane.columns import Column
 from ray_deploy.dataplane.openapi import model_document, server_document
 from ray_deploy.dataplane.routes import MODEL_ROUTES, SERVER_ROUTES
-from ray_deploy.dataplane.schema import Column, InputSchema
+from ray_deploy.dataplane.schema import InputSchema
 from ray_deploy.dataplane.v2 import decode_request, encode_response
 
 TWO = InputSchema(columns=(Column("age", "long"), Column("income", "double")))

@@ -9,7 +9,9 @@ import pandas as pd
 import pytest
 from mlflow.models import infer_signature
 
-from ray_deploy.dataplane.schema import Column, InputSchema, describe_outputs, to_jsonable
+from ray_deploy.dataplane.columns import Column
+from ray_deploy.dataplane.outputs import describe_outputs, to_jsonable
+from ray_deploy.dataplane.schema import InputSchema
 from ray_deploy.errors import BadRequest, SchemaMismatch
 
 COLUMNS = InputSchema(columns=(Column("age", "long"), Column("income", "double"), Column("city", "string")))
