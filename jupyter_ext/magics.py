@@ -151,6 +151,56 @@ class RayDeployMagics(Magics):
         return None
 
     @magic_arguments()
+    @argument("name", help="deployment name")
+    @argument("data", help="variable (or expression) with the rows to explain, e.g. X_test[:20]")
+    @argument("--row", type=int, default=0, metavar="I", help="the row the waterfall shows first (0)")
+    @argument("--explainer", default="auto", help="auto, tree, linear, deep, gradient, exact, permutation or kernel")
+    @argument("-o", "--output", metavar="VAR", help="store the Explanation in this notebook variable")
+    @line_magic
+    def explain(self, line: str) -> None:
+        """Explain a deployment's predictions with SHAP, computed on the cluster: ``%explain NAME DATA_VAR [--row I]
+        [--explainer NAME] [-o VAR]``.
+
+        Shows the explainability panel: the waterfall of one prediction with a row picker, global importance
+        (bar, beeswarm) and a dependence plot with a feature picker.
+        """
+        from jupyter_ext.explain_panel import explain_html, explain_panel
+
+        with _user_errors("explain"):
+            args = parse_argstring(self.explain, line)
+            output = _output_name(args.output)
+            data = self._value(args.data, "the rows to explain")
+            explanation = ray_deploy.get(args.name).explain(data, explainer=args.explainer)
+            self._store(output, explanation)
+            _show_panel(self.shell, lambda: explain_panel(explanation, row=args.row), lambda: explain_html(explanation))
+
+    @magic_arguments()
+    @argument("name", help="deployment name")
+    @argument("data", help="variable (or expression) with the model inputs and the sensitive columns")
+    @argument("labels", help="variable (or expression) with the true labels")
+    @argument("--sensitive", required=True, help="sensitive column(s), comma-separated, e.g. sex or sex,age_group")
+    @argument("-o", "--output", metavar="VAR", help="store the FairnessReport in this notebook variable")
+    @line_magic
+    def fairness(self, line: str) -> None:
+        """Fairness of a deployment's predictions per group: ``%fairness NAME DATA_VAR LABELS_VAR --sensitive COL
+        [-o VAR]``.
+
+        Shows the fairness panel (per-group table and charts with confidence intervals, parity metrics and the
+        80% rule) and records the report with the serving version in MLflow.
+        """
+        from jupyter_ext.fairness_panel import fairness_html, fairness_panel
+
+        with _user_errors("fairness"):
+            args = parse_argstring(self.fairness, line)
+            output = _output_name(args.output)
+            data = self._value(args.data, "the data")
+            labels = self._value(args.labels, "the labels")
+            sensitive = [c.strip() for c in args.sensitive.split(",") if c.strip()]
+            report = ray_deploy.get(args.name).fairness_report(data, labels, sensitive=sensitive)
+            self._store(output, report)
+            _show_panel(self.shell, lambda: fairness_panel(report), lambda: fairness_html(report))
+
+    @magic_arguments()
     @argument("-o", "--output", metavar="VAR", help="store the list of deployments (dicts) in this variable")
     @line_magic
     def deployments(self, line: str) -> None:
@@ -311,3 +361,10 @@ def _keep_for_tb(exc: BaseException) -> None:
     sys.last_type, sys.last_value, sys.last_traceback = type(exc), exc, exc.__traceback__
     if sys.version_info >= (3, 12):
         sys.last_exc = exc
+
+
+def _show_panel(shell: Any, panel: Any, fallback: Any) -> None:
+    """A live panel in a kernel with widgets; its static HTML elsewhere (nbconvert, a terminal IPython)."""
+    from IPython.display import HTML, display
+
+    display(panel() if _in_kernel(shell) else HTML(fallback()))

@@ -30,6 +30,9 @@ from ray_deploy.errors import (
     RequestTimeout,
     SchemaMismatch,
 )
+from ray_deploy.explain import Explanation
+from ray_deploy.fairness import FairnessReport
+from ray_deploy.mitigation import Mitigation, mitigate
 
 __all__ = [
     "BadRequest",
@@ -39,8 +42,11 @@ __all__ = [
     "DeployOptions",
     "Deployment",
     "DeploymentFailed",
+    "Explanation",
+    "FairnessReport",
     "InsufficientResources",
     "ModelFailed",
+    "Mitigation",
     "ModelNotFound",
     "NotReady",
     "PayloadTooLarge",
@@ -55,5 +61,6 @@ __all__ = [
     "deploy",
     "get",
     "list_deployments",
+    "mitigate",
     "shutdown",
 ]

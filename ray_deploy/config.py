@@ -57,6 +57,15 @@ class DeployOptions(BaseModel):
     )
     max_body_mb: float = Field(10.0, gt=0, le=1024, description="Largest accepted request body, in MB.")
     request_timeout_s: float = Field(60.0, gt=0, le=3600, description="Longest a prediction may take.")
+    explain_max_rows: int = Field(
+        1000, ge=1, le=1_000_000, description="Most rows one explanation request may ask for (more: 413)."
+    )
+    explain_chunk_rows: int = Field(
+        200, ge=1, le=1_000_000, description="Rows per chunk; larger requests are explained in parallel Ray tasks."
+    )
+    explain_timeout_s: float = Field(
+        120.0, gt=0, le=3600, description="Longest an explanation may take before the request gets a 503."
+    )
 
     @model_validator(mode="after")
     def _check_replicas(self) -> DeployOptions:

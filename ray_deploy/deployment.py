@@ -13,12 +13,16 @@ from __future__ import annotations
 import html
 import re
 import time
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ray_deploy.cluster import cluster_info, connect
 from ray_deploy.config import DeployOptions, Settings, parse_options, validate_name
 from ray_deploy.errors import DeploymentFailed, InsufficientResources, ModelNotFound, NotReady, RayDeployError
 from ray_deploy.package import check_predict_method, model_kind
+
+if TYPE_CHECKING:
+    from ray_deploy.explain import Explanation
+    from ray_deploy.fairness import FairnessReport
 from ray_deploy.serve_api import run_app, serve_details
 from ray_deploy.status import MODEL_ROUTE, model_apps, state_of
 
@@ -101,6 +105,64 @@ class Deployment:
     def delete(self) -> None:
         """Remove the deployment from the cluster; its versions stay in the MLflow registry."""
         delete(self.name)
+
+    def explain(
+        self, data: Any, explainer: str = "auto", background: Any = None, version: str | None = None
+    ) -> Explanation:
+        """SHAP values of ``data`` computed on the cluster by the deployment's explainer (off the predict path).
+
+        ``explainer``: ``auto`` (tree, linear, deep for torch, else permutation), or a name to force one.
+        Large inputs are explained in parallel chunks as Ray tasks.
+
+        Example:
+            >>> expl = get("iris").explain(X[:5])
+            >>> expl.plot("waterfall", row=0)
+        """
+        from ray import serve
+
+        from ray_deploy.explain import Explanation
+
+        connect()
+        _app(self.name)
+        handle = serve.get_deployment_handle("Explainer", app_name=self.name)
+        timeout_s = self.options.explain_timeout_s
+        doc = _unwrap(lambda: _result(handle.explain.remote(data, version, explainer, background), timeout_s))
+        return Explanation.from_json(doc)
+
+    def fairness_report(
+        self, data: Any, labels: Any, sensitive: list[str], positive_label: Any = None, record: bool = True
+    ) -> FairnessReport:
+        """Per-group selection rate, accuracy, TPR/FPR and the parity metrics of this deployment's predictions.
+
+        ``data`` holds the model's inputs and the ``sensitive`` columns (those that are not model inputs are
+        dropped before predicting). The report is recorded with the serving version in MLflow.
+
+        Example:
+            >>> report = get("credit").fairness_report(X_test, y_test, sensitive=["sex"])
+            >>> report.passes_four_fifths
+            True
+        """
+        from ray_deploy.fairness import fairness_metrics, record_report
+        from ray_deploy.mitigation import predicted_labels, split_sensitive
+
+        features, groups = split_sensitive(data, sensitive, self._input_names())
+        report = fairness_metrics(labels, predicted_labels(self.predict(features)), groups, positive_label)
+        version = self.version
+        if record and version is not None:
+            record_report(self.name, version, report)
+        return report
+
+    def _input_names(self) -> list[str] | None:
+        import mlflow
+
+        from ray_deploy.dataplane.schema import InputSchema
+        from ray_deploy.registry import model_uri, use_mlflow
+
+        use_mlflow(Settings.from_env())
+        schema = InputSchema.from_signature(
+            mlflow.models.get_model_info(model_uri(self.name, str(self.version))).signature
+        )
+        return schema.names if schema is not None and schema.columns is not None else None
 
     def _handle(self) -> Any:
         from ray import serve

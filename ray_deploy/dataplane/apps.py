@@ -1,6 +1,7 @@
 """Building the Serve applications: the only place ``serve.deployment`` is applied.
 
-A deployment's app is a ``ModelServer`` (the ingress) fed by a ``Monitor``; the ``/v2`` app is
+A deployment's app is a ``ModelServer`` (the ingress) fed by a ``Monitor``, with an ``Explainer`` beside it
+(scaled to zero until asked); the ``/v2`` app is
 ``ServerInfo``. Resource and replica options go to Serve; the version, kind and remaining options travel
 as ``user_config``, so a new version or limit is applied in place without restarting replicas.
 
@@ -14,6 +15,7 @@ from __future__ import annotations
 from typing import Any
 
 from ray_deploy.config import DeployOptions, Settings
+from ray_deploy.dataplane.explainer import Explainer
 from ray_deploy.dataplane.ingress import ModelServer
 from ray_deploy.dataplane.monitor import Monitor
 from ray_deploy.dataplane.server_info import ServerInfo
@@ -36,17 +38,29 @@ def build_model_app(
     actor_options: dict[str, Any] = {"num_cpus": options.num_cpus, "num_gpus": options.num_gpus}
     if options.memory:
         actor_options["memory"] = options.memory
+    user_config = {"version": version, "kind": kind, "options": options.model_dump(mode="json")}
     monitor = serve.deployment(name="Monitor", num_replicas=1, ray_actor_options={"num_cpus": 0})(Monitor)
+    explainer = serve.deployment(
+        name="Explainer",
+        ray_actor_options={"num_cpus": 0.1},
+        max_ongoing_requests=4,
+        user_config=user_config,
+        # asleep until the first explanation: a deploy starts no extra process
+        autoscaling_config={"min_replicas": 0, "initial_replicas": 0, "max_replicas": 1, "downscale_delay_s": 600},
+    )(Explainer)
     server = serve.deployment(
         name="ModelServer",
         ray_actor_options=actor_options,
         max_ongoing_requests=options.ongoing_requests(is_torch),
         max_surge_percent=100,  # a restart starts new replicas before stopping the old
-        user_config={"version": version, "kind": kind, "options": options.model_dump(mode="json")},
+        user_config=user_config,
         **_scaling(options),
     )(ModelServer)
     return server.bind(
-        name, settings.mlflow_uri, monitor.bind(name, settings.endpoint, dashboard_url, settings.mlflow_uri)
+        name,
+        settings.mlflow_uri,
+        monitor.bind(name, settings.endpoint, dashboard_url, settings.mlflow_uri),
+        explainer.bind(name, settings.mlflow_uri),
     )
 
 

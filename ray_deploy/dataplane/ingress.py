@@ -40,13 +40,14 @@ _DATA_ACTIONS = frozenset({"infer", "predict"})
 class ModelServer:
     """Serves one deployment: HTTP routes under ``/v2/models/<name>`` and the ``predict`` handle method."""
 
-    def __init__(self, name: str, tracking_uri: str, monitor: Any = None) -> None:
+    def __init__(self, name: str, tracking_uri: str, monitor: Any = None, explainer: Any = None) -> None:
         import mlflow
 
         mlflow.set_tracking_uri(tracking_uri)
         mlflow.set_registry_uri(tracking_uri)
         self.name = name
         self._monitor = monitor
+        self._explainer = explainer
         self._pool = VersionPool(name)
         self._predictor = Predictor(name)
         self._guard = Guard()
@@ -126,6 +127,27 @@ class ModelServer:
         if self._monitor is None:
             raise NotReady("this deployment has no monitor")
         return json_response(await self._monitor.status.remote()), 0
+
+    async def _explain(self, request: Request, version: str | None) -> tuple[Response, int]:
+        if self._explainer is None:
+            raise NotReady("this deployment has no explainer")
+        body = await read_json(request, self._max_bytes)
+        timeout_s = self._predictor.options.explain_timeout_s
+        from ray.exceptions import RayTaskError
+
+        try:
+            answer = await asyncio.wait_for(self._explainer.explain_request.remote(body, version), timeout_s)
+        except asyncio.TimeoutError:
+            raise NotReady(
+                f"the explanation did not finish within explain_timeout_s={timeout_s:g}; send fewer rows, "
+                "or redeploy with a larger explain_timeout_s"
+            ) from None
+        except RayTaskError as exc:  # the explainer's own 4xx travels back as its cause
+            cause = getattr(exc, "cause", None)
+            if isinstance(cause, RayDeployError):
+                raise cause from None
+            raise
+        return json_response(answer), 0
 
     async def _openapi(self, request: Request, version: str | None) -> tuple[Response, int]:
         loaded = await self._pool.get(None)

@@ -48,6 +48,7 @@ _MODEL_OK = {
     "predict": "PredictResponse",
     "stats": "StatusDocument",
     "openapi": "OpenAPIDocument",
+    "explain": "Explanation",
 }
 _SERVER_OK = {
     "server_metadata": "ServerMetadata",
@@ -83,6 +84,7 @@ def model_document(
         "ModelMetadata": _model_metadata(),
         "ModelReady": _object({"name": _STRING, "version": _STRING, "ready": {"type": "boolean"}}, ["ready"]),
         "StatusDocument": {**_ANY_OBJECT, "description": "The deployment's status document (its Monitor)"},
+        "Explanation": _explanation(),
     }
     description = (
         f"Model {name!r} served by ray-deploy under the Open Inference Protocol V2 (with its binary tensor data "
@@ -244,6 +246,19 @@ def _model_metadata() -> dict[str, Any]:
         "outputs": tensors,
     }
     return _object(properties, ["name", "versions", "platform", "inputs", "outputs"])
+
+
+def _explanation() -> dict[str, Any]:
+    numbers = {"type": "array", "items": {}}
+    properties = {
+        "values": numbers,
+        "base_values": numbers,
+        "predictions": numbers,
+        "feature_names": {"type": "array", "items": _STRING},
+        "output_names": {"type": "array", "items": _STRING},
+        "explainer": _STRING,
+    }
+    return {**_object(properties, list(properties)), "additionalProperties": True}
 
 
 def _model_row() -> dict[str, Any]:

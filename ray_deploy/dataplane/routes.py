@@ -64,6 +64,9 @@ MODEL_ROUTES: tuple[RouteSpec, ...] = _with_versions(
     RouteSpec("GET", "/ready", "ready", "V2 model readiness: 200 when the model answers"),
     RouteSpec("POST", "/infer", "infer", "V2 inference (JSON, or JSON header + binary tensors)", body="v2"),
     RouteSpec("POST", "/predict", "predict", "Simple JSON prediction: instances or dataframe_split", body="predict"),
+    RouteSpec(
+        "POST", "/explain", "explain", "SHAP values of the given rows (instances or dataframe_split)", body="predict"
+    ),
     RouteSpec("GET", "/stats", "stats", "The deployment's status document (from its Monitor)"),
     RouteSpec("GET", "/openapi.json", "openapi", "This deployment's OpenAPI 3 document"),
 )
