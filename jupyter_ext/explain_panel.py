@@ -19,7 +19,7 @@ from typing import Any
 import ipywidgets as widgets
 
 from ray_deploy.errors import ConfigError
-from ray_deploy.explain import Explanation, figure_png
+from ray_deploy.explanation import Explanation, figure_png
 
 __all__ = ["ExplainPanel", "explain_html", "explain_panel"]
 

@@ -30,7 +30,7 @@ from ray_deploy.errors import (
     RequestTimeout,
     SchemaMismatch,
 )
-from ray_deploy.explain import Explanation
+from ray_deploy.explanation import Explanation
 from ray_deploy.fairness import FairnessReport
 from ray_deploy.mitigation import Mitigation, mitigate
 

@@ -21,7 +21,7 @@ from ray_deploy.errors import DeploymentFailed, InsufficientResources, ModelNotF
 from ray_deploy.package import check_predict_method, model_kind
 
 if TYPE_CHECKING:
-    from ray_deploy.explain import Explanation
+    from ray_deploy.explanation import Explanation
     from ray_deploy.fairness import FairnessReport
 from ray_deploy.serve_api import run_app, serve_details
 from ray_deploy.status import MODEL_ROUTE, model_apps, state_of
@@ -120,7 +120,7 @@ class Deployment:
         """
         from ray import serve
 
-        from ray_deploy.explain import Explanation
+        from ray_deploy.explanation import Explanation
 
         connect()
         _app(self.name)

@@ -1,10 +1,9 @@
-"""Fairness of a binary classifier across groups: per-group metrics with intervals, a gate, MLflow records, mitigation.
+"""Fairness of a binary classifier across groups: per-group metrics with intervals, a gate, MLflow records.
 
 Metrics come from ``fairlearn.metrics`` (``MetricFrame`` and the parity functions), intervals are Wilson 95%
-(statsmodels when installed, else scipy), mitigation wraps ``fairlearn.postprocessing.ThresholdOptimizer`` or
-``fairlearn.reductions.ExponentiatedGradient``. Nothing here is hand-written fairness math: this module computes
+(statsmodels when installed, else scipy). Nothing here is hand-written fairness math: this module computes
 a :class:`FairnessReport`, decides a :func:`fairness_gate` (pure), records a report in MLflow
-(:func:`record_report`) and draws it offline (matplotlib PNG).
+(:func:`record_report`) and draws it offline (matplotlib PNG). Mitigation lives in :mod:`ray_deploy.mitigation`.
 
 Example:
     >>> report = fairness_metrics(y_true, model.predict(X), X[["sex"]])
@@ -38,15 +37,11 @@ log = logging.getLogger(__name__)
 __all__ = [
     "GROUP_METRICS",
     "HEADLINE_METRICS",
-    "MITIGATION_CONSTRAINTS",
-    "MITIGATION_METHODS",
     "FairnessReport",
     "GateResult",
     "GroupMetrics",
-    "MitigatedModel",
     "fairness_gate",
     "fairness_metrics",
-    "mitigate_model",
     "record_report",
 ]
 
@@ -60,13 +55,6 @@ HEADLINE_METRICS = (
 # Metrics where a larger value is fairer (a ratio); for the rest (differences) a smaller value is fairer.
 _HIGHER_IS_FAIRER = frozenset({"demographic_parity_ratio", "disparate_impact"})
 FOUR_FIFTHS = 0.8
-MITIGATION_METHODS = ("threshold", "exponentiated_gradient")
-MITIGATION_CONSTRAINTS = (
-    "demographic_parity",
-    "equalized_odds",
-    "true_positive_rate_parity",
-    "false_positive_rate_parity",
-)
 _REPORT_ARTIFACT = "fairness_report.json"
 _NO_CI = (float("nan"), float("nan"))
 
@@ -353,7 +341,7 @@ def fairness_metrics(
     )
     from sklearn.metrics import accuracy_score
 
-    truth, pred = _labels(y_true, "y_true"), _labels(y_pred, "y_pred")
+    truth, pred = label_array(y_true, "y_true"), label_array(y_pred, "y_pred")
     frame = _sensitive_frame(sensitive, columns)
     if not len(truth) == len(pred) == len(frame):
         raise ConfigError(
@@ -364,7 +352,7 @@ def fairness_metrics(
     positive = _positive_label(truth, pred, positive_label)
     yt = (truth == positive).astype(int)
     yp = (pred == positive).astype(int)
-    groups = _group_names(frame)
+    groups = group_names(frame)
 
     mf = MetricFrame(
         metrics={
@@ -491,210 +479,13 @@ def record_report(name: str, version: str, report: FairnessReport) -> str:
     return run_id
 
 
-class MitigatedModel:
-    """A fitted fairlearn mitigator with ``predict(df)``; ``df`` holds the model's inputs plus the sensitive columns.
-
-    Defined at module level so cloudpickle and MLflow can save it. Predictions use a fixed ``random_state``,
-    so the same rows always get the same labels.
-
-    Example:
-        >>> mitigated = mitigate_model(model, X_with_sex, y, ["sex"])
-        >>> mitigated.predict(X_with_sex[:3])
-        array([1, 0, 0])
-    """
-
-    def __init__(
-        self,
-        mitigator: Any,
-        features: list[str],
-        sensitive: list[str],
-        method: str,
-        constraints: str,
-        classes: list[Any],
-        random_state: int = 0,
-    ) -> None:
-        self.mitigator = mitigator
-        self.features = list(features)
-        self.sensitive = list(sensitive)
-        self.method = method
-        self.constraints = constraints
-        self.classes_ = np.asarray(classes)
-        self.random_state = random_state
-
-    def predict(self, df: pd.DataFrame) -> np.ndarray:
-        """Mitigated labels for the rows of ``df`` (the model's input columns and the sensitive columns).
-
-        Example:
-            >>> mitigated.predict(df).shape == (len(df),)
-            True
-        """
-        if isinstance(df, Mapping | list):  # column dict or row records, as a JSON body gives them
-            df = pd.DataFrame(df)
-        if not isinstance(df, pd.DataFrame):
-            raise ConfigError(
-                f"a mitigated model predicts from a DataFrame with the columns {self.features + self.sensitive}; "
-                f"got {type(df).__name__}"
-            )
-        _require_columns(df, [*self.features, *self.sensitive], "predict input")
-        X = df[self.features]
-        groups = _group_names(df[self.sensitive])
-        if self.method == "threshold":
-            raw = self.mitigator.predict(X, sensitive_features=groups, random_state=self.random_state)
-        else:  # the reduction's classifiers were trained without the sensitive columns
-            raw = self.mitigator.predict(X, random_state=self.random_state)
-        return self.classes_[np.asarray(raw).astype(int)]
-
-    def __repr__(self) -> str:
-        return f"MitigatedModel(method={self.method!r}, constraints={self.constraints!r}, sensitive={self.sensitive})"
-
-
-def mitigate_model(
-    model: Any,
-    data: pd.DataFrame,
-    labels: Any,
-    sensitive: list[str],
-    *,
-    method: str = "threshold",
-    constraints: str = "demographic_parity",
-) -> MitigatedModel:
-    """Fit a fairlearn mitigator around ``model`` on ``data``/``labels``; returns a picklable :class:`MitigatedModel`.
-
-    ``"threshold"`` post-processes the fitted model (``ThresholdOptimizer``, prefit, on ``predict_proba`` when it
-    has one, else ``decision_function``); ``"exponentiated_gradient"`` retrains a clone of it under the
-    constraint (``ExponentiatedGradient``). The sensitive columns are passed to the inner model only when it was
-    trained on them (``feature_names_in_``/``n_features_in_``).
-
-    Raises:
-        ConfigError: unknown method or constraint, a sensitive column missing from ``data``, length mismatch.
-
-    Example:
-        >>> mitigated = mitigate_model(model, X_with_sex, y, ["sex"], constraints="equalized_odds")
-        >>> fairness_metrics(y, mitigated.predict(X_with_sex), X_with_sex["sex"]).demographic_parity_difference
-        0.04
-    """
-    if method not in MITIGATION_METHODS:
-        raise ConfigError(f"unknown mitigation method {method!r}; choose one of {list(MITIGATION_METHODS)}")
-    if constraints not in MITIGATION_CONSTRAINTS:
-        raise ConfigError(f"unknown fairness constraint {constraints!r}; choose one of {list(MITIGATION_CONSTRAINTS)}")
-    if not isinstance(data, pd.DataFrame):
-        raise ConfigError(f"mitigate_model needs a DataFrame with the sensitive columns; got {type(data).__name__}")
-    if isinstance(sensitive, str):
-        sensitive = [sensitive]
-    if not sensitive:
-        raise ConfigError("mitigate_model needs at least one sensitive column")
-    _require_columns(data, list(sensitive), "data")
-    y = _labels(labels, "labels")
-    if len(y) != len(data):
-        raise ConfigError(f"labels and data must have the same length; got {len(y)} and {len(data)}")
-    classes = sorted(pd.unique(y).tolist(), key=_sort_key)
-    if len(classes) != 2:
-        raise ConfigError(f"fairness mitigation needs binary labels; got {len(classes)}: {classes[:10]}")
-    features = _model_features(model, data, list(sensitive))
-    X, groups = data[features], _group_names(data[list(sensitive)])
-    # fairlearn works on 0/1 labels: the larger class is the positive one (as in predict_proba[:, 1]).
-    y01 = (y == classes[1]).astype(int)
-
-    if method == "threshold":
-        from fairlearn.postprocessing import ThresholdOptimizer
-
-        if hasattr(model, "predict_proba"):
-            predict_method = "predict_proba"
-        elif hasattr(model, "decision_function"):
-            predict_method = "decision_function"
-        else:
-            raise ConfigError(
-                f"threshold mitigation needs a model with predict_proba or decision_function; "
-                f"{type(model).__name__} has neither (try method='exponentiated_gradient')"
-            )
-        mitigator: Any = ThresholdOptimizer(
-            estimator=model, constraints=constraints, prefit=True, predict_method=predict_method
-        )
-        mitigator.fit(X, y01, sensitive_features=groups)
-    else:
-        from fairlearn.reductions import (
-            DemographicParity,
-            EqualizedOdds,
-            ExponentiatedGradient,
-            FalsePositiveRateParity,
-            TruePositiveRateParity,
-        )
-        from sklearn.base import clone
-
-        moments = {
-            "demographic_parity": DemographicParity,
-            "equalized_odds": EqualizedOdds,
-            "true_positive_rate_parity": TruePositiveRateParity,
-            "false_positive_rate_parity": FalsePositiveRateParity,
-        }
-        mitigator = ExponentiatedGradient(_weighted_estimator(clone(model)), constraints=moments[constraints]())
-        mitigator.fit(X, y01, sensitive_features=groups)
-    return MitigatedModel(mitigator, features, list(sensitive), method, constraints, classes)
-
-
-def _weighted_estimator(estimator: Any) -> Any:
-    """``estimator`` if its ``fit`` takes ``sample_weight`` (as the reductions need); a Pipeline routes it."""
-    from sklearn.pipeline import Pipeline
-    from sklearn.utils.validation import has_fit_parameter
-
-    if isinstance(estimator, Pipeline) and has_fit_parameter(estimator.steps[-1][1], "sample_weight"):
-        return _WeightedPipeline(estimator)
-    if not has_fit_parameter(estimator, "sample_weight"):
-        raise ConfigError(
-            f"exponentiated_gradient retrains the model with sample weights, and {type(estimator).__name__}.fit "
-            "takes no sample_weight; use method='threshold'"
-        )
-    return estimator
-
-
-class _WeightedPipeline:
-    """A scikit-learn Pipeline whose ``fit(X, y, sample_weight)`` hands the weights to its final step."""
-
-    def __init__(self, pipeline: Any) -> None:
-        self.pipeline = pipeline
-
-    def get_params(self, deep: bool = True) -> dict[str, Any]:
-        return {"pipeline": self.pipeline}
-
-    def set_params(self, **params: Any) -> _WeightedPipeline:
-        self.pipeline = params.get("pipeline", self.pipeline)
-        return self
-
-    def fit(self, X: Any, y: Any, sample_weight: Any = None) -> _WeightedPipeline:
-        step = self.pipeline.steps[-1][0]
-        weights = {} if sample_weight is None else {f"{step}__sample_weight": sample_weight}
-        self.pipeline.fit(X, y, **weights)
-        return self
-
-    def predict(self, X: Any) -> Any:
-        return self.pipeline.predict(X)
-
-
-def _model_features(model: Any, data: pd.DataFrame, sensitive: list[str]) -> list[str]:
-    """The columns of ``data`` the inner model was trained on (sensitive ones only if it used them)."""
-    others = [c for c in data.columns if c not in sensitive]
-    names = getattr(model, "feature_names_in_", None)
-    if names is not None:
-        names = [str(n) for n in names]
-        _require_columns(data, names, "data")
-        return names
-    n_in = getattr(model, "n_features_in_", None)
-    if n_in is None or n_in == len(others):
-        return others
-    if n_in == len(data.columns):
-        return list(data.columns)
-    raise ConfigError(
-        f"the model takes {n_in} features but data has {len(others)} non-sensitive columns "
-        f"({len(data.columns)} with {sensitive}); pass the model's training columns plus the sensitive ones"
-    )
-
-
-def _require_columns(frame: pd.DataFrame, needed: list[str], what: str) -> None:
+def require_columns(frame: pd.DataFrame, needed: list[str], what: str) -> None:
     missing = [c for c in needed if c not in frame.columns]
     if missing:
         raise ConfigError(f"{what} lacks the column(s) {missing}; it has {list(frame.columns)}")
 
 
-def _labels(values: Any, what: str) -> np.ndarray:
+def label_array(values: Any, what: str) -> np.ndarray:
     if isinstance(values, pd.DataFrame):
         if values.shape[1] != 1:
             raise ConfigError(f"{what} must be one column of labels; got a DataFrame with {values.shape[1]} columns")
@@ -719,14 +510,14 @@ def _sensitive_frame(sensitive: pd.DataFrame | pd.Series, columns: list[str] | N
     else:
         raise ConfigError(f"sensitive must be a pandas DataFrame or Series; got {type(sensitive).__name__}")
     if columns is not None:
-        _require_columns(frame, list(columns), "sensitive")
+        require_columns(frame, list(columns), "sensitive")
         frame = frame[list(columns)]
     if frame.shape[1] == 0:
         raise ConfigError("sensitive has no columns; pass the sensitive column(s), e.g. df[['sex']]")
     return frame.reset_index(drop=True)
 
 
-def _group_names(frame: pd.DataFrame) -> np.ndarray:
+def group_names(frame: pd.DataFrame) -> np.ndarray:
     """One group name per row: the value for one column, ``"a=x, b=y"`` for several."""
     if frame.shape[1] == 1:
         return frame.iloc[:, 0].astype(str).to_numpy()
@@ -738,7 +529,7 @@ def _group_names(frame: pd.DataFrame) -> np.ndarray:
 
 
 def _positive_label(truth: np.ndarray, pred: np.ndarray, positive_label: Any) -> Any:
-    labels = sorted(set(pd.unique(truth).tolist()) | set(pd.unique(pred).tolist()), key=_sort_key)
+    labels = sorted(set(pd.unique(truth).tolist()) | set(pd.unique(pred).tolist()), key=sort_key)
     if len(labels) > 2:
         raise ConfigError(f"fairness metrics are for binary classification; found {len(labels)} labels {labels[:10]}")
     if positive_label is not None:
@@ -748,7 +539,7 @@ def _positive_label(truth: np.ndarray, pred: np.ndarray, positive_label: Any) ->
     return 1 if 1 in labels else labels[-1]
 
 
-def _sort_key(value: Any) -> tuple[int, Any]:
+def sort_key(value: Any) -> tuple[int, Any]:
     return (0, value) if isinstance(value, int | float | np.number) else (1, str(value))
 
 

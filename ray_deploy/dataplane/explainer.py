@@ -75,7 +75,7 @@ class Explainer:
         self, data: Any, version: str | None = None, explainer: str = "auto", background: Any = None
     ) -> dict[str, Any]:
         """Explain ``data`` (DataFrame, ndarray, list of rows or dicts) with the version's model; the wire form
-        of :class:`ray_deploy.explain.Explanation`."""
+        of :class:`ray_deploy.explanation.Explanation`."""
         target = await self._target(version)
         return await self._explain(target, target.schema.from_python(data), explainer, background)
 

@@ -22,7 +22,8 @@ from sklearn.pipeline import Pipeline  # noqa: E402
 from sklearn.preprocessing import OneHotEncoder, StandardScaler  # noqa: E402
 
 from ray_deploy.errors import ConfigError  # noqa: E402
-from ray_deploy.explain import Explanation, concat, explain_model  # noqa: E402
+from ray_deploy.explain import explain_model  # noqa: E402
+from ray_deploy.explanation import Explanation, concat  # noqa: E402
 
 
 def assert_additive(expl: Explanation, rtol: float = 1e-5, atol: float = 1e-6) -> None:

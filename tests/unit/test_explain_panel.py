@@ -15,7 +15,8 @@ from sklearn.linear_model import LinearRegression  # noqa: E402
 
 from jupyter_ext.explain_panel import ExplainPanel, explain_html, explain_panel  # noqa: E402
 from ray_deploy.errors import ConfigError  # noqa: E402
-from ray_deploy.explain import Explanation, explain_model  # noqa: E402
+from ray_deploy.explain import explain_model  # noqa: E402
+from ray_deploy.explanation import Explanation  # noqa: E402
 
 PNG = b"\x89PNG\r\n\x1a\n"
 

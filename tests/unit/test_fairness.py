@@ -14,12 +14,11 @@ from ray_deploy.errors import ConfigError, ModelNotFound
 from ray_deploy.fairness import (
     FairnessReport,
     GateResult,
-    MitigatedModel,
     fairness_gate,
     fairness_metrics,
-    mitigate_model,
     record_report,
 )
+from ray_deploy.mitigation import MitigatedModel, mitigate_model
 
 
 def _known_disparity() -> tuple[np.ndarray, np.ndarray, pd.DataFrame]:

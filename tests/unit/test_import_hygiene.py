@@ -10,7 +10,7 @@ import ray_deploy
 PACKAGE = Path(ray_deploy.__file__).parent
 REPO = PACKAGE.parent
 # What replica code may import from ray_deploy: the errors, config, documents, the Ray adapter,
-# the pure decision and compute modules (status, explain), and itself.
+# the pure decision and compute modules (status, explain, explanation), and itself.
 DATAPLANE_MAY_IMPORT = {
     "ray_deploy.errors",
     "ray_deploy.config",
@@ -18,6 +18,7 @@ DATAPLANE_MAY_IMPORT = {
     "ray_deploy.serve_api",
     "ray_deploy.status",
     "ray_deploy.explain",
+    "ray_deploy.explanation",
 }
 
 
