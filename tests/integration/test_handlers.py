@@ -201,9 +201,10 @@ async def test_a_failed_action_carries_the_job_error(
     assert code == 202, action
     done = await _finished_action(jp_fetch, action["action_id"])
     assert done["status"] == "FAILED", done
-    # (ray_deploy may import through the head's working directory, Ray itself cannot)
+    # (ray_deploy may import through the head's working directory, then stop at its first missing dependency)
     assert re.fullmatch(
-        r"the Ray Job failed before ray-deploy could act: ModuleNotFoundError: No module named '(ray|ray_deploy)' "
+        r"the Ray Job failed before ray-deploy could act: ModuleNotFoundError: "
+        r"No module named '(ray|ray_deploy|numpy|pandas|pydantic)' "
         r"\(its full log is in the Ray dashboard\)",
         done["message"],
     ), done
