@@ -30,9 +30,6 @@ from ray_deploy.errors import (
     RequestTimeout,
     SchemaMismatch,
 )
-from ray_deploy.explanation import Explanation
-from ray_deploy.fairness import FairnessReport
-from ray_deploy.mitigation import Mitigation, mitigate
 
 __all__ = [
     "BadRequest",
@@ -64,3 +61,19 @@ __all__ = [
     "mitigate",
     "shutdown",
 ]
+
+# Result classes of explanations and fairness load pandas; they load when first used, not on `import ray_deploy`.
+_LAZY = {
+    "Explanation": "ray_deploy.explanation",
+    "FairnessReport": "ray_deploy.fairness",
+    "Mitigation": "ray_deploy.mitigation",
+    "mitigate": "ray_deploy.mitigation",
+}
+
+
+def __getattr__(name: str) -> object:
+    if name in _LAZY:
+        import importlib
+
+        return getattr(importlib.import_module(_LAZY[name]), name)
+    raise AttributeError(f"module 'ray_deploy' has no attribute {name!r}")
