@@ -10,7 +10,7 @@ FRONTEND     := jupyter_ext/frontend
 FRONTEND_SRC := $(shell find $(FRONTEND)/src $(FRONTEND)/style -type f 2>/dev/null) \
                 $(addprefix $(FRONTEND)/,package.json package-lock.json tsconfig.json install.json)
 
-.PHONY: install demo test lint unit integration jstest bench down clean
+.PHONY: install demo test lint unit integration jstest bench bench-drift down clean
 
 install: $(STAMP)
 
@@ -48,5 +48,22 @@ down: install
 	$(VENV)/bin/ray-deploy down
 
 clean:
-	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) .venv-bench .pytest_cache .mypy_cache .ruff_cache
 	rm -rf $(FRONTEND)/node_modules $(FRONTEND)/lib $(FRONTEND)/tsconfig.tsbuildinfo jupyter_ext/labextension
+
+# Drift benchmark: ours vs a plain numpy/scipy pass vs Evidently. Evidently is NOT a dependency of ray-deploy:
+# it lives in its own venv (.venv-bench). evidently 0.7 cannot import under pandas 3 (which .venv has), so the
+# venv is separate (not --system-site-packages on .venv) with pandas<3; ray_deploy is taken from this tree via
+# PYTHONPATH (the bench needs only ray_deploy.config/.drift: numpy, pandas, scipy, scikit-learn, pydantic).
+# Smaller run: make bench-drift BENCH_DRIFT_ARGS="--rows 200000"
+BENCH_VENV       ?= .venv-bench
+BENCH_DRIFT_ARGS ?=
+
+$(BENCH_VENV)/.installed:
+	test -x $(BENCH_VENV)/bin/python || python3 -m venv $(BENCH_VENV)
+	$(BENCH_VENV)/bin/python -m pip install -q --upgrade pip
+	$(BENCH_VENV)/bin/python -m pip install -q evidently "pandas<3" numpy scipy scikit-learn pydantic pyyaml requests tqdm
+	touch $(BENCH_VENV)/.installed
+
+bench-drift: $(BENCH_VENV)/.installed
+	PYTHONPATH=$(CURDIR) $(BENCH_VENV)/bin/python bench/drift.py $(BENCH_DRIFT_ARGS)

@@ -17,12 +17,14 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from ray_deploy.config import DeployOptions
+from ray_deploy.config import CaptureSpec, DeployOptions, DriftSpec
 from ray_deploy.errors import ConfigError
 from ray_deploy.package import PREDICT_METHODS
 
-VARIABLE_KEYS = ("model", "sample_input")
+VARIABLE_KEYS = ("model", "sample_input", "reference")
 PREDICT_METHOD = "predict_method"  # how the model is registered, not a serving option
+MONITORING = {"capture": CaptureSpec, "drift": DriftSpec}  # nested mappings, e.g. `drift: {window_rows: 1000}`
+_NOT_OPTIONS = (*VARIABLE_KEYS, PREDICT_METHOD, *MONITORING)
 _EXAMPLE = "e.g. the lines `model: clf`, `sample_input: X[:5]`, `max_replicas: 2`"
 
 
@@ -32,7 +34,10 @@ class DeploySpec:
 
     model: str
     sample_input: str | None = None
+    reference: str | None = None
     predict_method: str = "predict"
+    capture: dict[str, Any] | None = None
+    drift: dict[str, Any] | None = None
     options: dict[str, Any] = field(default_factory=dict)
     lines: dict[str, int] = field(default_factory=dict)
 
@@ -62,14 +67,22 @@ def parse_spec(text: str, first_line: int = 1) -> DeploySpec:
     if not isinstance(data, dict) or not isinstance(root, yaml.MappingNode):
         raise ConfigError(f"the %%deploy cell must be YAML `key: value` lines, not a {type(data).__name__}; {_EXAMPLE}")
     lines = _key_lines(root, first_line)
-    problems = _variable_problems(data, lines) + _predict_method_problems(data, lines) + _option_problems(data, lines)
+    problems = (
+        _variable_problems(data, lines)
+        + _predict_method_problems(data, lines)
+        + _monitoring_problems(data, lines)
+        + _option_problems(data, lines)
+    )
     if problems:
         raise ConfigError("invalid %%deploy spec: " + "; ".join(problems))
-    options = {k: v for k, v in data.items() if k not in (*VARIABLE_KEYS, PREDICT_METHOD)}
+    options = {k: v for k, v in data.items() if k not in _NOT_OPTIONS}
     return DeploySpec(
         model=str(data["model"]).strip(),
         sample_input=str(data["sample_input"]).strip() if data.get("sample_input") is not None else None,
+        reference=str(data["reference"]).strip() if data.get("reference") is not None else None,
         predict_method=str(data.get(PREDICT_METHOD, "predict")),
+        capture=data.get("capture"),
+        drift=data.get("drift"),
         options=options,
         lines=lines,
     )
@@ -108,8 +121,31 @@ def _predict_method_problems(data: dict[Any, Any], lines: dict[str, int]) -> lis
     return [f"line {where}: '{PREDICT_METHOD}' must be one of {list(PREDICT_METHODS)}, got {value!r}"]
 
 
+def _monitoring_problems(data: dict[Any, Any], lines: dict[str, int]) -> list[str]:
+    problems = []
+    for key, spec in MONITORING.items():
+        if key not in data:
+            continue
+        value = data[key]
+        if key == "capture" and isinstance(value, bool):
+            continue
+        if not isinstance(value, dict):
+            problems.append(f"line {lines[key]}: '{key}' must be a mapping of {spec.__name__} fields, got {value!r}")
+            continue
+        try:
+            spec(**value)
+        except ValidationError as exc:
+            err = exc.errors()[0]
+            where = ".".join(str(part) for part in err["loc"])
+            message = str(err["msg"]).removeprefix("Value error, ")
+            problems.append(
+                f"line {lines[key]}: '{key}.{where}': {message}" if where else f"line {lines[key]}: {message}"
+            )
+    return problems
+
+
 def _option_problems(data: dict[Any, Any], lines: dict[str, int]) -> list[str]:
-    options = {str(k): v for k, v in data.items() if k not in (*VARIABLE_KEYS, PREDICT_METHOD)}
+    options = {str(k): v for k, v in data.items() if k not in _NOT_OPTIONS}
     try:
         DeployOptions(**options)
     except ValidationError as exc:
@@ -121,7 +157,7 @@ def _describe(err: Any, options: dict[str, Any], lines: dict[str, int]) -> str:
     key = ".".join(str(part) for part in err["loc"])
     message = str(err["msg"]).removeprefix("Value error, ")
     if err["type"] == "extra_forbidden":
-        known = [*VARIABLE_KEYS, PREDICT_METHOD, *DeployOptions.model_fields]
+        known = [*_NOT_OPTIONS, *DeployOptions.model_fields]
         close = difflib.get_close_matches(key, known, n=1)
         hint = f"did you mean '{close[0]}'? " if close else ""
         return f"line {lines.get(key, '?')}: '{key}' is not a deployment option ({hint}known: {', '.join(known)})"

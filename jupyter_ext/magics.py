@@ -1,5 +1,5 @@
-"""IPython magics for ray-deploy: ``%deploy``/``%%deploy``, ``%predict``, ``%deployments``, ``%scale``,
-``%undeploy`` and ``%ray``.
+"""IPython magics for ray-deploy: ``%deploy``/``%%deploy``, ``%predict``, ``%explain``, ``%fairness``, ``%drift``,
+``%deployments``, ``%scale``, ``%undeploy`` and ``%ray``.
 
 The magics are thin: they parse arguments, look variables up in the notebook's namespace, call the
 ``ray_deploy`` API and display the result. A user error (bad arguments, an unknown variable, any
@@ -43,6 +43,12 @@ class RayDeployMagics(Magics):
     @argument("model", help="variable (or expression) holding the model, e.g. clf")
     @argument("--name", "-n", required=True, help="deployment name (letters, digits, '-', '_', '.'), e.g. iris")
     @argument("--sample", metavar="VAR", help="variable (or expression) with sample input, e.g. X[:5]")
+    @argument(
+        "--reference",
+        metavar="VAR",
+        help="variable with the training data drift is measured against (default: --sample with 100+ rows)",
+    )
+    @argument("--no-capture", action="store_true", help="do not capture requests (no drift, quality or labels)")
     @argument("--gpus", type=float, metavar="N", help="GPUs per replica, fractional allowed (num_gpus)")
     @argument("--cpus", type=float, metavar="N", help="CPUs per replica (num_cpus)")
     @argument("--min-replicas", type=int, metavar="N", help="fewest replicas; 0 scales to zero when idle")
@@ -60,12 +66,13 @@ class RayDeployMagics(Magics):
     def deploy(self, line: str, cell: str | None = None) -> None:
         """Deploy a model from a notebook variable and show its live card.
 
-        Line form: ``%deploy MODEL_VAR --name NAME [--sample VAR] [--gpus N] [--cpus N] [--min-replicas N]
-        [--max-replicas N] [--batch N] [--predict-method predict_proba] [-o VAR]``.
+        Line form: ``%deploy MODEL_VAR --name NAME [--sample VAR] [--reference VAR] [--no-capture] [--gpus N]
+        [--cpus N] [--min-replicas N] [--max-replicas N] [--batch N] [--predict-method predict_proba] [-o VAR]``.
 
         Cell form: ``%%deploy NAME [-o VAR] [--timeout S]`` with a YAML spec as the cell body: ``model:``
-        (the variable holding the model), optional ``sample_input:`` (a variable), ``predict_method:``
-        (``predict`` or ``predict_proba``) and any deployment option
+        (the variable holding the model), optional ``sample_input:`` and ``reference:`` (variables),
+        ``predict_method:`` (``predict`` or ``predict_proba``), ``capture:`` and ``drift:`` (mappings of
+        CaptureSpec / DriftSpec fields, e.g. ``drift: {window_rows: 1000}``) and any deployment option
         (num_cpus, num_gpus, memory, min_replicas, max_replicas, initial_replicas, target_ongoing_requests,
         upscale_delay_s, downscale_delay_s, max_batch_size, batch_wait_timeout_s, max_ongoing_requests,
         max_body_mb, request_timeout_s). Example::
@@ -87,6 +94,7 @@ class RayDeployMagics(Magics):
             output = _output_name(args.output)
             model = self._value(args.model, "the model")
             sample = self._value(args.sample, "the sample input") if args.sample else None
+            reference = self._value(args.reference, "the reference data") if args.reference else None
             flags = {
                 "num_gpus": args.gpus,
                 "num_cpus": args.cpus,
@@ -96,6 +104,9 @@ class RayDeployMagics(Magics):
             }
             options = {key: value for key, value in flags.items() if value is not None}
             options["predict_method"] = args.predict_method
+            options["reference"] = reference
+            if args.no_capture:
+                options["capture"] = False
             self._deploy_and_show(model, args.name, sample, options, args.timeout, output)
 
     def _deploy_cell(self, line: str, cell: str) -> None:
@@ -108,7 +119,16 @@ class RayDeployMagics(Magics):
         sample = None
         if spec.sample_input is not None:
             sample = self._value(spec.sample_input, f"the sample input (line {spec.lines['sample_input']})")
-        options = {**spec.options, "predict_method": spec.predict_method}
+        reference = None
+        if spec.reference is not None:
+            reference = self._value(spec.reference, f"the reference data (line {spec.lines['reference']})")
+        options = {
+            **spec.options,
+            "predict_method": spec.predict_method,
+            "reference": reference,
+            "capture": spec.capture,
+            "drift": spec.drift,
+        }
         self._deploy_and_show(model, args.name, sample, options, args.timeout, output)
 
     def _deploy_and_show(
@@ -199,6 +219,33 @@ class RayDeployMagics(Magics):
             report = ray_deploy.get(args.name).fairness_report(data, labels, sensitive=sensitive)
             self._store(output, report)
             _show_panel(self.shell, lambda: fairness_panel(report), lambda: fairness_html(report))
+
+    @magic_arguments()
+    @argument("name", help="deployment name")
+    @argument(
+        "--window",
+        type=int,
+        metavar="N",
+        help="compare the last N captured rows with the reference (default: the last closed window)",
+    )
+    @argument("-o", "--output", metavar="VAR", help="store the DriftReport in this notebook variable")
+    @line_magic
+    def drift(self, line: str) -> None:
+        """Data drift of a deployment's live traffic against its reference data: ``%drift NAME [--window N]
+        [-o VAR]``.
+
+        Shows the drift panel: the verdict (ok, warning, alarm, or why there is none yet), the per-feature tests with
+        their effect sizes (drifted features highlighted), reference-vs-live histograms with a feature picker, and
+        the drift trend across windows. The statistics are computed in the cluster; this only shows them.
+        """
+        from jupyter_ext.drift_panel import drift_html, drift_panel
+
+        with _user_errors("drift"):
+            args = parse_argstring(self.drift, line)
+            output = _output_name(args.output)
+            report = ray_deploy.get(args.name).drift_report(window=args.window)
+            self._store(output, report)
+            _show_panel(self.shell, lambda: drift_panel(report), lambda: drift_html(report))
 
     @magic_arguments()
     @argument("-o", "--output", metavar="VAR", help="store the list of deployments (dicts) in this variable")

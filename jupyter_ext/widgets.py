@@ -2,7 +2,9 @@
 
 The card renders the status document that ``Deployment.status()`` returns (it computes no numbers of its own,
 and its history plot draws the document's ``history``, kept in the cluster, so a card shown after a kernel
-restart has the same history as the side panel), refreshes it from a daemon thread without blocking the kernel,
+restart has the same history as the side panel), shows the document's drift state and model metric when it
+carries them (one compact line: a drift badge whose tooltip names the drifted features, and accuracy/F1 or RMSE
+with the labelled count), refreshes it from a daemon thread without blocking the kernel,
 stops when the deployment is deleted or the card is closed, and carries a static ``text/html`` snapshot in its
 mime bundle for frontends without widgets (e.g. a notebook exported with ``nbconvert``). One live card exists
 per deployment name; showing a deployment again shows the same card, so refresh threads never pile up.
@@ -80,6 +82,73 @@ def card_values(doc: dict[str, Any]) -> dict[str, str]:
     }
 
 
+_CLASSIFICATION_METRICS = ("accuracy", "f1")
+_REGRESSION_METRICS = ("rmse",)
+
+
+def model_metric(doc: dict[str, Any]) -> str | None:
+    """The model metric of the document's ``performance`` section: accuracy (else F1) for a classifier, RMSE for a
+    regressor, with the labelled count; None when the document has no such section or task.
+
+    Example:
+        >>> model_metric(doc)
+        'accuracy 0.925 (120 labelled)'
+    """
+    performance = doc.get("performance")
+    if not performance:
+        return None
+    names = {"classification": _CLASSIFICATION_METRICS, "regression": _REGRESSION_METRICS}.get(
+        performance.get("task") or ""
+    )
+    if names is None:
+        return None
+    metrics = performance.get("metrics") or {}
+    name = next((n for n in names if metrics.get(n) is not None), names[0])
+    value = metrics.get(name)
+    shown = _NONE if value is None else f"{value:.3g}"
+    return f"{name} {shown} ({_text(performance.get('labelled'))} labelled)"
+
+
+def drift_line(doc: dict[str, Any]) -> str | None:
+    """The drift state and drifted features of the document's ``drift`` section, as text; None without one.
+
+    Example:
+        >>> drift_line(doc)
+        'warning (petal_length)'
+    """
+    drift = doc.get("drift")
+    if not drift:
+        return None
+    state = str(drift.get("state") or "unknown").replace("_", " ")
+    features = drift.get("drifted_features") or []
+    return f"{state} ({', '.join(features)})" if features else state
+
+
+def monitor_html(doc: dict[str, Any]) -> str:
+    """The card's monitoring line: a drift badge (drifted features and message in its tooltip) and the model
+    metric, each only when the document carries that section; empty when it carries neither.
+
+    Example:
+        >>> "drift warning" in monitor_html(doc)
+        True
+    """
+    from jupyter_ext.drift_panel import drift_badge_html
+
+    parts = []
+    drift = doc.get("drift")
+    if drift:
+        features = list(drift.get("drifted_features") or [])
+        parts.append(drift_badge_html(str(drift.get("state") or "unknown"), features, str(drift.get("message") or "")))
+        if features:
+            parts.append(f"<span>drifted: {html.escape(', '.join(features))}</span>")
+    metric = model_metric(doc)
+    if metric is not None:
+        parts.append(f"<span class='ray-deploy-metric'>{html.escape(metric)}</span>")
+    if not parts:
+        return ""
+    return f"<div class='ray-deploy-monitor' style='display:flex;gap:0.75em;align-items:center'>{''.join(parts)}</div>"
+
+
 def card_links(doc: dict[str, Any]) -> list[tuple[str, str]]:
     """``(label, url)`` of the places a person looks at a deployment, from the document's ``links``.
 
@@ -127,7 +196,7 @@ def snapshot_html(doc: dict[str, Any], message: str = "", plot: bool = True) -> 
     return (
         f"<div class='ray-deploy-card'>{_title_html(str(doc.get('name', '')), values['state'])}"
         f"<div style='display:flex;gap:1em;align-items:flex-start'><table>{rows}</table>{image}</div>"
-        f"<div>{links_html(doc)}</div>{note}</div>"
+        f"{monitor_html(doc)}<div>{links_html(doc)}</div>{note}</div>"
     )
 
 
@@ -141,6 +210,9 @@ def snapshot_text(doc: dict[str, Any]) -> str:
     values = card_values(doc)
     lines = [f"ray-deploy: {doc.get('name', '')} [{values['state']}]"]
     lines += [f"  {label}: {values[key]}" for key, label in FIELDS.items() if key != "state"]
+    drift, metric = drift_line(doc), model_metric(doc)
+    lines += [f"  drift: {drift}"] if drift is not None else []
+    lines += [f"  model: {metric}"] if metric is not None else []
     lines += [f"  {label}: {url}" for label, url in card_links(doc)]
     return "\n".join(lines)
 
@@ -160,7 +232,8 @@ def history_points(doc: dict[str, Any]) -> list[HistoryPoint]:
 
 
 class DeploymentCard(widgets.VBox):
-    """A live card of one deployment: state, version, replicas, QPS, p50/p99, errors, history plot, links.
+    """A live card of one deployment: state, version, replicas, QPS, p50/p99, errors, history plot, the drift
+    badge and model metric (when the document has them), links.
 
     ``fetch`` returns the status document (default: ``ray_deploy.Deployment(name).status()``); ``doc`` is the
     first document to show (fetched when not given). ``start=False`` renders without a refresh thread.
@@ -196,10 +269,11 @@ class DeploymentCard(widgets.VBox):
             layout=widgets.Layout(grid_template_columns="max-content auto", grid_gap="0 1em"),
         )
         self.plot = widgets.Image(format="png", layout=widgets.Layout(width="340px"))
+        self.monitor = widgets.HTML()  # drift badge and model metric, empty without those sections
         self.links = widgets.HTML()
         self.message = widgets.Label()
         super().__init__(
-            [self.title, widgets.HBox([grid, self.plot]), self.links, self.message],
+            [self.title, widgets.HBox([grid, self.plot]), self.monitor, self.links, self.message],
             layout=widgets.Layout(border="1px solid #d0d7de", padding="4px 8px", margin="4px 0"),
         )
         self.add_class("ray-deploy-card")  # the same class as the HTML snapshot, for styling and browser tests
@@ -256,6 +330,10 @@ class DeploymentCard(widgets.VBox):
             if self.fields[key].value != value:
                 self.fields[key].value = value
         self.title.value = _title_html(self.name, values["state"])
+        monitor = monitor_html(doc)
+        if self.monitor.value != monitor:
+            self.monitor.value = monitor
+        self.monitor.layout.display = "flex" if monitor else "none"
         self.links.value = links_html(doc)
         self.message.value = str(doc.get("message") or "")
         history = history_points(doc)

@@ -207,6 +207,10 @@ def _start_local_head(settings: Settings) -> None:
         f"--port={settings.ray_port}",
         "--dashboard-host=127.0.0.1",
         f"--dashboard-port={settings.dashboard_port}",
+        # Prometheus endpoint of the node's metrics agent (Ray's and the ray_deploy_* metrics). Ray binds
+        # it to 127.0.0.1 only when the node IP is loopback, and `ray start` on Linux replaces a loopback
+        # --node-ip-address by the machine's routable IP, so it listens on all interfaces (see cluster/README.md).
+        f"--metrics-export-port={settings.metrics_port}",
         "--disable-usage-stats",
         # fixed-by-default ports, chosen free so a second local cluster (e.g. tests) can run beside
         f"--ray-client-server-port={_free_port()}",

@@ -99,6 +99,74 @@ class DeployOptions(BaseModel):
         return max(16, 2 * self.batch_size(is_torch))
 
 
+class CaptureSpec(BaseModel):
+    """What a deployment records of its requests (inputs, outputs, request id, version, latency, time).
+
+    Captured rows land as Parquet under ``Settings.capture_uri`` and feed drift, data quality and the
+    label join. Excluded columns never leave the replica; hashed columns leave it only as salted SHA-256
+    digests (pseudonyms that still join and count, not anonymisation: a guessable value can be guessed).
+
+    Example:
+        >>> CaptureSpec(sample_rate=0.1, exclude=["email"], hash=["customer_id"], retention_days=30)
+        CaptureSpec(enabled=True, sample_rate=0.1, ...)
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    enabled: bool = Field(True, description="Capture requests at all; off costs nothing on the request path.")
+    sample_rate: float = Field(1.0, ge=0, le=1, description="Share of requests captured (1.0: all).")
+    max_per_s: float = Field(
+        500.0, gt=0, le=1_000_000, description="Most requests captured per second per replica (the rate cap)."
+    )
+    exclude: list[str] = Field(default_factory=list, description="Input columns never captured.")
+    hash: list[str] = Field(default_factory=list, description="Input columns captured only as salted SHA-256 digests.")
+    retention_days: float = Field(30.0, gt=0, le=36_500, description="Captured data older than this is deleted.")
+
+    @model_validator(mode="after")
+    def _check_columns(self) -> CaptureSpec:
+        both = sorted(set(self.exclude) & set(self.hash))
+        if both:
+            raise ValueError(f"columns {both} are both in exclude and hash; list each in one of them")
+        return self
+
+
+class DriftSpec(BaseModel):
+    """How drift is measured: window size, thresholds and the alarm's hysteresis.
+
+    A window closes after ``window_rows`` captured rows, or after ``window_s`` seconds with at least
+    ``min_rows``. A feature drifts when its Benjamini-Hochberg adjusted p-value is below ``alpha`` *and* its
+    effect size passes the threshold, so large windows do not flag trivial differences.
+
+    Example:
+        >>> DriftSpec(window_rows=1000, raise_after=2)
+        DriftSpec(window_rows=1000, ...)
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    window_rows: int = Field(500, ge=20, le=10_000_000, description="Rows that close a window.")
+    window_s: float = Field(600.0, gt=0, le=7 * 86_400, description="Seconds that close a window (with min_rows).")
+    min_rows: int = Field(100, ge=10, le=10_000_000, description="Fewest rows a time-closed window needs.")
+    alpha: float = Field(0.01, gt=0, lt=1, description="False discovery rate across a window's feature tests.")
+    ks_threshold: float = Field(0.1, gt=0, le=1, description="Smallest KS statistic (effect size) that counts.")
+    psi_threshold: float = Field(0.2, gt=0, description="PSI at or above which a feature counts as drifted.")
+    js_threshold: float = Field(0.1, gt=0, le=1, description="Smallest Jensen-Shannon distance that counts.")
+    auc_threshold: float = Field(
+        0.6, gt=0.5, le=1, description="Domain-classifier AUC at or above which the window drifted as a whole."
+    )
+    raise_after: int = Field(2, ge=1, le=100, description="Drifted windows in a row that raise the alarm.")
+    clear_after: int = Field(3, ge=1, le=100, description="Clean windows in a row that clear it.")
+    reference_rows: int = Field(
+        100_000, ge=10, le=10_000_000, description="Most reference rows kept (a uniform sample beyond that)."
+    )
+
+    @model_validator(mode="after")
+    def _check_rows(self) -> DriftSpec:
+        if self.min_rows > self.window_rows:
+            raise ValueError(f"min_rows={self.min_rows} is larger than window_rows={self.window_rows}")
+        return self
+
+
 def parse_options(base: DeployOptions | None = None, **changes: Any) -> DeployOptions:
     """Validate options, turning pydantic's errors into one readable :class:`ConfigError`.
 
@@ -143,6 +211,13 @@ class Settings(BaseModel):
     autoscaler: bool = Field(
         description="RAY_DEPLOY_AUTOSCALER=1: the cluster adds nodes on demand, so wait for resources."
     )
+    capture_uri: str = Field(
+        description="RAY_DEPLOY_CAPTURE_URI: where captured requests land as Parquet (a folder, or a pyarrow "
+        "filesystem URI such as s3://bucket/captures for remote clusters)."
+    )
+    metrics_port: int = Field(
+        ge=1, le=65535, description="RAY_DEPLOY_METRICS_PORT: the local head's Prometheus metrics port."
+    )
 
     @classmethod
     def from_env(cls) -> Settings:
@@ -160,6 +235,8 @@ class Settings(BaseModel):
                 dashboard_port=int(env.get("RAY_DEPLOY_DASHBOARD_PORT", "8265")),
                 num_cpus=int(env["RAY_DEPLOY_NUM_CPUS"]) if env.get("RAY_DEPLOY_NUM_CPUS") else None,
                 autoscaler=env.get("RAY_DEPLOY_AUTOSCALER", "0") == "1",
+                capture_uri=env.get("RAY_DEPLOY_CAPTURE_URI") or str(home / "captures"),
+                metrics_port=int(env.get("RAY_DEPLOY_METRICS_PORT", "8090")),
             )
         except (ValidationError, ValueError) as exc:
             raise ConfigError(f"invalid ray-deploy environment settings: {exc}") from None
@@ -183,6 +260,8 @@ class Settings(BaseModel):
             "RAY_DEPLOY_RAY_PORT": str(self.ray_port),
             "RAY_DEPLOY_DASHBOARD_PORT": str(self.dashboard_port),
             "RAY_DEPLOY_AUTOSCALER": "1" if self.autoscaler else "0",
+            "RAY_DEPLOY_CAPTURE_URI": self.capture_uri,
+            "RAY_DEPLOY_METRICS_PORT": str(self.metrics_port),
         }
         if self.ray_address is not None:
             env["RAY_ADDRESS"] = self.ray_address

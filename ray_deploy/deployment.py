@@ -16,13 +16,21 @@ import time
 from typing import TYPE_CHECKING, Any
 
 from ray_deploy.cluster import cluster_info, connect
-from ray_deploy.config import DeployOptions, Settings, parse_options, validate_name
+from ray_deploy.config import CaptureSpec, DeployOptions, DriftSpec, Settings, parse_options, validate_name
 from ray_deploy.errors import DeploymentFailed, InsufficientResources, ModelNotFound, NotReady, RayDeployError
+from ray_deploy.monitoring import resolve_monitoring
 from ray_deploy.package import check_predict_method, model_kind
+from ray_deploy.reference import choose_reference, prepare_reference, save_reference
 
 if TYPE_CHECKING:
+    from collections.abc import Callable
+    from datetime import datetime, timedelta
+
+    from ray_deploy.dataplane.apps import Monitoring
+    from ray_deploy.drift_report import DriftReport
     from ray_deploy.explanation import Explanation
     from ray_deploy.fairness import FairnessReport
+    from ray_deploy.monitoring import DriftWatcher
 from ray_deploy.serve_api import run_app, serve_details
 from ray_deploy.status import MODEL_ROUTE, model_apps, state_of
 
@@ -99,7 +107,8 @@ class Deployment:
         version = self.version
         if version is None:
             raise DeploymentFailed(f"deployment {self.name!r} has no serving version to scale; redeploy it")
-        _roll_out(self.name, version, self._user_config().get("kind", "pyfunc"), new)
+        config = self._user_config()
+        _roll_out(self.name, version, config.get("kind", "pyfunc"), new, monitoring=_monitoring_of(config))
         return self
 
     def delete(self) -> None:
@@ -151,6 +160,69 @@ class Deployment:
         if record and version is not None:
             record_report(self.name, version, report)
         return report
+
+    def captured(
+        self,
+        since: float | datetime | timedelta | str | None = None,
+        until: float | datetime | timedelta | str | None = None,
+        version: str | None = None,
+        limit: int | None = None,
+    ) -> Any:
+        """Captured requests as a DataFrame: request_id, row, t, version, latency_ms, status, inputs, prediction, label.
+
+        ``since``/``until``: seconds since the epoch, a datetime, an ISO string, or a timedelta ago.
+
+        Example:
+            >>> get("iris").captured(since=timedelta(hours=1), version="2").shape
+            (120, 11)
+        """
+        from ray_deploy.monitoring import captured
+
+        return captured(self.name, since, until, version, limit)
+
+    def feedback(self, request_ids: list[str], labels: list[Any]) -> dict[str, Any]:
+        """Join delayed ground truth to captured predictions: one label per request id (a list per row for a
+        request of several rows). Returns how many joined and the ids that matched no captured request.
+
+        Example:
+            >>> get("iris").feedback(["4f1c...", "9a2e..."], [0, 2])
+            {'joined': 2, 'unknown_ids': []}
+        """
+        from ray_deploy.monitoring import feedback
+
+        return feedback(self.name, request_ids, labels)
+
+    def erase(self, request_ids: list[str]) -> int:
+        """Delete every captured row and label of these requests (e.g. a GDPR erasure); returns rows removed.
+
+        Example:
+            >>> get("iris").erase(["4f1c..."])
+            1
+        """
+        from ray_deploy.monitoring import erase
+
+        return erase(self.name, request_ids)
+
+    def drift_report(self, window: int | None = None) -> DriftReport:
+        """Drift against the reference: the last closed window, or the last ``window`` captured rows.
+
+        Example:
+            >>> report = get("iris").drift_report()
+            >>> report.table[report.table.drifted]
+        """
+        from ray_deploy.monitoring import drift_report
+
+        return drift_report(self.name, window)
+
+    def on_drift(self, callback: Callable[[dict[str, Any]], Any], poll_s: float = 5.0) -> DriftWatcher:
+        """Call ``callback(event)`` whenever the drift alarm level changes (polled while this kernel runs).
+
+        Example:
+            >>> watcher = get("iris").on_drift(lambda e: print(e["level"], e["drifted_features"]))
+        """
+        from ray_deploy.monitoring import DriftWatcher
+
+        return DriftWatcher(self.name, callback, poll_s)
 
     def _input_names(self) -> list[str] | None:
         import mlflow
@@ -210,6 +282,9 @@ def deploy(
     *,
     sample_input: Any = None,
     predict_method: str = "predict",
+    reference: Any = None,
+    capture: CaptureSpec | dict[str, Any] | bool | None = None,
+    drift: DriftSpec | dict[str, Any] | None = None,
     show_progress: bool = True,
     timeout_s: float = 600.0,
     **options: Any,
@@ -222,6 +297,11 @@ def deploy(
     logits), and the signature, V2 metadata and OpenAPI document say so. ``options``: see :class:`DeployOptions`.
     Deploying to an existing name makes a new version and replaces the old one without downtime.
 
+    Monitoring: requests are captured (``capture``: a :class:`CaptureSpec`, a dict of its fields, or False)
+    and compared with ``reference`` (the training data; default: ``sample_input`` when it has 100+ rows),
+    which is stored with the version in MLflow; ``drift`` (:class:`DriftSpec`) sets windows and thresholds.
+    A redeploy that omits ``capture``/``drift`` keeps the deployment's current ones.
+
     Example:
         >>> dep = deploy(clf, name="iris", sample_input=X[:5], min_replicas=0, max_replicas=2)
         >>> dep.version
@@ -233,6 +313,7 @@ def deploy(
     opts = parse_options(**options)
     kind = model_kind(model)
     method = check_predict_method(model, kind, predict_method)
+    reference = choose_reference(reference, sample_input)
     connect()
     check_resources(opts)
     with _Progress(name, show_progress) as progress:
@@ -240,9 +321,13 @@ def deploy(
         version = registry.register(model, kind, name, sample_input, method)
         progress.stage(1, f"version {version}")
         previous = Deployment(name)._user_config() if name in model_apps(serve_details()) else {}
+        monitoring = resolve_monitoring(name, previous, capture, drift)
+        if reference is not None:
+            frame, predictions = prepare_reference(model, kind, name, version, reference, method, monitoring.drift)
+            save_reference(name, version, frame, predictions)
         served_kind = registry_kind(kind, version, name)
         try:
-            _roll_out(name, version, served_kind, opts, timeout_s=timeout_s, progress=progress)
+            _roll_out(name, version, served_kind, opts, monitoring=monitoring, timeout_s=timeout_s, progress=progress)
         except DeploymentFailed as exc:
             if previous.get("version"):
                 _restore(name, previous)
@@ -268,7 +353,18 @@ def registry_kind(kind: str, version: str, name: str) -> str:
 
 def _restore(name: str, previous: dict[str, Any]) -> None:
     opts = DeployOptions(**previous.get("options", {}))
-    _roll_out(name, str(previous["version"]), previous.get("kind", "pyfunc"), opts)
+    _roll_out(name, str(previous["version"]), previous.get("kind", "pyfunc"), opts, monitoring=_monitoring_of(previous))
+
+
+def _monitoring_of(user_config: dict[str, Any]) -> Monitoring:
+    """The capture and drift settings a deployment runs with (from its ``user_config``)."""
+    from ray_deploy.dataplane.apps import Monitoring
+
+    return Monitoring(
+        CaptureSpec(**user_config.get("capture", {})),
+        DriftSpec(**user_config.get("drift", {})),
+        str(user_config.get("salt", "")),
+    )
 
 
 def _roll_out(
@@ -277,12 +373,14 @@ def _roll_out(
     kind: str,
     options: DeployOptions,
     *,
+    monitoring: Monitoring | None = None,
     timeout_s: float = 600.0,
     progress: _Progress | None = None,
 ) -> None:
     from ray_deploy.dataplane.apps import build_model_app
 
-    app = build_model_app(name, version, kind, options, Settings.from_env(), cluster_info().dashboard_url)
+    settings, dashboard_url = Settings.from_env(), cluster_info().dashboard_url
+    app = build_model_app(name, version, kind, options, settings, dashboard_url, monitoring)
     started = time.time()
     run_app(app, name=name, route_prefix=f"{MODEL_ROUTE}{name}")
     _wait_until_serving(name, version, started, timeout_s, progress)

@@ -81,6 +81,110 @@ class Links(_Document):
     model_uri: str | None = Field(description="models:/<name>/<version>, loadable with mlflow.pyfunc.load_model.")
 
 
+AlarmLevel = Literal["ok", "warning", "alarm"]
+DriftState = Literal["ok", "warning", "alarm", "collecting", "no_reference"]
+
+
+class FeatureDrift(_Document):
+    """One feature's drift test in one window (the prediction is the feature ``prediction``)."""
+
+    feature: str = Field(description="Input column name, or 'prediction' for the model's output.")
+    kind: Literal["numeric", "categorical"] = Field(description="How the feature was tested.")
+    test: str = Field(description="The test: 'ks' (two-sample Kolmogorov-Smirnov) or 'chi2' (chi-square).")
+    statistic: float = Field(description="The test statistic (KS D, or chi-square).")
+    p_value: float | None = Field(description="The test's p-value.")
+    adjusted_p_value: float | None = Field(description="Benjamini-Hochberg adjusted p-value across the window's tests.")
+    effect_size: float = Field(
+        description="KS D for numeric features, Jensen-Shannon distance for categorical ones (0 = same)."
+    )
+    psi: float | None = Field(description="Population stability index on the reference's bins.")
+    wasserstein: float | None = Field(description="Wasserstein distance divided by the reference's std (numeric).")
+    drifted: bool = Field(description="Significant after correction and above the effect-size threshold.")
+
+
+class DriftTrendPoint(_Document):
+    """One closed window in the drift trend."""
+
+    t: float = Field(description="When the window closed, seconds since the epoch.")
+    rows: int = Field(ge=0, description="Rows in the window.")
+    drifted_features: list[str] = Field(description="Features that drifted in the window.")
+    share_drifted: float = Field(ge=0, le=1, description="Share of tested features that drifted.")
+    auc: float | None = Field(description="Domain-classifier AUC (reference vs window), 0.5 = indistinguishable.")
+    drifted: bool = Field(description="The window's dataset verdict.")
+    level: AlarmLevel = Field(description="The alarm level after this window.")
+
+
+class AlarmEvent(_Document):
+    """A change of the drift alarm level, with its window and evidence."""
+
+    seq: int = Field(ge=0, description="Sequence number of the event in this Monitor (increasing).")
+    t: float = Field(description="When the level changed, seconds since the epoch.")
+    level: AlarmLevel = Field(description="The new level.")
+    previous: AlarmLevel = Field(description="The level before.")
+    version: str | None = Field(description="The version serving in the window.")
+    window_start: float = Field(description="Start of the window that decided it, seconds since the epoch.")
+    window_end: float = Field(description="End of that window, seconds since the epoch.")
+    rows: int = Field(ge=0, description="Rows in that window.")
+    drifted_features: list[str] = Field(description="The features that drifted in that window.")
+    auc: float | None = Field(description="The window's domain-classifier AUC.")
+
+
+class DriftSection(_Document):
+    """Drift of the serving version against its reference, from the last closed window."""
+
+    state: DriftState = Field(
+        description="ok/warning/alarm; 'collecting' before the first window closes; "
+        "'no_reference' without reference data."
+    )
+    message: str = Field(description="One line for a person: what drifted, or why there is no verdict yet.")
+    version: str | None = Field(description="The version whose reference is used.")
+    reference_rows: int = Field(ge=0, description="Rows of reference data (0: none).")
+    window_rows: int = Field(ge=0, description="Rows collected in the open window so far.")
+    windows: int = Field(ge=0, description="Windows closed since the Monitor started.")
+    last_window_end: float | None = Field(description="When the last window closed, or null.")
+    drifted: bool | None = Field(description="The last window's dataset verdict, or null before one closed.")
+    drifted_features: list[str] = Field(description="Features drifted in the last window.")
+    auc: float | None = Field(description="The last window's domain-classifier AUC.")
+    features: list[FeatureDrift] = Field(description="Per-feature tests of the last window.")
+    trend: list[DriftTrendPoint] = Field(description="The last closed windows, oldest first (at most 50).")
+    last_alarm: AlarmEvent | None = Field(description="The latest alarm level change, or null.")
+
+
+class FieldQuality(_Document):
+    """Data-quality counters of one input field."""
+
+    missing: int = Field(ge=0, description="Null/NaN values.")
+    type_violations: int = Field(ge=0, description="Values of the wrong type (requests rejected for this field).")
+    out_of_range: int = Field(ge=0, description="Numeric values outside the reference's [min, max].")
+    unseen_categories: int = Field(ge=0, description="Categorical values the reference never had.")
+
+
+class QualitySection(_Document):
+    """Data quality of the traffic: the last closed window and totals since the Monitor started."""
+
+    rows: int = Field(ge=0, description="Rows counted in the last closed window.")
+    rejected_requests: int = Field(ge=0, description="Requests rejected by validation (422) since the Monitor started.")
+    rejected_by_field: dict[str, int] = Field(description="Rejected requests per offending field, since start.")
+    fields: dict[str, FieldQuality] = Field(description="Counters per input field, last closed window.")
+    totals: dict[str, FieldQuality] = Field(description="Counters per input field since the Monitor started.")
+
+
+MetricValue = float | None
+
+
+class PerformanceSection(_Document):
+    """Model quality from delayed labels (``feedback``) joined to captured predictions."""
+
+    task: Literal["classification", "regression"] | None = Field(description="What the metrics measure, once known.")
+    labelled: int = Field(ge=0, description="Predictions with a label in the window.")
+    window_s: float = Field(gt=0, description="Seconds of labelled predictions the metrics cover.")
+    metrics: dict[str, MetricValue] = Field(
+        description="Metrics of the serving version: accuracy, precision, recall, f1, auc or mae, rmse, r2."
+    )
+    by_version: dict[str, dict[str, MetricValue]] = Field(description="The same metrics per version.")
+    unknown_ids: int = Field(ge=0, description="Feedback request ids that matched no captured prediction, since start.")
+
+
 class StatusDocument(_Document):
     """The one status document of a deployment, built in the cluster; every view renders it."""
 
@@ -99,6 +203,9 @@ class StatusDocument(_Document):
     deployed_at: float | None = Field(description="When the application was last deployed, seconds since the epoch.")
     updated_at: float = Field(description="When this document was built, seconds since the epoch.")
     history: list[HistoryPoint] = Field(description="Traffic history, oldest first (10 s buckets, 30 minutes).")
+    drift: DriftSection | None = Field(None, description="Drift against the reference, or null without capture.")
+    quality: QualitySection | None = Field(None, description="Data-quality counters, or null without capture.")
+    performance: PerformanceSection | None = Field(None, description="Metrics from labels, or null before any.")
 
 
 class VersionDocument(_Document):

@@ -23,12 +23,27 @@ MODEL_ROUTE = "/v2/models/"
 
 @dataclass(frozen=True)
 class Sample:
-    """One answered request as the replica saw it."""
+    """One answered request as the replica saw it.
+
+    Every request leaves the traffic fields; a captured one also carries its ``inputs`` (the validated model
+    input, excluded columns dropped and hashed columns hashed) and ``outputs``; a rejected one (422) names the
+    offending field (``rejected_field``) when known.
+    """
 
     t: float
     latency_ms: float
     status: int
     rows: int
+    request_id: str = ""
+    version: str | None = None
+    rejected_field: str | None = None
+    inputs: Any = None
+    outputs: Any = None
+
+    @property
+    def captured(self) -> bool:
+        """Whether the sample carries the request's inputs and outputs."""
+        return self.inputs is not None
 
 
 @dataclass

@@ -12,13 +12,28 @@ Example:
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
 from typing import Any
 
-from ray_deploy.config import DeployOptions, Settings
+from ray_deploy.config import CaptureSpec, DeployOptions, DriftSpec, Settings
 from ray_deploy.dataplane.explainer import Explainer
 from ray_deploy.dataplane.ingress import ModelServer
 from ray_deploy.dataplane.monitor import Monitor
 from ray_deploy.dataplane.server_info import ServerInfo
+
+
+@dataclass(frozen=True)
+class Monitoring:
+    """What a deployment captures and how it measures drift; ``salt`` keys the hashing of hashed columns."""
+
+    capture: CaptureSpec = field(default_factory=CaptureSpec)
+    drift: DriftSpec = field(default_factory=DriftSpec)
+    salt: str = ""
+
+    def user_config(self) -> dict[str, Any]:
+        """The part of the ``user_config`` that replicas and the Monitor read."""
+        capture, drift = self.capture.model_dump(mode="json"), self.drift.model_dump(mode="json")
+        return {"capture": capture, "drift": drift, "salt": self.salt}
 
 
 def build_server_app() -> Any:
@@ -29,7 +44,13 @@ def build_server_app() -> Any:
 
 
 def build_model_app(
-    name: str, version: str, kind: str, options: DeployOptions, settings: Settings, dashboard_url: str = ""
+    name: str,
+    version: str,
+    kind: str,
+    options: DeployOptions,
+    settings: Settings,
+    dashboard_url: str = "",
+    monitoring: Monitoring | None = None,
 ) -> Any:
     """The Serve application of one deployment: a ``ModelServer`` fed by a ``Monitor``."""
     from ray import serve
@@ -38,8 +59,15 @@ def build_model_app(
     actor_options: dict[str, Any] = {"num_cpus": options.num_cpus, "num_gpus": options.num_gpus}
     if options.memory:
         actor_options["memory"] = options.memory
-    user_config = {"version": version, "kind": kind, "options": options.model_dump(mode="json")}
-    monitor = serve.deployment(name="Monitor", num_replicas=1, ray_actor_options={"num_cpus": 0})(Monitor)
+    user_config = {
+        "version": version,
+        "kind": kind,
+        "options": options.model_dump(mode="json"),
+        **(monitoring or Monitoring()).user_config(),
+    }
+    monitor = serve.deployment(
+        name="Monitor", num_replicas=1, ray_actor_options={"num_cpus": 0}, user_config=user_config
+    )(Monitor)
     explainer = serve.deployment(
         name="Explainer",
         ray_actor_options={"num_cpus": 0.1},
@@ -59,7 +87,7 @@ def build_model_app(
     return server.bind(
         name,
         settings.mlflow_uri,
-        monitor.bind(name, settings.endpoint, dashboard_url, settings.mlflow_uri),
+        monitor.bind(name, settings.endpoint, dashboard_url, settings.mlflow_uri, settings.capture_uri),
         explainer.bind(name, settings.mlflow_uri),
     )
 

@@ -2,26 +2,114 @@
 
 The ingress calls :meth:`Capture.record` once per request; samples queue in the replica and a background
 task ships them to the Monitor every half second, so no request waits for the Monitor. The buffer is
-bounded: when the Monitor cannot keep up, samples are dropped and counted, never piled up. Today a sample
-is the traffic record (time, latency, status, rows); the monitoring work adds inputs and outputs here.
+bounded: when the Monitor cannot keep up, samples are dropped and counted, never piled up.
+
+Every request leaves its traffic record (time, latency, status, rows). A request chosen by the
+:class:`CaptureSampler` (``CaptureSpec.sample_rate``, capped at ``max_per_s`` per replica) also carries its
+validated inputs and its outputs; excluded columns are dropped and hashed columns hashed here, in the
+replica, so they never travel. With capture off nothing but the traffic record is kept.
 
 Example:
     >>> capture = Capture("iris", monitor_handle)
-    >>> capture.record(Sample(t=time.time(), latency_ms=3.1, status=200, rows=2))
+    >>> capture.configure(CaptureSpec(sample_rate=0.5), salt="k3y")
+    >>> capture.record(Sample(t=time.time(), latency_ms=3.1, status=200, rows=2), inputs=frame, outputs=preds)
 """
 
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
+import random
 from typing import Any
 
+from ray_deploy.config import CaptureSpec
 from ray_deploy.status import Sample
 
 log = logging.getLogger("ray.serve")
 
 FLUSH_S = 0.5
 MAX_PENDING = 10_000
+# wider tensors (images, embeddings) are not captured as inputs: their outputs still are
+MAX_CAPTURED_COLUMNS = 1_000
+
+
+@dataclasses.dataclass
+class CaptureSampler:
+    """Decides which requests are captured: a share of them, at most ``max_per_s`` (a token bucket).
+
+    Pure apart from its random draw; ``now`` is passed in, so tests drive it with a fake clock.
+
+    Example:
+        >>> sampler = CaptureSampler(sample_rate=1.0, max_per_s=2)
+        >>> [sampler.admit(now=10.0) for _ in range(3)]
+        [True, True, False]
+    """
+
+    sample_rate: float = 1.0
+    max_per_s: float = 500.0
+    tokens: float = -1.0
+    updated: float = 0.0
+    rng: random.Random = dataclasses.field(default_factory=random.Random)
+
+    def admit(self, now: float) -> bool:
+        """Whether the request answered at ``now`` is captured."""
+        if self.sample_rate <= 0:
+            return False
+        burst = max(1.0, self.max_per_s)
+        if self.tokens < 0:
+            self.tokens = burst
+        else:
+            self.tokens = min(burst, self.tokens + (now - self.updated) * self.max_per_s)
+        self.updated = now
+        if self.sample_rate < 1 and self.rng.random() >= self.sample_rate:
+            return False
+        if self.tokens < 1:
+            return False
+        self.tokens -= 1
+        return True
+
+
+def input_frame(model_input: Any) -> Any:
+    """The model input as a DataFrame of named columns, or None when it is not a table.
+
+    A DataFrame stays as it is; a 1-D or 2-D array or tensor becomes columns ``x0``, ``x1``, ... (as the
+    reference data does, so the two compare); wider or deeper tensors are not captured as inputs.
+
+    Example:
+        >>> input_frame(np.array([[1.0, 2.0]])).columns.tolist()
+        ['x0', 'x1']
+    """
+    import numpy as np
+    import pandas as pd
+
+    if isinstance(model_input, pd.DataFrame):
+        return model_input
+    if hasattr(model_input, "detach"):  # a torch tensor
+        model_input = model_input.detach().cpu().numpy()
+    array = np.asarray(model_input) if isinstance(model_input, (list, np.ndarray)) else None
+    if array is None or array.ndim == 0 or array.ndim > 2:
+        return None
+    if array.ndim == 1:
+        array = array.reshape(-1, 1)
+    if array.shape[1] > MAX_CAPTURED_COLUMNS:
+        return None
+    return pd.DataFrame(array, columns=[f"x{i}" for i in range(array.shape[1])])
+
+
+def output_array(output: Any) -> Any:
+    """Model output as a numpy array (one entry or row per input row), or None when it is not array-like."""
+    import numpy as np
+
+    if hasattr(output, "detach"):
+        output = output.detach().cpu().numpy()
+    if hasattr(output, "to_numpy"):
+        output = output.to_numpy()
+    try:
+        array = np.asarray(output)
+    except Exception:  # outputs of odd shapes are not captured; the request is unaffected
+        return None
+    return array if array.ndim in (1, 2) else None
 
 
 class Capture:
@@ -33,19 +121,42 @@ class Capture:
         self.flush_s = flush_s
         self.max_pending = max_pending
         self.dropped = 0
+        self.spec = CaptureSpec()
+        self.salt = ""
+        self.sampler = CaptureSampler(self.spec.sample_rate, self.spec.max_per_s)
         self._pending: list[Sample] = []
         self._flusher: asyncio.Task[None] | None = None
 
-    def record(self, sample: Sample) -> None:
-        """Queue one sample; never blocks and never raises into the request."""
+    def configure(self, spec: CaptureSpec, salt: str) -> None:
+        """Apply the deployment's capture settings (from its ``user_config``)."""
+        self.spec, self.salt = spec, salt
+        self.sampler = CaptureSampler(spec.sample_rate, spec.max_per_s)
+
+    def record(self, sample: Sample, inputs: Any = None, outputs: Any = None) -> None:
+        """Queue one sample, with the request's inputs and outputs when it is captured; never raises."""
         if self.monitor is None:
             return
         if len(self._pending) >= self.max_pending:
             self.dropped += 1
             return
+        if inputs is not None and self.spec.enabled and self.sampler.admit(sample.t):
+            try:
+                sample = self._with_payload(sample, inputs, outputs)
+            except Exception:  # capture must never fail a prediction
+                log.warning("%s: could not capture a request", self.name, exc_info=True)
         self._pending.append(sample)
         if self._flusher is None or self._flusher.done():
             self._flusher = asyncio.get_running_loop().create_task(self._flush_soon())
+
+    def _with_payload(self, sample: Sample, inputs: Any, outputs: Any) -> Sample:
+        frame = input_frame(inputs)
+        if frame is None:
+            return sample
+        if self.spec.exclude or self.spec.hash:
+            from ray_deploy.capture_store import drop_columns, pseudonymize
+
+            frame = pseudonymize(drop_columns(frame, self.spec.exclude), self.spec.hash, self.salt)
+        return dataclasses.replace(sample, inputs=frame, outputs=output_array(outputs))
 
     async def _flush_soon(self) -> None:
         await asyncio.sleep(self.flush_s)

@@ -15,17 +15,19 @@ from __future__ import annotations
 
 import asyncio
 import time
+from dataclasses import dataclass
 from typing import Any
 
 from starlette.requests import Request
 from starlette.responses import Response
 
 from ray_deploy import serve_api
-from ray_deploy.config import DeployOptions
+from ray_deploy.config import CaptureSpec, DeployOptions
 from ray_deploy.dataplane import openapi, v2
 from ray_deploy.dataplane.capture import Capture
 from ray_deploy.dataplane.guard import Guard
 from ray_deploy.dataplane.http import error_response, internal_error, json_response, read_body, read_json
+from ray_deploy.dataplane.metrics import RequestMetrics
 from ray_deploy.dataplane.outputs import output_tensors, to_jsonable
 from ray_deploy.dataplane.predictor import Predictor
 from ray_deploy.dataplane.routes import MODEL_ROUTES, Route, match
@@ -35,6 +37,26 @@ from ray_deploy.errors import BadRequest, NotReady, RayDeployError
 from ray_deploy.status import Sample
 
 _DATA_ACTIONS = frozenset({"infer", "predict"})
+
+
+@dataclass(frozen=True)
+class _Served:
+    """What a data action answered, for capture: rows, version, request id, model input and output."""
+
+    rows: int = 0
+    version: str | None = None
+    request_id: str = ""
+    inputs: Any = None
+    outputs: Any = None
+
+
+_NOTHING_SERVED = _Served()
+
+
+def _rejected_field(exc: RayDeployError) -> str | None:
+    """The input field a 422 names, for the data-quality counters."""
+    field = exc.details.get("field") if exc.http_status == 422 else None
+    return None if field is None else str(field)
 
 
 class ModelServer:
@@ -52,30 +74,32 @@ class ModelServer:
         self._predictor = Predictor(name)
         self._guard = Guard()
         self._capture = Capture(name, monitor)
+        self._metrics = RequestMetrics(name)
 
     async def reconfigure(self, config: dict[str, Any]) -> None:
         """Load the configured version (if new) and apply options; the old model serves until then."""
         await self._pool.serve(str(config["version"]), str(config.get("kind", "pyfunc")))
         is_torch = self._pool.current is not None and self._pool.current.model.flavor == "torch"
         self._predictor.configure(DeployOptions(**config.get("options", {})), is_torch)
+        self._capture.configure(CaptureSpec(**config.get("capture", {})), str(config.get("salt", "")))
 
     # ---- the envelope ---------------------------------------------------------------------
 
     async def __call__(self, request: Request) -> Response:
-        start, rows = time.perf_counter(), 0
+        start, served = time.perf_counter(), _NOTHING_SERVED
         route: Route | None = None
+        rejected: str | None = None
         try:
             relative = request.url.path[len(request.scope.get("root_path", "")) :]
             route = match(MODEL_ROUTES, request.method, relative)
             self._guard.admit(route, request.headers)
-            response, rows = await getattr(self, f"_{route.action}")(request, route.params.get("version"))
+            response, served = await getattr(self, f"_{route.action}")(request, route.params.get("version"))
         except RayDeployError as exc:
-            response = error_response(exc)
+            response, rejected = error_response(exc), _rejected_field(exc)
         except Exception:  # a bug of ours: a safe 500, the traceback in the replica log
             response = error_response(internal_error(serve_api.request_id()))
         if route is not None and route.action in _DATA_ACTIONS:
-            latency_ms = (time.perf_counter() - start) * 1000
-            self._capture.record(Sample(time.time(), latency_ms, response.status_code, rows))
+            self._record(start, response.status_code, served, rejected)
         return response
 
     async def predict(self, data: Any, version: str | None = None) -> Any:
@@ -85,19 +109,28 @@ class ModelServer:
             >>> serve.get_app_handle("iris").predict.remote(X[:2]).result()
             array([0, 0])
         """
-        start, rows, status = time.perf_counter(), 0, 500
+        start, served, status, rejected = time.perf_counter(), _NOTHING_SERVED, 500, None
         try:
             loaded = await self._pool.get(version)
             model_input = (loaded.schema or InputSchema()).from_python(data)
-            rows = len(model_input)
-            output = await self._predictor.run(loaded, model_input, serve_api.request_id(), self._is_current(loaded))
-            status = 200
+            request_id = serve_api.request_id()
+            output = await self._predictor.run(loaded, model_input, request_id, self._is_current(loaded))
+            status, served = 200, _Served(len(model_input), loaded.version, request_id, model_input, output)
             return output
         except RayDeployError as exc:
-            status = exc.http_status
+            status, rejected = exc.http_status, _rejected_field(exc)
             raise
         finally:
-            self._capture.record(Sample(time.time(), (time.perf_counter() - start) * 1000, status, rows))
+            self._record(start, status, served, rejected)
+
+    def _record(self, start: float, status: int, served: _Served, rejected: str | None) -> None:
+        latency_ms = (time.perf_counter() - start) * 1000
+        sample = Sample(
+            time.time(), latency_ms, status, served.rows, served.request_id, served.version, rejected_field=rejected
+        )
+        self._capture.record(sample, served.inputs, served.outputs)
+        current = self._pool.current.version if self._pool.current is not None else None
+        self._metrics.observe(status, latency_ms, served.version or current, served.rows)
 
     async def ready(self) -> dict[str, Any]:
         """Handle method: the version this replica serves (``deploy`` waits until it is the new one)."""
@@ -106,7 +139,7 @@ class ModelServer:
 
     # ---- the actions (one per route of the table) ---------------------------------------------
 
-    async def _metadata(self, request: Request, version: str | None) -> tuple[Response, int]:
+    async def _metadata(self, request: Request, version: str | None) -> tuple[Response, _Served]:
         loaded = await self._pool.get(version)
         return json_response(
             {
@@ -117,44 +150,53 @@ class ModelServer:
                 "inputs": loaded.schema.describe() if loaded.schema else [],
                 "outputs": loaded.outputs,
             }
-        ), 0
+        ), _NOTHING_SERVED
 
-    async def _ready(self, request: Request, version: str | None) -> tuple[Response, int]:
+    async def _ready(self, request: Request, version: str | None) -> tuple[Response, _Served]:
         loaded = await self._pool.get(version)
-        return json_response({"name": self.name, "version": loaded.version, "ready": True}), 0
+        return json_response({"name": self.name, "version": loaded.version, "ready": True}), _NOTHING_SERVED
 
-    async def _stats(self, request: Request, version: str | None) -> tuple[Response, int]:
+    async def _stats(self, request: Request, version: str | None) -> tuple[Response, _Served]:
         if self._monitor is None:
             raise NotReady("this deployment has no monitor")
-        return json_response(await self._monitor.status.remote()), 0
+        return json_response(await self._monitor.status.remote()), _NOTHING_SERVED
 
-    async def _explain(self, request: Request, version: str | None) -> tuple[Response, int]:
+    async def _explain(self, request: Request, version: str | None) -> tuple[Response, _Served]:
         if self._explainer is None:
             raise NotReady("this deployment has no explainer")
         body = await read_json(request, self._max_bytes)
         timeout_s = self._predictor.options.explain_timeout_s
-        from ray.exceptions import RayTaskError
+        answer = await _remote(
+            self._explainer.explain_request.remote(body, version),
+            timeout_s,
+            f"the explanation did not finish within explain_timeout_s={timeout_s:g}; send fewer rows, "
+            "or redeploy with a larger explain_timeout_s",
+        )
+        return json_response(answer), _NOTHING_SERVED
 
-        try:
-            answer = await asyncio.wait_for(self._explainer.explain_request.remote(body, version), timeout_s)
-        except asyncio.TimeoutError:
-            raise NotReady(
-                f"the explanation did not finish within explain_timeout_s={timeout_s:g}; send fewer rows, "
-                "or redeploy with a larger explain_timeout_s"
-            ) from None
-        except RayTaskError as exc:  # the explainer's own 4xx travels back as its cause
-            cause = getattr(exc, "cause", None)
-            if isinstance(cause, RayDeployError):
-                raise cause from None
-            raise
-        return json_response(answer), 0
+    async def _feedback(self, request: Request, version: str | None) -> tuple[Response, _Served]:
+        if self._monitor is None:
+            raise NotReady("this deployment has no monitor")
+        body = await read_json(request, self._max_bytes)
+        if not isinstance(body, dict) or not isinstance(body.get("request_ids"), list):
+            raise BadRequest(
+                'the body must be {"request_ids": ["<id>", ...], "labels": [<label>, ...]} (equal lengths; '
+                "the ids are the request_id of predict answers or the id of V2 infer answers)"
+            )
+        answer = await _remote(
+            self._monitor.feedback.remote(body["request_ids"], body.get("labels")),
+            self._predictor.options.request_timeout_s,
+            "the monitor did not take the labels in time; send them again (a label sent twice is kept once)",
+        )
+        return json_response(answer), _NOTHING_SERVED
 
-    async def _openapi(self, request: Request, version: str | None) -> tuple[Response, int]:
+    async def _openapi(self, request: Request, version: str | None) -> tuple[Response, _Served]:
         loaded = await self._pool.get(None)
         known = await asyncio.to_thread(versions, self.name)
-        return json_response(openapi.model_document(self.name, loaded.schema, loaded.outputs, loaded.version, known)), 0
+        document = openapi.model_document(self.name, loaded.schema, loaded.outputs, loaded.version, known)
+        return json_response(document), _NOTHING_SERVED
 
-    async def _infer(self, request: Request, version: str | None) -> tuple[Response, int]:
+    async def _infer(self, request: Request, version: str | None) -> tuple[Response, _Served]:
         body = await read_body(request, self._max_bytes)
         infer = v2.decode_request(body, request.headers.get("inference-header-content-length"))
         loaded = await self._pool.get(version)
@@ -166,9 +208,10 @@ class ModelServer:
         payload, headers = v2.encode_response(
             self.name, loaded.version, infer.id or request_id, output_tensors(output), infer
         )
-        return Response(payload, headers=headers), len(model_input)
+        served = _Served(len(model_input), loaded.version, infer.id or request_id, model_input, output)
+        return Response(payload, headers=headers), served
 
-    async def _predict(self, request: Request, version: str | None) -> tuple[Response, int]:
+    async def _predict(self, request: Request, version: str | None) -> tuple[Response, _Served]:
         body = await read_json(request, self._max_bytes)
         if not isinstance(body, dict):
             raise BadRequest(f"the request body must be a JSON object, got {type(body).__name__}")
@@ -186,7 +229,7 @@ class ModelServer:
         request_id = serve_api.request_id()
         output = await self._predictor.run(loaded, model_input, request_id, self._is_current(loaded))
         payload = {"predictions": to_jsonable(output), "model_version": loaded.version, "request_id": request_id}
-        return json_response(payload), len(model_input)
+        return json_response(payload), _Served(len(model_input), loaded.version, request_id, model_input, output)
 
     @property
     def _max_bytes(self) -> int:
@@ -194,3 +237,18 @@ class ModelServer:
 
     def _is_current(self, loaded: Loaded) -> bool:
         return loaded is self._pool.current
+
+
+async def _remote(ref: Any, timeout_s: float, timeout_message: str) -> Any:
+    """Await a call to another deployment; its own 4xx errors travel back as they are, a timeout is a 503."""
+    from ray.exceptions import RayTaskError
+
+    try:
+        return await asyncio.wait_for(ref, timeout_s)
+    except asyncio.TimeoutError:
+        raise NotReady(timeout_message) from None
+    except RayTaskError as exc:
+        cause = getattr(exc, "cause", None)
+        if isinstance(cause, RayDeployError):
+            raise cause from None
+        raise

@@ -1,11 +1,14 @@
-"""``Monitor``: one per deployment; keeps its traffic window and history and builds its status document.
+"""``Monitor``: one per deployment; keeps its traffic, its monitoring state, and builds its status document.
 
-Replicas hand it samples without waiting (:mod:`ray_deploy.dataplane.capture`). A status read asks Serve
-about this deployment's application only, and reads the registry's aliases (repairing a ``champion`` alias
-that an interrupted deploy left behind), so what the document says serves is what Serve serves.
+Replicas hand it samples without waiting (:mod:`ray_deploy.dataplane.capture`). Traffic numbers are counted
+at once; captured rows, drift windows and labels are handled by a :class:`ModelWatch` in a worker thread,
+so neither the request path nor a status read waits for Parquet writes or drift math. The version, its
+reference data (from the registry, so it survives a Monitor restart) and the capture and drift settings
+arrive as Serve ``user_config``. A status read asks Serve about this deployment's application only, and reads
+the registry's aliases (repairing a ``champion`` alias that an interrupted deploy left behind).
 
 Example:
-    >>> monitor = Monitor("iris", "http://127.0.0.1:8000")
+    >>> monitor = Monitor("iris", "http://127.0.0.1:8000", capture_uri="/tmp/captures")
     >>> monitor.record([Sample(t=time.time(), latency_ms=3.0, status=200, rows=1)])
     >>> (await monitor.status())["traffic"]["requests"]
     1
@@ -14,20 +17,34 @@ Example:
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 from typing import Any
 
 from ray_deploy import serve_api
+from ray_deploy.config import CaptureSpec, DriftSpec
+from ray_deploy.dataplane.capture import FLUSH_S
 from ray_deploy.dataplane.served_model import converge_champion
 from ray_deploy.status import Sample, TrafficHistory, TrafficWindow, status_document
 
+log = logging.getLogger("ray.serve")
+
 _ALIASES_TTL_S = 5.0
+_DELIVERY_S = 0.3  # time for a replica's batch to reach the Monitor
+_TICK_S = 1.0
+_EXPIRE_EVERY_S = 3600.0
+MAX_QUEUED = 200_000
 
 
 class Monitor:
     """Collects request samples of one deployment and produces its status document."""
 
-    def __init__(self, name: str, endpoint: str, dashboard_url: str = "", mlflow_uri: str = "") -> None:
+    def __init__(
+        self, name: str, endpoint: str, dashboard_url: str = "", mlflow_uri: str = "", capture_uri: str = ""
+    ) -> None:
+        from ray_deploy.capture_store import CaptureStore
+        from ray_deploy.dataplane.watch import ModelWatch
+
         self.name = name
         self.endpoint = endpoint
         self.dashboard_url = dashboard_url
@@ -35,6 +52,15 @@ class Monitor:
         self.window = TrafficWindow()
         self.history = TrafficHistory()
         self.dropped = 0
+        self.capture = CaptureSpec()
+        self.watch = ModelWatch(name, CaptureStore(capture_uri, name)) if capture_uri else None
+        self._queue: list[Sample] = []
+        self._worker: asyncio.Task[None] | None = None
+        self._flushing: asyncio.Lock | None = None
+        self._configured: tuple[str, str] | None = None
+        self._expired_at = 0.0
+        self._subscribers: dict[str, Any] = {}
+        self._metrics: Any = None
         self._aliases: tuple[float, str | None, dict[str, str]] = (0.0, None, {})
         if mlflow_uri:
             import mlflow
@@ -42,11 +68,142 @@ class Monitor:
             mlflow.set_tracking_uri(mlflow_uri)
             mlflow.set_registry_uri(mlflow_uri)
 
+    async def reconfigure(self, config: dict[str, Any]) -> None:
+        """Watch the configured version against its reference, with the deployment's capture and drift settings."""
+        self.capture = CaptureSpec(**config.get("capture", {}))
+        drift = DriftSpec(**config.get("drift", {}))
+        version = str(config["version"])
+        key = (version, drift.model_dump_json())
+        if self.watch is None or key == self._configured:
+            return
+        from ray_deploy.reference import load_reference
+
+        reference = await asyncio.to_thread(load_reference, self.name, version)
+        await asyncio.to_thread(self.watch.configure, version, drift, reference, time.time())
+        self._configured = key
+        self._ensure_worker()
+
+    # ---- samples in --------------------------------------------------------------------------------
+
     def record(self, samples: list[Sample], dropped: int = 0) -> None:
         """Take samples from a replica (fire-and-forget from the request path)."""
         self.window.add(samples)
         self.history.add(samples)
         self.dropped += dropped
+        if self.watch is None:
+            return
+        room = MAX_QUEUED - len(self._queue)
+        if room < len(samples):
+            self.dropped += len(samples) - max(room, 0)
+            samples = samples[: max(room, 0)]
+        self._queue.extend(samples)
+        self._ensure_worker()
+
+    def _ensure_worker(self) -> None:
+        if self.watch is not None and (self._worker is None or self._worker.done()):
+            self._worker = asyncio.get_running_loop().create_task(self._work())
+
+    async def _work(self) -> None:
+        """Hand queued samples to the watch in a thread, close windows on time, expire old captures."""
+        while True:
+            try:
+                await self.flush()
+            except Exception:  # monitoring must go on: log and keep the loop alive
+                log.exception("%s: monitoring could not process a batch", self.name)
+            await asyncio.sleep(_TICK_S)
+
+    async def settle(self) -> None:
+        """Wait until what replicas answered before this call has arrived, then process it.
+
+        Replicas ship their samples every ``capture.FLUSH_S``; waiting a little longer means a request answered
+        before ``feedback``, ``erase``, ``captured()`` or a drift report is part of it.
+        """
+        await asyncio.sleep(FLUSH_S + _DELIVERY_S)
+        await self.flush()
+
+    async def flush(self) -> None:
+        """Process every queued sample now (one flush at a time, so a caller sees everything queued before it)."""
+        if self._flushing is None:
+            self._flushing = asyncio.Lock()
+        async with self._flushing:
+            await self._process()
+
+    async def _process(self) -> None:
+        assert self.watch is not None
+        batch, self._queue = self._queue, []
+        now = time.time()
+        events = await asyncio.to_thread(self.watch.ingest, batch, now) if batch else []
+        events += await asyncio.to_thread(self.watch.tick, now)
+        if now - self._expired_at >= _EXPIRE_EVERY_S:
+            self._expired_at = now
+            await asyncio.to_thread(self.watch.expire, now, self.capture.retention_days)
+        if events or batch:
+            self._export_metrics(now)
+        for event in events:
+            self._notify(event)
+
+    # ---- labels, erasure, reports, alarms ---------------------------------------------------------------
+
+    async def feedback(self, request_ids: list[Any], labels: Any) -> dict[str, Any]:
+        """Join delayed labels to captured predictions by request id (``POST .../feedback``)."""
+        watch = self._require_watch()
+        await self.settle()
+        answer = await asyncio.to_thread(watch.feedback, request_ids, labels, time.time())
+        self._export_metrics(time.time())
+        return answer
+
+    async def erase(self, request_ids: list[str]) -> int:
+        """Delete every captured row and label of these requests; returns rows removed."""
+        watch = self._require_watch()
+        await self.settle()
+        return await asyncio.to_thread(watch.erase, [str(i) for i in request_ids])
+
+    async def drift_report(self, window_rows: int | None = None) -> dict[str, Any]:
+        """The drift report document (section and histograms) of the last window or the last ``window_rows``."""
+        watch = self._require_watch()
+        await self.settle()
+        return await asyncio.to_thread(watch.report, window_rows, time.time())
+
+    def alarms(self, since_seq: int = 0) -> list[dict[str, Any]]:
+        """Alarm level changes after ``since_seq`` (what ``Deployment.on_drift`` polls)."""
+        return [] if self.watch is None else self.watch.alarms(since_seq)
+
+    def subscribe(self, key: str, actor_name: str, namespace: str | None = None) -> None:
+        """Call ``on_drift.remote(event)`` of the named actor on every alarm level change (e.g. a retrain policy)."""
+        self._subscribers[key] = (actor_name, namespace)
+
+    def unsubscribe(self, key: str) -> None:
+        """Stop notifying the subscriber ``key``."""
+        self._subscribers.pop(key, None)
+
+    def _notify(self, event: dict[str, Any]) -> None:
+        import ray
+
+        for key, (actor_name, namespace) in list(self._subscribers.items()):
+            try:
+                ray.get_actor(actor_name, namespace=namespace).on_drift.remote({**event, "deployment": self.name})
+            except Exception:  # a gone subscriber must not stop monitoring
+                log.warning("%s: drift subscriber %s (%s) did not take the event", self.name, key, actor_name)
+
+    def _require_watch(self) -> Any:
+        if self.watch is None:
+            from ray_deploy.errors import NotReady
+
+            raise NotReady(f"{self.name!r} has no capture store; set RAY_DEPLOY_CAPTURE_URI and redeploy")
+        return self.watch
+
+    def _export_metrics(self, now: float) -> None:
+        if self.watch is None:
+            return
+        if self._metrics is None:
+            from ray_deploy.dataplane.metrics import MonitorMetrics
+
+            self._metrics = MonitorMetrics(self.name)
+        self._metrics.drift(self.watch.drift_section())
+        self._metrics.quality(self.watch.quality_section())
+        self._metrics.performance(self.watch.performance_section(now))
+
+    # ---- the status document ------------------------------------------------------------------------------
 
     def traffic(self) -> dict[str, Any]:
         """QPS, latency percentiles and error counts right now."""
@@ -66,6 +223,10 @@ class Monitor:
             self.name, app, self.traffic(), self.endpoint, now, self.dashboard_url, self.mlflow_uri, aliases
         )
         doc["history"] = self.history.points(now)
+        if self.watch is not None and self.capture.enabled:
+            doc["drift"] = self.watch.drift_section()
+            doc["quality"] = self.watch.quality_section()
+            doc["performance"] = self.watch.performance_section(now)
         return doc
 
     async def _registry_aliases(self, serving: str | None, now: float) -> dict[str, str]:

@@ -49,6 +49,7 @@ _MODEL_OK = {
     "stats": "StatusDocument",
     "openapi": "OpenAPIDocument",
     "explain": "Explanation",
+    "feedback": "FeedbackResponse",
 }
 _SERVER_OK = {
     "server_metadata": "ServerMetadata",
@@ -57,7 +58,7 @@ _SERVER_OK = {
     "models": "ModelList",
     "openapi": "OpenAPIDocument",
 }
-_BODIES = {"v2": "InferRequest", "predict": "PredictRequest"}
+_BODIES = {"v2": "InferRequest", "predict": "PredictRequest", "feedback": "FeedbackRequest"}
 
 
 def model_document(
@@ -85,10 +86,25 @@ def model_document(
         "ModelReady": _object({"name": _STRING, "version": _STRING, "ready": {"type": "boolean"}}, ["ready"]),
         "StatusDocument": {**_ANY_OBJECT, "description": "The deployment's status document (its Monitor)"},
         "Explanation": _explanation(),
+        "FeedbackRequest": _object(
+            {
+                "request_ids": {"type": "array", "items": _STRING, "minItems": 1},
+                "labels": {
+                    "type": "array",
+                    "items": {},
+                    "description": "One label per request id: a value, or a list with one value per row",
+                },
+            },
+            ["request_ids", "labels"],
+        ),
+        "FeedbackResponse": _object(
+            {"joined": {"type": "integer"}, "unknown_ids": {"type": "array", "items": _STRING}},
+            ["joined", "unknown_ids"],
+        ),
     }
     description = (
         f"Model {name!r} served by ray-deploy under the Open Inference Protocol V2 (with its binary tensor data "
-        'extension) plus the predict, stats and openapi extensions. Errors are JSON {"error": ...}.'
+        'extension) plus the predict, explain, feedback, stats and openapi extensions. Errors are JSON {"error": ...}.'
     )
     document = _document(f"ray-deploy model {name}", version, description, f"{MODEL_PREFIX}{name}", schemas)
     document["paths"] = _paths(MODEL_ROUTES, _MODEL_OK, _versions(version, versions))

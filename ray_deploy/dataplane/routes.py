@@ -67,6 +67,13 @@ MODEL_ROUTES: tuple[RouteSpec, ...] = _with_versions(
     RouteSpec(
         "POST", "/explain", "explain", "SHAP values of the given rows (instances or dataframe_split)", body="predict"
     ),
+    RouteSpec(
+        "POST",
+        "/feedback",
+        "feedback",
+        "Delayed ground-truth labels for captured predictions, by request id",
+        body="feedback",
+    ),
     RouteSpec("GET", "/stats", "stats", "The deployment's status document (from its Monitor)"),
     RouteSpec("GET", "/openapi.json", "openapi", "This deployment's OpenAPI 3 document"),
 )

@@ -14,7 +14,12 @@ NOTEBOOKS = sorted((Path(__file__).resolve().parents[2] / "notebooks").glob("*.i
 
 
 def test_there_are_tutorials() -> None:
-    assert [p.name for p in NOTEBOOKS] == ["01_quickstart.ipynb", "02_pytorch.ipynb", "05_explain_and_fairness.ipynb"]
+    assert [p.name for p in NOTEBOOKS] == [
+        "01_quickstart.ipynb",
+        "02_pytorch.ipynb",
+        "03_monitoring.ipynb",
+        "05_explain_and_fairness.ipynb",
+    ]
 
 
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.stem)
@@ -26,4 +31,6 @@ def test_notebook_runs_top_to_bottom(path: Path, cluster: ray_deploy.ClusterInfo
     outputs = [o for cell in notebook.cells if cell.cell_type == "code" for o in cell.outputs]
     assert not [o for o in outputs if o.output_type == "error"]
     # every tutorial cleans up after itself
-    assert {"quickstart", "digits", "explained"}.isdisjoint(d["name"] for d in ray_deploy.list_deployments())
+    assert {"quickstart", "digits", "monitored-cancer", "explained"}.isdisjoint(
+        d["name"] for d in ray_deploy.list_deployments()
+    )

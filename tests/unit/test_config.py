@@ -87,6 +87,8 @@ _ENV_VARIABLES = (
     "RAY_DEPLOY_DASHBOARD_PORT",
     "RAY_DEPLOY_NUM_CPUS",
     "RAY_DEPLOY_AUTOSCALER",
+    "RAY_DEPLOY_CAPTURE_URI",
+    "RAY_DEPLOY_METRICS_PORT",
 )
 
 
@@ -105,6 +107,8 @@ def test_settings_to_env_is_the_inverse_of_from_env(
             dashboard_port=8299,
             num_cpus=3,
             autoscaler=True,
+            capture_uri="s3://bucket/captures",
+            metrics_port=9191,
         )
         assert all(getattr(settings, f) != d for f, d in Settings.from_env().model_dump().items() if f != "home")
     else:

@@ -10,7 +10,8 @@ import ray_deploy
 PACKAGE = Path(ray_deploy.__file__).parent
 REPO = PACKAGE.parent
 # What replica code may import from ray_deploy: the errors, config, documents, the Ray adapter,
-# the pure decision and compute modules (status, explain, explanation), and itself.
+# the pure decision and compute modules (status, explain, explanation, drift, alarms, performance), the capture
+# store, the reference data loader, and itself.
 DATAPLANE_MAY_IMPORT = {
     "ray_deploy.errors",
     "ray_deploy.config",
@@ -19,6 +20,11 @@ DATAPLANE_MAY_IMPORT = {
     "ray_deploy.status",
     "ray_deploy.explain",
     "ray_deploy.explanation",
+    "ray_deploy.drift",
+    "ray_deploy.alarms",
+    "ray_deploy.performance",
+    "ray_deploy.capture_store",
+    "ray_deploy.reference",
 }
 
 

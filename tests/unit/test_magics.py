@@ -6,16 +6,17 @@ No cluster: every case here fails before ray_deploy would connect (the unit conf
 from __future__ import annotations
 
 from collections.abc import Iterator
+from typing import Any
 
 import pytest
 from IPython.core.interactiveshell import InteractiveShell
 
 from jupyter_ext.deploy_spec import parse_spec
-from ray_deploy import ConfigError
+from ray_deploy import ConfigError, ModelNotFound
 from ray_deploy.deployment import Deployment
 from tests.unit.models import add_one
 
-MAGICS = ("deploy", "predict", "deployments", "undeploy", "scale", "ray")
+MAGICS = ("deploy", "predict", "deployments", "undeploy", "scale", "ray", "drift")
 
 
 @pytest.fixture()
@@ -60,6 +61,7 @@ def test_every_magic_is_registered_in_line_form_and_deploy_as_cell_magic(shell: 
         ("undeploy", ["name", "MLflow"]),
         ("scale", ["--min", "--max"]),
         ("ray", ["address", "dashboard"]),
+        ("drift", ["name", "--window", "-o", "DriftReport", "histograms"]),
     ],
 )
 def test_question_mark_prints_full_help(
@@ -89,6 +91,11 @@ def test_question_mark_prints_full_help(
         ("%scale iris --min two", "argument --min: invalid int value: 'two'"),
         ("%deployments extra", "unrecognized arguments: extra"),
         ("%ray a b", "unrecognized arguments: b"),
+        ("%drift", "the following arguments are required: name"),
+        ("%drift iris --window two", "argument --window: invalid int value: 'two'"),
+        ("%drift iris --window", "argument --window: expected one argument"),
+        ("%drift iris -o 1st", "-o '1st': give a Python variable name"),
+        ("%drift iris extra", "unrecognized arguments: extra"),
         ("%%deploy\nmodel: clf\n", "the following arguments are required: name"),
         ("%deploy nothere --name iris", "no variable named 'nothere' in the notebook for the model; define it first"),
         ("%deploy clf --name iris --sample X[:5]", "the sample input 'X[:5]': name 'X' is not defined"),
@@ -212,3 +219,57 @@ def test_extension_shows_deployments_with_the_card_formatter(shell: InteractiveS
         formatter.lookup(Deployment("iris"))
     shell.run_line_magic("load_ext", "jupyter_ext")
     assert formatter.lookup(Deployment("iris")) is printer
+
+
+class _FakeDeployment:
+    """What ``ray_deploy.get`` returns, for the %drift cases that need no cluster: a report, or an error."""
+
+    def __init__(self, name: str, error: Exception | None = None) -> None:
+        self.name, self.error, self.windows = name, error, []
+
+    def drift_report(self, window: int | None = None) -> Any:
+        from tests.unit.test_drift_panel import HISTOGRAMS, DriftReport, section
+
+        self.windows.append(window)
+        if self.error is not None:
+            raise self.error
+        return DriftReport.from_document({"section": section(), "histograms": HISTOGRAMS})
+
+
+def test_drift_shows_the_panel_and_stores_the_report(
+    shell: InteractiveShell, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import ray_deploy
+
+    got: list[_FakeDeployment] = []
+    monkeypatch.setattr(ray_deploy, "get", lambda name: got.append(_FakeDeployment(name)) or got[-1])
+    shown: list[Any] = []
+    monkeypatch.setattr("IPython.display.display", lambda obj, **_: shown.append(obj))
+    _, err = run(shell, capsys, "%drift iris --window 3 -o rep")
+    assert err == ""
+    assert [(d.name, d.windows) for d in got] == [("iris", [3])]
+    report = shell.user_ns["rep"]
+    assert list(report.drifted_features) == ["petal_length"]
+    (page,) = shown  # no kernel here: the static HTML fallback
+    assert "drift warning" in page.data and "ray-deploy-drift-table" in page.data
+    run(shell, capsys, "%drift iris")
+    assert got[-1].windows == [None]
+
+
+def test_drift_errors_print_one_line(
+    shell: InteractiveShell, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import ray_deploy
+
+    error = ConfigError("window 9 does not exist: 3 windows have closed (0..2)")
+    monkeypatch.setattr(ray_deploy, "get", lambda name: _FakeDeployment(name, error))
+    _, err = run(shell, capsys, "%drift iris --window 9 -o rep")
+    assert one_line(err) == "ConfigError: window 9 does not exist: 3 windows have closed (0..2)"
+    assert "rep" not in shell.user_ns
+
+    def missing(name: str) -> Any:
+        raise ModelNotFound(f"no deployment named {name!r}; deployed: ['fraud']")
+
+    monkeypatch.setattr(ray_deploy, "get", missing)
+    _, err = run(shell, capsys, "%drift churn")
+    assert one_line(err) == "ModelNotFound: no deployment named 'churn'; deployed: ['fraud']"

@@ -304,3 +304,76 @@ def test_delete_asks_for_confirmation_and_cancel_hides_it(cards: list[Deployment
         assert row.action is None
     finally:
         table.close()
+
+
+def monitored_doc(**changes: Any) -> dict[str, Any]:
+    """The status document with drift and performance sections (a drifted feature, classification metrics)."""
+    drift = {
+        "state": "warning",
+        "message": "petal_length drifted in 2 of the last 3 windows",
+        "version": "3",
+        "reference_rows": 150,
+        "window_rows": 40,
+        "windows": 3,
+        "last_window_end": 1000.0,
+        "drifted": True,
+        "drifted_features": ["petal_length"],
+        "auc": 0.64,
+        "features": [],
+        "trend": [],
+        "last_alarm": None,
+    }
+    performance = {
+        "task": "classification",
+        "labelled": 120,
+        "window_s": 3600.0,
+        "metrics": {"accuracy": 0.925, "precision": 0.93, "recall": 0.92, "f1": 0.924, "auc": None},
+        "by_version": {},
+        "unknown_ids": 0,
+    }
+    return status_doc(**{"drift": drift, "performance": performance, "quality": None, **changes})
+
+
+def test_card_shows_the_drift_badge_and_the_model_metric(cards: list[DeploymentCard]) -> None:
+    card = make_card(cards, doc=monitored_doc(), start=False)
+    line = card.monitor.value
+    assert card.monitor.layout.display == "flex"
+    assert "data-state='warning'" in line and ">drift warning<" in line
+    assert "title='drifted: petal_length; petal_length drifted in 2 of the last 3 windows'" in line
+    assert "drifted: petal_length" in line
+    assert "accuracy 0.925 (120 labelled)" in line
+    bundle = card._repr_mimebundle_()
+    assert ">drift warning<" in bundle["text/html"] and "accuracy 0.925 (120 labelled)" in bundle["text/html"]
+    text = bundle["text/plain"].splitlines()
+    assert "  drift: warning (petal_length)" in text and "  model: accuracy 0.925 (120 labelled)" in text
+
+
+def test_card_metric_follows_the_task(cards: list[DeploymentCard]) -> None:
+    doc = monitored_doc()
+    doc["performance"]["metrics"]["accuracy"] = None  # e.g. not computed: F1 instead
+    card = make_card(cards, doc=doc, start=False)
+    assert "f1 0.924 (120 labelled)" in card.monitor.value
+    regression = {**doc["performance"], "task": "regression", "labelled": 7, "metrics": {"mae": 0.5, "rmse": 0.75}}
+    card.update(monitored_doc(performance=regression, drift=None))
+    assert "rmse 0.75 (7 labelled)" in card.monitor.value and "drift" not in card.monitor.value
+    unknown = {**regression, "task": None, "metrics": {}}
+    card.update(monitored_doc(performance=unknown))
+    assert "labelled" not in card.monitor.value and ">drift warning<" in card.monitor.value
+
+
+def test_card_without_monitoring_sections_has_no_monitor_line(cards: list[DeploymentCard]) -> None:
+    card = make_card(cards, doc=monitored_doc(), start=False)
+    card.update(status_doc())  # no drift, quality or performance: e.g. capture is off
+    assert card.monitor.value == "" and card.monitor.layout.display == "none"
+    snapshot = card.snapshot_html()
+    assert "ray-deploy-monitor" not in snapshot and "drift" not in snapshot
+    assert "drift:" not in snapshot_text(status_doc()) and "model:" not in snapshot_text(status_doc())
+
+
+def test_drift_states_without_a_verdict_show_their_badge(cards: list[DeploymentCard]) -> None:
+    waiting = {**monitored_doc()["drift"], "state": "no_reference", "drifted": None, "drifted_features": []}
+    waiting["message"] = "no reference data"
+    card = make_card(cards, doc=monitored_doc(drift=waiting, performance=None), start=False)
+    assert ">drift no reference<" in card.monitor.value and "title='no reference data'" in card.monitor.value
+    assert "drifted:" not in card.monitor.value and "labelled" not in card.monitor.value
+    assert "  drift: no reference" in snapshot_text(card.doc).splitlines()

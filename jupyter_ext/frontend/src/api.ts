@@ -79,6 +79,117 @@ export interface ILinks {
 /** A user-facing option value (numbers, flags, names). */
 export type OptionValue = number | string | boolean | null;
 
+/** A drift alarm level (`AlarmLevel`). */
+export type AlarmLevel = 'ok' | 'warning' | 'alarm';
+
+/** The drift state of a deployment (`DriftState`): an alarm level, or why there is no verdict yet. */
+export type DriftState = AlarmLevel | 'collecting' | 'no_reference';
+
+/** One feature's drift test in one window (`FeatureDrift`); the model's output is the feature `prediction`. */
+export interface IFeatureDrift {
+  feature: string;
+  kind: 'numeric' | 'categorical';
+  /** 'ks' (two-sample Kolmogorov-Smirnov) or 'chi2' (chi-square). */
+  test: string;
+  statistic: number;
+  p_value: number | null;
+  /** Benjamini-Hochberg adjusted p-value across the window's tests. */
+  adjusted_p_value: number | null;
+  /** KS D for numeric features, Jensen-Shannon distance for categorical ones (0 = same). */
+  effect_size: number;
+  /** Population stability index on the reference's bins. */
+  psi: number | null;
+  /** Wasserstein distance divided by the reference's std (numeric). */
+  wasserstein: number | null;
+  drifted: boolean;
+}
+
+/** One closed window in the drift trend (`DriftTrendPoint`). */
+export interface IDriftTrendPoint {
+  /** When the window closed, seconds since the epoch. */
+  t: number;
+  rows: number;
+  drifted_features: string[];
+  share_drifted: number;
+  /** Domain-classifier AUC (reference vs window), 0.5 = indistinguishable. */
+  auc: number | null;
+  drifted: boolean;
+  level: AlarmLevel;
+}
+
+/** A change of the drift alarm level, with its window and evidence (`AlarmEvent`). */
+export interface IAlarmEvent {
+  seq: number;
+  /** When the level changed, seconds since the epoch. */
+  t: number;
+  level: AlarmLevel;
+  previous: AlarmLevel;
+  version: string | null;
+  window_start: number;
+  window_end: number;
+  rows: number;
+  drifted_features: string[];
+  auc: number | null;
+}
+
+/** Drift of the serving version against its reference, from the last closed window (`DriftSection`). */
+export interface IDriftSection {
+  state: DriftState;
+  /** One line for a person: what drifted, or why there is no verdict yet. */
+  message: string;
+  version: string | null;
+  reference_rows: number;
+  /** Rows collected in the open window so far. */
+  window_rows: number;
+  /** Windows closed since the Monitor started. */
+  windows: number;
+  last_window_end: number | null;
+  drifted: boolean | null;
+  drifted_features: string[];
+  auc: number | null;
+  features: IFeatureDrift[];
+  /** The last closed windows, oldest first (at most 50). */
+  trend: IDriftTrendPoint[];
+  last_alarm: IAlarmEvent | null;
+}
+
+/** Data-quality counters of one input field (`FieldQuality`). */
+export interface IFieldQuality {
+  missing: number;
+  type_violations: number;
+  out_of_range: number;
+  unseen_categories: number;
+}
+
+/** Data quality of the traffic: the last closed window and totals since the Monitor started (`QualitySection`). */
+export interface IQualitySection {
+  /** Rows counted in the last closed window. */
+  rows: number;
+  rejected_requests: number;
+  rejected_by_field: Record<string, number>;
+  /** Counters per input field, last closed window. */
+  fields: Record<string, IFieldQuality>;
+  /** Counters per input field since the Monitor started. */
+  totals: Record<string, IFieldQuality>;
+}
+
+/** A model metric value (null when it cannot be computed, e.g. AUC with one class). */
+export type MetricValue = number | null;
+
+/** Model quality from delayed labels joined to captured predictions (`PerformanceSection`). */
+export interface IPerformanceSection {
+  task: 'classification' | 'regression' | null;
+  /** Predictions with a label in the window. */
+  labelled: number;
+  /** Seconds of labelled predictions the metrics cover. */
+  window_s: number;
+  /** accuracy, precision, recall, f1, auc or mae, rmse, r2. */
+  metrics: Record<string, MetricValue>;
+  by_version: Record<string, Record<string, MetricValue>>;
+  /** Feedback request ids that matched no captured prediction, since start. */
+  unknown_ids: number;
+}
+
 /** The one status document per deployment (`StatusDocument`, built in the cluster). */
 export interface IStatusDocument {
   name: string;
@@ -99,6 +210,12 @@ export interface IStatusDocument {
   updated_at: number;
   /** Traffic history, oldest first (10 s buckets, 30 minutes), kept in the cluster. */
   history: IHistoryPoint[];
+  /** Drift against the reference, or null without capture. */
+  drift: IDriftSection | null;
+  /** Data-quality counters, or null without capture. */
+  quality: IQualitySection | null;
+  /** Metrics from labels, or null before any. */
+  performance: IPerformanceSection | null;
 }
 
 /** `GET deployments` (`DeploymentList`). */

@@ -10,7 +10,18 @@
  *   await model.refresh();
  *   model.rows.map(row => `${row.name} ${row.replicas}`); // ['iris 2/2']
  */
-import type { IActionDocument, IClusterDocument, IDeploymentDetails, IRayDeployApi, IStatusDocument } from './api';
+import type {
+  DriftState,
+  IActionDocument,
+  IClusterDocument,
+  IDeploymentDetails,
+  IDriftSection,
+  IFieldQuality,
+  IPerformanceSection,
+  IQualitySection,
+  IRayDeployApi,
+  IStatusDocument
+} from './api';
 
 /** Colour class of a state badge. */
 export type BadgeKind = 'ok' | 'progress' | 'error' | 'idle';
@@ -29,6 +40,8 @@ export interface IDeploymentRow {
   qps: string;
   p99: string;
   message: string;
+  /** The drift badge, or null when the document has no drift section (capture off). */
+  drift: IDriftBadge | null;
 }
 
 /** Placeholder for a value the document does not have. */
@@ -105,7 +118,212 @@ export function toRow(doc: IStatusDocument): IDeploymentRow {
     replicaBounds: min !== null && max !== null ? `${min}–${max}` : '',
     qps: formatQps(doc.traffic?.qps),
     p99: formatMs(doc.traffic?.p99_ms),
-    message: doc.message
+    message: doc.message,
+    drift: driftBadge(doc.drift)
+  };
+}
+
+/** Colour class of a drift badge: `warn` for a warning, `error` for an alarm, `idle` without a verdict. */
+export type DriftBadgeKind = 'ok' | 'warn' | 'error' | 'idle';
+
+/** The drift state of a deployment as a badge. */
+export interface IDriftBadge {
+  state: DriftState;
+  kind: DriftBadgeKind;
+  /** "drift ok", "drift warning", "drift no reference", … */
+  label: string;
+  /** Tooltip: the drifted features, then the section's message. */
+  title: string;
+}
+
+const DRIFT_BADGES: Record<DriftState, DriftBadgeKind> = {
+  ok: 'ok',
+  warning: 'warn',
+  alarm: 'error',
+  collecting: 'idle',
+  no_reference: 'idle'
+};
+
+/**
+ * The drift badge of a status document's drift section (null without one).
+ *
+ * Example: `driftBadge(doc.drift)?.label === 'drift warning'`.
+ */
+export function driftBadge(drift: IDriftSection | null): IDriftBadge | null {
+  if (drift === null) {
+    return null;
+  }
+  const features = drift.drifted_features.length > 0 ? `drifted: ${drift.drifted_features.join(', ')}` : '';
+  return {
+    state: drift.state,
+    kind: DRIFT_BADGES[drift.state] ?? 'idle',
+    label: `drift ${drift.state.replace('_', ' ')}`,
+    title: [features, drift.message].filter(part => part !== '').join('; ') || `drift ${drift.state}`
+  };
+}
+
+/**
+ * A statistic or metric with three significant digits.
+ *
+ * Example: `formatStat(0.92456) === '0.925'`, `formatStat(null) === '—'`.
+ */
+export function formatStat(value: number | null | undefined): string {
+  if (value === null || value === undefined || !Number.isFinite(value)) {
+    return NONE;
+  }
+  return String(Number(value.toPrecision(3)));
+}
+
+/** One drifted feature with its effect size, e.g. `{ feature: 'petal_length', effect: 'KS D 0.31' }`. */
+export interface IDriftedFeature {
+  feature: string;
+  effect: string;
+}
+
+/** The details' Drift block. */
+export interface IDriftView {
+  badge: IDriftBadge;
+  message: string;
+  /** Drifted features of the last window, largest effect first. */
+  drifted: IDriftedFeature[];
+  /** "0.64", or "—" before a window closed. */
+  auc: string;
+  /** "3 closed · 57 rows in the open one". */
+  windows: string;
+  /** "warning since <time> (was ok)", or null when the level never changed. */
+  alarm: string | null;
+}
+
+const EFFECT_NAMES: Record<string, string> = { numeric: 'KS D', categorical: 'JS distance' };
+
+/** Seconds since the epoch as a local date and time. */
+export function formatTime(t: number): string {
+  return new Date(t * 1000).toLocaleString();
+}
+
+/**
+ * The drift section as the details show it (null without one).
+ *
+ * Example: `driftView(doc.drift)?.drifted[0]` is `{ feature: 'petal_length', effect: 'KS D 0.31' }`.
+ */
+export function driftView(drift: IDriftSection | null): IDriftView | null {
+  const badge = driftBadge(drift);
+  if (drift === null || badge === null) {
+    return null;
+  }
+  const drifted = drift.features
+    .filter(f => f.drifted)
+    .sort((a, b) => b.effect_size - a.effect_size)
+    .map(f => ({ feature: f.feature, effect: `${EFFECT_NAMES[f.kind] ?? 'effect'} ${formatStat(f.effect_size)}` }));
+  const tested = new Set(drifted.map(f => f.feature));
+  for (const feature of drift.drifted_features) {
+    if (!tested.has(feature)) {
+      drifted.push({ feature, effect: NONE });
+    }
+  }
+  const alarm = drift.last_alarm;
+  return {
+    badge,
+    message: drift.message,
+    drifted,
+    auc: formatStat(drift.auc),
+    windows: `${drift.windows} closed · ${drift.window_rows} ${drift.window_rows === 1 ? 'row' : 'rows'} in the open one`,
+    alarm: alarm === null ? null : `${alarm.level} since ${formatTime(alarm.t)} (was ${alarm.previous})`
+  };
+}
+
+/** One non-zero data-quality counter of a field. */
+export interface IQualityCounter {
+  field: string;
+  /** "missing", "type violations", "out of range" or "unseen categories". */
+  counter: string;
+  /** In the last closed window. */
+  window: number;
+  /** Since the Monitor started. */
+  total: number;
+}
+
+const COUNTERS: [keyof IFieldQuality, string][] = [
+  ['missing', 'missing'],
+  ['type_violations', 'type violations'],
+  ['out_of_range', 'out of range'],
+  ['unseen_categories', 'unseen categories']
+];
+
+/**
+ * The quality section's non-zero counters (last window or since start), by field then counter.
+ *
+ * Example: `qualityCounters(doc.quality)[0]` is `{ field: 'petal_length', counter: 'out of range', window: 14, total: 21 }`.
+ */
+export function qualityCounters(quality: IQualitySection): IQualityCounter[] {
+  const fields = Array.from(new Set([...Object.keys(quality.fields), ...Object.keys(quality.totals)])).sort();
+  const counters: IQualityCounter[] = [];
+  for (const field of fields) {
+    for (const [key, counter] of COUNTERS) {
+      const window = quality.fields[field]?.[key] ?? 0;
+      const total = quality.totals[field]?.[key] ?? 0;
+      if (window > 0 || total > 0) {
+        counters.push({ field, counter, window, total });
+      }
+    }
+  }
+  return counters;
+}
+
+/** One metric of the Performance block, e.g. `{ name: 'accuracy', value: '0.925' }`. */
+export interface IMetricView {
+  name: string;
+  value: string;
+}
+
+/** The details' Performance block. */
+export interface IPerformanceView {
+  /** "classification · 120 labelled in 1 h". */
+  summary: string;
+  metrics: IMetricView[];
+  /** Per version, newest first, e.g. `{ version: 'v2', metrics: 'accuracy 0.95 · f1 0.95' }`, when several have any. */
+  versions: { version: string; metrics: string }[];
+  /** Feedback ids that matched no prediction, since start. */
+  unknownIds: number;
+}
+
+/** A duration in seconds, e.g. `formatDuration(3600) === '1 h'`, `formatDuration(90) === '1.5 min'`. */
+export function formatDuration(seconds: number): string {
+  if (seconds >= 3600) {
+    return `${formatStat(seconds / 3600)} h`;
+  }
+  if (seconds >= 60) {
+    return `${formatStat(seconds / 60)} min`;
+  }
+  return `${formatStat(seconds)} s`;
+}
+
+function metricViews(metrics: Record<string, number | null>): IMetricView[] {
+  return Object.entries(metrics)
+    .filter(([, value]) => value !== null)
+    .map(([name, value]) => ({ name, value: formatStat(value) }));
+}
+
+/**
+ * The performance section as the details show it: the serving version's metrics (those the cluster could compute).
+ *
+ * Example: `performanceView(doc.performance).metrics[0]` is `{ name: 'accuracy', value: '0.925' }`.
+ */
+export function performanceView(performance: IPerformanceSection): IPerformanceView {
+  const versions = Object.entries(performance.by_version)
+    .sort(([a], [b]) => b.localeCompare(a, undefined, { numeric: true }))
+    .map(([version, metrics]) => ({
+      version: `v${version}`,
+      metrics: metricViews(metrics)
+        .map(m => `${m.name} ${m.value}`)
+        .join(' · ')
+    }))
+    .filter(v => v.metrics !== '');
+  return {
+    summary: `${performance.task ?? 'task not known yet'} · ${performance.labelled} labelled in ${formatDuration(performance.window_s)}`,
+    metrics: metricViews(performance.metrics),
+    versions: versions.length > 1 ? versions : [],
+    unknownIds: performance.unknown_ids
   };
 }
 

@@ -13,15 +13,26 @@ import type { Message } from '@lumino/messaging';
 import type { Poll } from '@lumino/polling';
 import * as React from 'react';
 
-import type { IActionDocument, IDeploymentDetails, IStatusDocument } from './api';
+import type {
+  IActionDocument,
+  IDeploymentDetails,
+  IDriftSection,
+  IPerformanceSection,
+  IQualitySection,
+  IStatusDocument
+} from './api';
 import { rayDeployIcon } from './icon';
 import {
   actionSummary,
+  driftView,
   followAction,
   type IClusterView,
   type IDeploymentRow,
+  type IDriftBadge,
   NONE,
   type PanelModel,
+  performanceView,
+  qualityCounters,
   validateScale
 } from './model';
 import { createRefreshPoll } from './poll';
@@ -222,8 +233,15 @@ function DeploymentRowView(props: { row: IDeploymentRow; selected: boolean; onSe
     >
       <div className="jp-RayDeploy-rowHead">
         <span className="jp-RayDeploy-name">{row.name}</span>
-        <span className={`jp-RayDeploy-badge jp-RayDeploy-badge-${row.badge}`} data-testid="ray-deploy-state">
-          {row.state}
+        <span className="jp-RayDeploy-badges">
+          {row.drift !== null ? (
+            <>
+              <DriftBadge badge={row.drift} />{' '}
+            </>
+          ) : null}
+          <span className={`jp-RayDeploy-badge jp-RayDeploy-badge-${row.badge}`} data-testid="ray-deploy-state">
+            {row.state}
+          </span>
         </span>
       </div>
       <div className="jp-RayDeploy-rowStats">
@@ -239,6 +257,123 @@ function DeploymentRowView(props: { row: IDeploymentRow; selected: boolean; onSe
         </span>
       </div>
     </li>
+  );
+}
+
+/** The drift state badge (colour from the theme: success, warn, error or neutral). */
+function DriftBadge({ badge }: { badge: IDriftBadge }): JSX.Element {
+  return (
+    <span
+      className={`jp-RayDeploy-badge jp-RayDeploy-badge-${badge.kind}`}
+      data-testid="ray-deploy-drift"
+      data-state={badge.state}
+      title={badge.title}
+    >
+      {badge.label}
+    </span>
+  );
+}
+
+/** The details' Drift block: state, drifted features with their effect sizes, AUC, windows, the last alarm. */
+function DriftBlock({ drift }: { drift: IDriftSection }): JSX.Element | null {
+  const view = driftView(drift);
+  if (view === null) {
+    return null;
+  }
+  return (
+    <div data-testid="ray-deploy-drift-block">
+      <h4 className="jp-RayDeploy-subTitle">Drift</h4>
+      <div className="jp-RayDeploy-clusterLine">
+        <DriftBadge badge={view.badge} />
+        <span className="jp-RayDeploy-muted">{view.message}</span>
+      </div>
+      <dl className="jp-RayDeploy-facts">
+        {view.drifted.map(f => (
+          <React.Fragment key={f.feature}>
+            <dt data-testid="ray-deploy-drifted-feature">{f.feature}</dt>
+            <dd>{f.effect}</dd>
+          </React.Fragment>
+        ))}
+        <dt>AUC</dt>
+        <dd title="domain classifier, reference vs last window (0.5 = indistinguishable)">{view.auc}</dd>
+        <dt>Windows</dt>
+        <dd>{view.windows}</dd>
+        {view.alarm !== null ? (
+          <>
+            <dt>Alarm</dt>
+            <dd data-testid="ray-deploy-drift-alarm">{view.alarm}</dd>
+          </>
+        ) : null}
+      </dl>
+    </div>
+  );
+}
+
+/** The details' Quality block: rejected requests and the non-zero counters (last window, and since start). */
+function QualityBlock({ quality }: { quality: IQualitySection }): JSX.Element {
+  const counters = qualityCounters(quality);
+  const rejected = Object.entries(quality.rejected_by_field)
+    .map(([field, count]) => `${field} ${count}`)
+    .join(', ');
+  return (
+    <div data-testid="ray-deploy-quality-block">
+      <h4 className="jp-RayDeploy-subTitle">Quality</h4>
+      {counters.length === 0 && quality.rejected_requests === 0 ? (
+        <div className="jp-RayDeploy-muted">No data-quality issues in {quality.rows} rows.</div>
+      ) : (
+        <dl className="jp-RayDeploy-facts">
+          {quality.rejected_requests > 0 ? (
+            <>
+              <dt>rejected</dt>
+              <dd>
+                {quality.rejected_requests} requests{rejected ? ` (${rejected})` : ''}
+              </dd>
+            </>
+          ) : null}
+          {counters.map(c => (
+            <React.Fragment key={`${c.field}/${c.counter}`}>
+              <dt data-testid="ray-deploy-quality-field">{c.field}</dt>
+              <dd>
+                {c.counter} {c.window} <span className="jp-RayDeploy-muted">({c.total} since start)</span>
+              </dd>
+            </React.Fragment>
+          ))}
+        </dl>
+      )}
+    </div>
+  );
+}
+
+/** The details' Performance block: the serving version's metrics from labels, and per version when several. */
+function PerformanceBlock({ performance }: { performance: IPerformanceSection }): JSX.Element {
+  const view = performanceView(performance);
+  return (
+    <div data-testid="ray-deploy-performance-block">
+      <h4 className="jp-RayDeploy-subTitle">Performance</h4>
+      <div className="jp-RayDeploy-muted">{view.summary}</div>
+      <dl className="jp-RayDeploy-facts">
+        {view.metrics.map(m => (
+          <React.Fragment key={m.name}>
+            <dt>{m.name}</dt>
+            <dd data-testid={`ray-deploy-metric-${m.name}`}>{m.value}</dd>
+          </React.Fragment>
+        ))}
+        {view.versions.map(v => (
+          <React.Fragment key={v.version}>
+            <dt>{v.version}</dt>
+            <dd>{v.metrics}</dd>
+          </React.Fragment>
+        ))}
+        {view.unknownIds > 0 ? (
+          <>
+            <dt>unmatched</dt>
+            <dd title="feedback request ids that matched no captured prediction, since the Monitor started">
+              {view.unknownIds} feedback ids
+            </dd>
+          </>
+        ) : null}
+      </dl>
+    </div>
   );
 }
 
@@ -339,6 +474,10 @@ function DeploymentDetails(props: {
           </a>
         ) : null}
       </div>
+
+      {doc.drift !== null ? <DriftBlock drift={doc.drift} /> : null}
+      {doc.quality !== null ? <QualityBlock quality={doc.quality} /> : null}
+      {doc.performance !== null ? <PerformanceBlock performance={doc.performance} /> : null}
 
       <h4 className="jp-RayDeploy-subTitle">Versions</h4>
       {details === null ? (

@@ -7,8 +7,10 @@
  */
 import type {
   ActionKind,
+  AlarmLevel,
   ActionStatus,
   IActionDocument,
+  DriftState,
   IClusterDocument,
   IDeploymentDetails,
   IDeploymentList,
@@ -34,6 +36,47 @@ function oneOf<T extends string>(value: string, allowed: readonly T[]): T {
   return found;
 }
 
+/** `T` as a JSON import types it: string literal unions widen to `string`. */
+type Widened<T> = T extends string
+  ? string
+  : T extends (infer U)[]
+    ? Widened<U>[]
+    : T extends object
+      ? { [K in keyof T]: Widened<T[K]> }
+      : T;
+
+const ALARM_LEVELS: AlarmLevel[] = ['ok', 'warning', 'alarm'];
+const DRIFT_STATES: DriftState[] = [...ALARM_LEVELS, 'collecting', 'no_reference'];
+
+/** A status document from its JSON fixture, its literal fields checked. */
+function statusFromJson(doc: Widened<IStatusDocument>): IStatusDocument {
+  const { drift, performance } = doc;
+  const alarm = drift?.last_alarm ?? null;
+  return {
+    ...doc,
+    drift:
+      drift === null
+        ? null
+        : {
+            ...drift,
+            state: oneOf(drift.state, DRIFT_STATES),
+            features: drift.features.map(f => ({ ...f, kind: oneOf(f.kind, ['numeric', 'categorical'] as const) })),
+            trend: drift.trend.map(point => ({ ...point, level: oneOf(point.level, ALARM_LEVELS) })),
+            last_alarm:
+              alarm === null
+                ? null
+                : { ...alarm, level: oneOf(alarm.level, ALARM_LEVELS), previous: oneOf(alarm.previous, ALARM_LEVELS) }
+          },
+    performance:
+      performance === null
+        ? null
+        : {
+            ...performance,
+            task: performance.task === null ? null : oneOf(performance.task, ['classification', 'regression'] as const)
+          }
+  };
+}
+
 /** A deep copy, so a test that changes a document does not change the fixture. */
 function copy<T>(value: T): T {
   return structuredClone(value);
@@ -43,10 +86,10 @@ function copy<T>(value: T): T {
 export const CLUSTER: IClusterDocument = clusterJson;
 /** `GET cluster` when no cluster answers. */
 export const CLUSTER_DISCONNECTED: IClusterDocument = clusterDisconnectedJson;
-/** A running deployment 'iris' with traffic and history. */
-export const STATUS: IStatusDocument = statusJson;
-/** A deployment 'churn' still deploying: no version, no traffic, no history. */
-export const STATUS_DEPLOYING: IStatusDocument = statusDeployingJson;
+/** A running deployment 'iris' with traffic, history, a drift warning (petal_length), quality and metrics. */
+export const STATUS: IStatusDocument = statusFromJson(statusJson);
+/** A deployment 'churn' still deploying: no version, no traffic, no history, no monitoring sections. */
+export const STATUS_DEPLOYING: IStatusDocument = statusFromJson(statusDeployingJson);
 /** The registry versions of 'iris'. */
 export const VERSIONS: IVersionInfo[] = versionsJson;
 /** A scale action just submitted. */

@@ -1,14 +1,21 @@
 /** Unit tests of model.ts: rows from status documents, validation, action following and PanelModel. */
-import { ApiError, type IActionDocument } from '../src/api';
+import { ApiError, type IActionDocument, type IDriftSection, type IPerformanceSection } from '../src/api';
 import {
   actionSummary,
   badgeFor,
   clusterView,
+  driftBadge,
+  driftView,
   followAction,
+  formatDuration,
   formatMs,
   formatQps,
+  formatStat,
+  formatTime,
   NONE,
   PanelModel,
+  performanceView,
+  qualityCounters,
   snippetFor,
   toRow,
   toRows,
@@ -29,7 +36,13 @@ describe('toRow', () => {
       replicaBounds: '1–4',
       qps: '12.3',
       p99: '36 ms',
-      message: ''
+      message: '',
+      drift: {
+        state: 'warning',
+        kind: 'warn',
+        label: 'drift warning',
+        title: 'drifted: petal_length; petal_length drifted in 2 of the last 3 windows (KS D 0.31)'
+      }
     });
   });
 
@@ -42,6 +55,7 @@ describe('toRow', () => {
     expect(row.replicas).toBe('0/1');
     expect(row.replicaBounds).toBe('');
     expect(row.message).toBe("Deploying app 'churn'.");
+    expect(row.drift).toBeNull();
   });
 
   it('shows a version without an alias when no alias names it', () => {
@@ -232,5 +246,123 @@ describe('PanelModel', () => {
     api.fail = new ApiError(503, 'the Ray cluster does not answer; start it with `ray-deploy up`');
     await expect(model.refresh()).rejects.toThrow();
     expect(reported).toHaveLength(2);
+  });
+});
+
+/** The fixture's drift section with `changes` (a copy). */
+function drift(changes: Partial<IDriftSection> = {}): IDriftSection {
+  return { ...structuredClone(STATUS.drift as IDriftSection), ...changes };
+}
+
+describe('drift', () => {
+  it.each([
+    ['ok', 'ok', 'drift ok'],
+    ['warning', 'warn', 'drift warning'],
+    ['alarm', 'error', 'drift alarm'],
+    ['collecting', 'idle', 'drift collecting'],
+    ['no_reference', 'idle', 'drift no reference']
+  ] as const)('badge of %s is %s', (state, kind, label) => {
+    const badge = driftBadge(drift({ state, drifted_features: [], message: '' }));
+    expect(badge).toEqual({ state, kind, label, title: `drift ${state}` });
+  });
+
+  it('has no badge without a drift section', () => {
+    expect(driftBadge(null)).toBeNull();
+    expect(driftView(null)).toBeNull();
+    expect(toRow(statusDoc('iris', { drift: null })).drift).toBeNull();
+  });
+
+  it('lists the drifted features with effect sizes, the AUC, windows and the alarm', () => {
+    const view = driftView(STATUS.drift);
+    expect(view?.badge.kind).toBe('warn');
+    expect(view?.message).toBe('petal_length drifted in 2 of the last 3 windows (KS D 0.31)');
+    expect(view?.drifted).toEqual([{ feature: 'petal_length', effect: 'KS D 0.31' }]);
+    expect(view?.auc).toBe('0.64');
+    expect(view?.windows).toBe('3 closed · 57 rows in the open one');
+    expect(view?.alarm).toBe(`warning since ${formatTime(1700000090)} (was ok)`);
+  });
+
+  it('orders drifted features by effect size and names the categorical effect', () => {
+    const section = drift({ drifted_features: ['prediction', 'petal_length', 'sepal_width'] });
+    section.features = section.features.map(f => ({ ...f, drifted: ['prediction', 'petal_length'].includes(f.feature) }));
+    section.features[4] = { ...section.features[4], effect_size: 0.45 };
+    expect(driftView(section)?.drifted).toEqual([
+      { feature: 'prediction', effect: 'JS distance 0.45' },
+      { feature: 'petal_length', effect: 'KS D 0.31' },
+      { feature: 'sepal_width', effect: NONE }
+    ]);
+  });
+
+  it('says why there is no verdict yet', () => {
+    const view = driftView(
+      drift({
+        state: 'collecting',
+        message: 'collecting the first window: 57 of 200 rows',
+        windows: 0,
+        drifted: null,
+        drifted_features: [],
+        auc: null,
+        features: [],
+        trend: [],
+        last_alarm: null
+      })
+    );
+    expect(view?.badge.label).toBe('drift collecting');
+    expect(view?.drifted).toEqual([]);
+    expect(view?.auc).toBe(NONE);
+    expect(view?.alarm).toBeNull();
+  });
+});
+
+describe('quality and performance', () => {
+  it('lists only the non-zero quality counters, by field', () => {
+    expect(qualityCounters(STATUS.quality!)).toEqual([
+      { field: 'petal_length', counter: 'out of range', window: 14, total: 21 },
+      { field: 'petal_width', counter: 'type violations', window: 0, total: 1 },
+      { field: 'sepal_width', counter: 'missing', window: 2, total: 3 }
+    ]);
+  });
+
+  it('shows the computed metrics and the versions', () => {
+    const view = performanceView(STATUS.performance!);
+    expect(view.summary).toBe('classification · 120 labelled in 1 h');
+    expect(view.metrics).toEqual([
+      { name: 'accuracy', value: '0.925' },
+      { name: 'precision', value: '0.93' },
+      { name: 'recall', value: '0.92' },
+      { name: 'f1', value: '0.924' }
+    ]);
+    expect(view.versions).toEqual([
+      { version: 'v3', metrics: 'accuracy 0.925 · precision 0.93 · recall 0.92 · f1 0.924' },
+      { version: 'v2', metrics: 'accuracy 0.95 · precision 0.95 · recall 0.95 · f1 0.95' }
+    ]);
+    expect(view.unknownIds).toBe(2);
+  });
+
+  it('shows regression metrics of one version without a version list', () => {
+    const regression: IPerformanceSection = {
+      task: 'regression',
+      labelled: 8,
+      window_s: 90,
+      metrics: { mae: 0.51234, rmse: 0.75, r2: null },
+      by_version: { '3': { mae: 0.51234, rmse: 0.75, r2: null } },
+      unknown_ids: 0
+    };
+    const view = performanceView(regression);
+    expect(view.summary).toBe('regression · 8 labelled in 1.5 min');
+    expect(view.metrics).toEqual([
+      { name: 'mae', value: '0.512' },
+      { name: 'rmse', value: '0.75' }
+    ]);
+    expect(view.versions).toEqual([]);
+  });
+
+  it('formats statistics and durations', () => {
+    expect(formatStat(0.92456)).toBe('0.925');
+    expect(formatStat(1234.5)).toBe('1230');
+    expect(formatStat(null)).toBe(NONE);
+    expect(formatStat(Number.NaN)).toBe(NONE);
+    expect(formatDuration(30)).toBe('30 s');
+    expect(formatDuration(7200)).toBe('2 h');
   });
 });

@@ -1,0 +1,292 @@
+"""``ModelWatch``: the Monitor's monitoring state of one deployment: capture, drift, quality and labels.
+
+The Monitor hands it every batch of samples (in a worker thread, never on the request path or a status
+read). Captured rows go to the Parquet store and the label join; rows of the serving version feed the open
+drift window, summarized on the reference's bins so memory stays bounded. When a window closes (by rows, or
+by time with enough rows) it is compared with the reference, the alarm takes a step (with hysteresis), and a
+change of alarm level becomes an event with its evidence. The status document's ``drift``, ``quality`` and
+``performance`` sections are read from here without computing anything.
+
+Example:
+    >>> watch = ModelWatch("iris", CaptureStore(root, "iris"))
+    >>> watch.configure("3", DriftSpec(), reference=(frame, predictions))
+    >>> events = watch.ingest(samples, now=time.time())
+    >>> watch.drift_section()["state"]
+    'collecting'
+"""
+
+from __future__ import annotations
+
+import threading
+from collections import Counter, deque
+from dataclasses import dataclass, field
+from typing import Any
+
+from ray_deploy.config import DriftSpec
+from ray_deploy.status import Sample
+
+TREND_WINDOWS = 50
+MAX_EVENTS = 200
+
+
+@dataclass
+class _Quality:
+    """Data-quality counters: per field and kind, plus requests rejected by validation."""
+
+    fields: dict[str, Counter[str]] = field(default_factory=dict)
+    rejected: int = 0
+    rejected_by_field: Counter[str] = field(default_factory=Counter)
+
+    def add_window(self, window_quality: dict[str, dict[str, int]]) -> None:
+        for name, counts in window_quality.items():
+            self.fields.setdefault(name, Counter()).update(counts)
+
+    def reject(self, field_name: str | None) -> None:
+        self.rejected += 1
+        name = field_name or "(request)"
+        self.rejected_by_field[name] += 1
+        self.fields.setdefault(name, Counter())["type_violations"] += 1
+
+    def as_fields(self) -> dict[str, dict[str, int]]:
+        kinds = ("missing", "type_violations", "out_of_range", "unseen_categories")
+        return {name: {k: int(counts.get(k, 0)) for k in kinds} for name, counts in sorted(self.fields.items())}
+
+
+class ModelWatch:
+    """Monitoring state of one deployment; thread-safe (one lock), driven by the Monitor."""
+
+    def __init__(self, name: str, store: Any, label_join: Any = None) -> None:
+        from ray_deploy.performance import LabelJoin
+
+        self.name = name
+        self.store = store
+        self.labels = label_join if label_join is not None else LabelJoin()
+        self.spec = DriftSpec()
+        self.version: str | None = None
+        self.profile: Any = None
+        self.reference_rows = 0
+        self.window: Any = None
+        self.windows = 0
+        self.last: Any = None  # the last closed window's result
+        self.last_histograms: dict[str, Any] = {}
+        self.last_quality: dict[str, dict[str, int]] = {}
+        self.trend: deque[dict[str, Any]] = deque(maxlen=TREND_WINDOWS)
+        self.events: deque[dict[str, Any]] = deque(maxlen=MAX_EVENTS)
+        self.totals = _Quality()
+        self._window_rejected = _Quality()
+        self._alarm: Any = None
+        self._seq = 0
+        self._lock = threading.Lock()
+
+    # ---- configuration -----------------------------------------------------------------------------
+
+    def configure(self, version: str, spec: DriftSpec, reference: tuple[Any, Any] | None, now: float) -> None:
+        """Watch ``version`` against its reference (frame, predictions), or without one (no drift verdict)."""
+        from ray_deploy.alarms import AlarmState
+        from ray_deploy.drift import ReferenceProfile
+
+        profile = None if reference is None else ReferenceProfile.build(reference[0], reference[1], spec)
+        with self._lock:
+            changed = version != self.version
+            self.version, self.spec, self.profile = version, spec, profile
+            self.reference_rows = 0 if reference is None else len(reference[0])
+            if changed or self._alarm is None:
+                self._alarm = AlarmState()
+            self.window = None if profile is None else self._new_window(now)
+
+    def _new_window(self, now: float) -> Any:
+        from ray_deploy.drift import WindowSummary
+
+        self._window_rejected = _Quality()
+        return WindowSummary(self.profile, self.spec, now, seed=self.windows)
+
+    # ---- traffic ------------------------------------------------------------------------------------
+
+    def ingest(self, samples: list[Sample], now: float) -> list[dict[str, Any]]:
+        """Take a batch of samples: store captured rows, feed the window; returns alarm events it caused."""
+        from ray_deploy.capture_store import capture_batch
+
+        captured = [s for s in samples if s.captured]
+        with self._lock:
+            for s in samples:
+                if s.status == 422:
+                    self.totals.reject(s.rejected_field)
+                    self._window_rejected.reject(s.rejected_field)
+            if captured:
+                rows = capture_batch(
+                    (s.request_id, s.t, s.version or "", s.latency_ms, s.status, s.inputs, _outputs_of(s))
+                    for s in captured
+                )
+                self.store.write(rows)
+                self.labels.add_predictions(rows)
+            events: list[dict[str, Any]] = []
+            for s in captured:  # request by request, so a window closes at its row count, not at batch ends
+                if self.window is not None and s.version == self.version:
+                    self.window.add(s.inputs, _outputs_of(s), s.t)
+                    events += self._maybe_close(now)
+            return events + self._maybe_close(now)
+
+    def tick(self, now: float) -> list[dict[str, Any]]:
+        """Close the open window when its time is up (called every second or so)."""
+        with self._lock:
+            return self._maybe_close(now)
+
+    def _maybe_close(self, now: float) -> list[dict[str, Any]]:
+        if self.window is None or not self.window.ready(now):
+            return []
+        from ray_deploy.alarms import alarm_event, next_alarm
+        from ray_deploy.drift import compare, histograms, trend_point
+
+        result = compare(self.profile, self.window, self.spec)
+        self.last, self.last_histograms = result, histograms(self.profile, self.window)
+        quality = {name: dict(counts) for name, counts in result.quality.items()}
+        for name, counts in self._window_rejected.as_fields().items():
+            quality.setdefault(name, {}).update(type_violations=counts["type_violations"])
+        self.last_quality = quality
+        self.totals.add_window({k: {c: v for c, v in q.items() if c != "type_violations"} for k, q in quality.items()})
+        previous = self._alarm
+        self._alarm = next_alarm(previous, result.drifted, self.spec)
+        self.trend.append(trend_point(result, self._alarm.level))
+        self.windows += 1
+        self.window = self._new_window(now)
+        if self._alarm.level == previous.level:
+            return []
+        self._seq += 1
+        event = alarm_event(self._seq, now, previous, self._alarm, result, self.version)
+        self.events.append(event)
+        return [event]
+
+    # ---- labels, erasure, retention ---------------------------------------------------------------------
+
+    def feedback(self, request_ids: Any, labels: Any, now: float) -> dict[str, Any]:
+        """Join labels to captured predictions by request id; ids never captured are reported back."""
+        from ray_deploy.performance import expand_labels, validate_feedback
+
+        ids, values = validate_feedback(request_ids, labels)
+        with self._lock:
+            missing = self.labels.missing(ids)  # older than the join's memory: look them up in the store
+            captured = self.store.lookup(missing) if missing else None
+            joined, unknown = self.labels.add_labels(ids, values, now, captured=captured)
+            known = [(i, v) for i, v in zip(ids, values, strict=True) if i not in set(unknown)]
+            if known:
+                self.store.write_labels(*expand_labels([i for i, _ in known], [v for _, v in known]), now)
+        return {"joined": joined, "unknown_ids": unknown}
+
+    def erase(self, request_ids: list[str]) -> int:
+        """Delete every captured row and label of these requests (an erasure request); returns rows removed."""
+        with self._lock:
+            removed = int(self.store.erase(request_ids))
+            forget = getattr(self.labels, "forget", None)
+            if forget is not None:
+                forget(request_ids)
+            return removed
+
+    def expire(self, now: float, retention_days: float) -> int:
+        """Delete captured data older than the retention; returns files deleted."""
+        with self._lock:
+            return int(self.store.expire(now, retention_days))
+
+    # ---- what the status document shows -------------------------------------------------------------------
+
+    def drift_section(self) -> dict[str, Any]:
+        """The status document's ``drift`` section (a read: nothing is computed)."""
+        with self._lock:
+            return self._section(self.last, self.window.rows if self.window is not None else 0)
+
+    def _section(self, result: Any, open_rows: int) -> dict[str, Any]:
+        if self.profile is None:
+            state, message = (
+                "no_reference",
+                ("no reference data: deploy with reference=X_train (or a sample_input of 100+ rows) to measure drift"),
+            )
+        elif result is None:
+            state = "collecting"
+            message = f"collecting the first window: {open_rows} of {self.spec.window_rows} rows"
+        else:
+            state = self._alarm.level
+            drifted = result.drifted_features
+            message = (f"drift in {', '.join(drifted)}" if drifted else "no feature drifted in the last window") + (
+                f"; domain classifier AUC {result.auc:.2f}" if result.auc is not None else ""
+            )
+        return {
+            "state": state,
+            "message": message,
+            "version": self.version,
+            "reference_rows": self.reference_rows,
+            "window_rows": open_rows,
+            "windows": self.windows,
+            "last_window_end": None if result is None else result.end,
+            "drifted": None if result is None else bool(result.drifted),
+            "drifted_features": [] if result is None else list(result.drifted_features),
+            "auc": None if result is None else result.auc,
+            "features": [] if result is None else list(result.features),
+            "trend": list(self.trend),
+            "last_alarm": self.events[-1] if self.events else None,
+        }
+
+    def quality_section(self) -> dict[str, Any]:
+        """The status document's ``quality`` section."""
+        with self._lock:
+            kinds = ("missing", "type_violations", "out_of_range", "unseen_categories")
+            window = {n: {k: int(q.get(k, 0)) for k in kinds} for n, q in sorted(self.last_quality.items())}
+            return {
+                "rows": 0 if self.last is None else int(self.last.rows),
+                "rejected_requests": self.totals.rejected,
+                "rejected_by_field": dict(sorted(self.totals.rejected_by_field.items())),
+                "fields": window,
+                "totals": self.totals.as_fields(),
+            }
+
+    def performance_section(self, now: float) -> dict[str, Any] | None:
+        """The status document's ``performance`` section, or None before any label arrived."""
+        with self._lock:
+            section: dict[str, Any] = self.labels.section(now, self.version)
+            return section if section.get("labelled") or section.get("unknown_ids") else None
+
+    def alarms(self, since_seq: int = 0) -> list[dict[str, Any]]:
+        """Alarm events after ``since_seq``, oldest first."""
+        with self._lock:
+            return [e for e in self.events if e["seq"] > since_seq]
+
+    # ---- reports on demand --------------------------------------------------------------------------
+
+    def report(self, window_rows: int | None, now: float) -> dict[str, Any]:
+        """The drift report document: the last closed window, or the last ``window_rows`` captured rows."""
+        if window_rows is None or self.profile is None:
+            with self._lock:
+                return {
+                    "section": self._section(self.last, self.window.rows if self.window else 0),
+                    "histograms": self.last_histograms,
+                }
+        from ray_deploy.drift import WindowSummary, compare, histograms
+
+        with self._lock:
+            profile, spec, version = self.profile, self.spec, self.version
+        rows = self.store.read(version=version, limit=window_rows, with_labels=False)
+        if not len(rows):
+            with self._lock:
+                return {"section": self._section(None, 0), "histograms": {}}
+        window = WindowSummary(profile, spec, float(rows["t"].min()))
+        inputs = rows[[c for c in profile.inputs if c in rows.columns]]
+        window.add(inputs, _predictions(rows), float(rows["t"].max()))
+        result = compare(profile, window, spec)
+        with self._lock:
+            section = self._section(result, self.window.rows if self.window else 0)
+        return {"section": section, "histograms": histograms(profile, window)}
+
+
+def _predictions(rows: Any) -> Any:
+    import numpy as np
+
+    if "prediction" not in rows.columns:
+        return None
+    values = rows["prediction"].tolist()
+    if values and isinstance(values[0], (list, np.ndarray)):
+        return np.asarray([np.asarray(v) for v in values])
+    return np.asarray(values)
+
+
+def _outputs_of(sample: Sample) -> Any:
+    """The sample's outputs when there is one per input row (else none are kept for it)."""
+    outputs = sample.outputs
+    return outputs if outputs is not None and len(outputs) == len(sample.inputs) else None
