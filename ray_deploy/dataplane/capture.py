@@ -149,14 +149,15 @@ class Capture:
             self._flusher = asyncio.get_running_loop().create_task(self._flush_soon())
 
     def _with_payload(self, sample: Sample, inputs: Any, outputs: Any) -> Sample:
-        frame = input_frame(inputs)
-        if frame is None:
-            return sample
-        if self.spec.exclude or self.spec.hash:
+        """Attach inputs and outputs as cheaply as possible: arrays travel as they are (the Monitor makes the
+        table); a DataFrame loses its excluded columns and has its hashed ones hashed first."""
+        if hasattr(inputs, "detach"):  # a torch tensor: a numpy view, no copy
+            inputs = inputs.detach().cpu().numpy()
+        if hasattr(inputs, "columns") and (self.spec.exclude or self.spec.hash):
             from ray_deploy.capture_store import drop_columns, pseudonymize
 
-            frame = pseudonymize(drop_columns(frame, self.spec.exclude), self.spec.hash, self.salt)
-        return dataclasses.replace(sample, inputs=frame, outputs=output_array(outputs))
+            inputs = pseudonymize(drop_columns(inputs, self.spec.exclude), self.spec.hash, self.salt)
+        return dataclasses.replace(sample, inputs=inputs, outputs=output_array(outputs))
 
     async def _flush_soon(self) -> None:
         await asyncio.sleep(self.flush_s)

@@ -106,7 +106,8 @@ class ModelWatch:
         """Take a batch of samples: store captured rows, feed the window; returns alarm events it caused."""
         from ray_deploy.capture_store import capture_batch
 
-        captured = [s for s in samples if s.captured]
+        captured = [_as_table(s) for s in samples if s.captured]
+        captured = [s for s in captured if s.inputs is not None]
         with self._lock:
             for s in samples:
                 if s.status == 422:
@@ -284,6 +285,15 @@ def _predictions(rows: Any) -> Any:
     if values and isinstance(values[0], (list, np.ndarray)):
         return np.asarray([np.asarray(v) for v in values])
     return np.asarray(values)
+
+
+def _as_table(sample: Sample) -> Sample:
+    """The sample with its inputs as a table of named columns (None when they are not a table)."""
+    from dataclasses import replace
+
+    from ray_deploy.dataplane.capture import input_frame
+
+    return sample if hasattr(sample.inputs, "columns") else replace(sample, inputs=input_frame(sample.inputs))
 
 
 def _outputs_of(sample: Sample) -> Any:
