@@ -23,6 +23,7 @@ from sklearn.preprocessing import OneHotEncoder, StandardScaler
 
 import ray_deploy
 from ray_deploy.documents import StatusDocument
+from tests.polling import wait_for
 
 NAME = "monitored"
 NUMERIC = ["a", "b", "c", "d", "e"]
@@ -194,3 +195,23 @@ def test_captured_rows_are_readable_and_erasure_removes_them(monitored: ray_depl
     left = monitored.captured(since=since)
     assert ids[0] not in set(left["request_id"])
     assert set(ids[1:]) <= set(left["request_id"])
+
+
+def test_a_restarted_monitor_measures_against_the_same_reference(monitored: ray_deploy.Deployment) -> None:
+    import ray
+
+    monitors = [a for a in ray.util.list_named_actors(all_namespaces=True) if f"{NAME}#Monitor" in a["name"]]
+    assert len(monitors) == 1, monitors
+    ray.kill(ray.get_actor(monitors[0]["name"], namespace=monitors[0]["namespace"]), no_restart=True)
+
+    def restarted() -> dict[str, Any] | None:
+        try:
+            drift = monitored.status()["drift"]
+        except ray_deploy.RayDeployError:
+            return None
+        return drift if drift["windows"] == 0 else None  # a new Monitor: no window closed yet
+
+    drift = wait_for(restarted, 120, "Serve to replace the killed Monitor", interval_s=1.0)
+    assert drift["reference_rows"] == 5000 and drift["state"] == "collecting"
+    send(monitored, traffic(WINDOW, seed=60, shift=0.5))
+    assert "c" in monitored.drift_report(window=WINDOW).drifted_features
