@@ -1,9 +1,11 @@
 """Benchmark serving overhead: two torch MLPs in-process, on plain Ray Serve, and on ray-deploy (HTTP and handle).
 
-For each model the run deploys it twice side by side on the local cluster (a minimal ``@serve.deployment`` with
-Serve's defaults, and ``ray_deploy.deploy``), drives every target with asyncio at concurrency 1 and 32, and prints
-one Markdown table: p50/p99 latency, requests/s, errors, and the ratios to plain Ray Serve over HTTP. At
-concurrency 32 the heavy model shows what ray-deploy's default dynamic batching of torch models buys.
+For each model the run deploys it three times side by side on the local cluster (a minimal ``@serve.deployment``
+with Serve's defaults, ``ray_deploy.deploy`` with its defaults, request capture on, and the same with
+``capture=False``), drives every target with asyncio at concurrency 1 and 32, and prints one Markdown table:
+p50/p99 latency, requests/s, errors, and the ratios to plain Ray Serve over HTTP. At concurrency 32 the heavy
+model shows what ray-deploy's default dynamic batching of torch models buys, and the notes give what request
+capture costs: ray-deploy's throughput over HTTP with capture on relative to capture off (target: at least 0.95x).
 
 Run it with ``make bench`` (which runs ``python bench/serving.py``), or directly:
 
@@ -13,7 +15,9 @@ Run it with ``make bench`` (which runs ``python bench/serving.py``), or directly
     python bench/serving.py --stop-cluster      # stop the local cluster afterwards
 
 It uses the cluster of ``ray_deploy.connect()`` (set ``RAY_DEPLOY_HOME`` and the ``RAY_DEPLOY_*_PORT`` variables to
-run beside another local cluster), only talks to 127.0.0.1, and deletes the apps it creates.
+run beside another local cluster), only talks to 127.0.0.1, and deletes the apps it creates. The three replicas of
+a model reserve one CPU each: a local head this script starts offers at least that many logical CPUs (unless
+``RAY_DEPLOY_NUM_CPUS`` says otherwise); on a smaller cluster it stops before deploying anything.
 """
 
 from __future__ import annotations
@@ -50,7 +54,14 @@ REQUEST_TIMEOUT_S = 60.0
 IN_PROCESS = "in-process"
 PLAIN_HTTP = "plain Ray Serve, HTTP"
 OURS_HTTP = "ray-deploy, HTTP"
+OURS_HTTP_NO_CAPTURE = "ray-deploy, HTTP, capture off"
 OURS_HANDLE = "ray-deploy, handle"
+TARGETS = (IN_PROCESS, PLAIN_HTTP, OURS_HTTP, OURS_HTTP_NO_CAPTURE, OURS_HANDLE)
+"""The order of the table's rows within a model and concurrency."""
+SERVED_REPLICAS = 3
+"""Replicas deployed at once per model (plain Serve, ray-deploy, ray-deploy with capture off), REPLICA_CPUS each."""
+CAPTURE_TARGET = 0.95
+"""Least acceptable req/s with capture on relative to capture off, at the highest concurrency."""
 
 Call = Callable[[], Awaitable[bool]]
 """One request against a target; True when it was answered successfully."""
@@ -164,30 +175,46 @@ def plain_deployment() -> serve.Deployment:
 
 @dataclass(frozen=True)
 class Served:
-    """Where one model is served: plain Serve's URL, and ray-deploy's predict URL and app name."""
+    """Where one model is served: plain Serve's URL, and ray-deploy's predict URLs and app names (capture on, off)."""
 
     plain_url: str
     ours_url: str
     ours_name: str
+    no_capture_url: str
+    no_capture_name: str
 
 
 @contextmanager
 def served(spec: ModelSpec, module: torch.nn.Module) -> Iterator[Served]:
-    """Deploy ``module`` on plain Ray Serve and with ray-deploy, same CPUs per replica; delete both on the way out."""
-    plain_name, ours_name, route = f"bench-plain-{spec.name}", f"bench-{spec.name}", f"/bench/{spec.name}"
+    """Deploy ``module`` on plain Ray Serve and twice with ray-deploy (capture on, the default, and off), same
+    options and CPUs per replica; delete all three on the way out."""
+    plain_name, route = f"bench-plain-{spec.name}", f"/bench/{spec.name}"
+    ours_name, no_capture_name = f"bench-{spec.name}", f"bench-{spec.name}-nocapture"
     try:
         log(f"deploying {plain_name} (plain Ray Serve)")
         serve.run(plain_deployment().bind(module), name=plain_name, route_prefix=route)
-        log(f"deploying {ours_name} (ray-deploy)")
         sample = torch.randn(4, spec.in_features)
-        dep = ray_deploy.deploy(module, ours_name, sample_input=sample, num_cpus=REPLICA_CPUS, show_progress=False)
+        deployed: dict[str, Any] = {}
+        for name, capture in ((ours_name, None), (no_capture_name, False)):
+            log(f"deploying {name} (ray-deploy, capture {'off' if capture is False else 'on'})")
+            deployed[name] = ray_deploy.deploy(
+                module, name, sample_input=sample, capture=capture, num_cpus=REPLICA_CPUS, show_progress=False
+            )
         plain_url = f"http://{HOST}:{Settings.from_env().http_port}{route}"
-        yield Served(plain_url=plain_url, ours_url=f"{dep.url}/predict", ours_name=ours_name)
+        yield Served(
+            plain_url=plain_url,
+            ours_url=f"{deployed[ours_name].url}/predict",
+            ours_name=ours_name,
+            no_capture_url=f"{deployed[no_capture_name].url}/predict",
+            no_capture_name=no_capture_name,
+        )
     finally:
-        log(f"deleting {plain_name} and {ours_name}")
+        log(f"deleting {plain_name}, {ours_name} and {no_capture_name}")
         serve.delete(plain_name)
-        if ours_name in {d["name"] for d in ray_deploy.list_deployments()}:
-            ray_deploy.delete(ours_name)
+        existing = {d["name"] for d in ray_deploy.list_deployments()}
+        for name in (ours_name, no_capture_name):
+            if name in existing:
+                ray_deploy.delete(name)
 
 
 # ---- load generation ------------------------------------------------------------------------------------------
@@ -270,7 +297,12 @@ def check_predictions(where: str, got: np.ndarray, expected: np.ndarray) -> None
 async def measure_served(
     spec: ModelSpec, module: torch.nn.Module, where: Served, row: torch.Tensor, budget: Budget
 ) -> list[Result]:
-    """Both concurrencies against plain Serve over HTTP, ray-deploy over HTTP and ray-deploy's handle."""
+    """Both concurrencies against plain Serve over HTTP, ray-deploy over HTTP (capture on and off) and ray-deploy's
+    handle (capture on).
+
+    Capture off is measured before capture on, so the Monitor's Parquet writes that trail a capture-on run land on
+    the handle rows (capture on as well), not on the capture-off row it is compared with.
+    """
     body = json.dumps({"instances": row.tolist()}).encode()
     array = row.numpy()
     with torch.inference_mode():
@@ -281,9 +313,11 @@ async def measure_served(
     async with aiohttp.ClientSession(connector=connector, timeout=timeout) as session:
         await check_http(session, where.plain_url, body, expected)
         await check_http(session, where.ours_url, body, expected)
+        await check_http(session, where.no_capture_url, body, expected)
         check_predictions(f"handle {where.ours_name}", np.asarray(await handle.predict.remote(array)), expected)
         calls = {
             PLAIN_HTTP: http_call(session, where.plain_url, body),
+            OURS_HTTP_NO_CAPTURE: http_call(session, where.no_capture_url, body),
             OURS_HTTP: http_call(session, where.ours_url, body),
             OURS_HANDLE: handle_call(handle, array),
         }
@@ -293,7 +327,7 @@ async def measure_served(
                 log(f"{spec.name}: {target}, concurrency {concurrency}")
                 rec = await measure(call, concurrency, budget)
                 results.append(rec.result(spec.name, target, concurrency))
-    return results
+    return sorted(results, key=lambda r: (r.concurrency, TARGETS.index(r.target)))
 
 
 # ---- the report -----------------------------------------------------------------------------------------------
@@ -309,6 +343,31 @@ def add_ratios(results: list[Result]) -> None:
             r.p50_vs_plain = r.p50_ms / base.p50_ms
 
 
+def capture_ratios(results: list[Result], concurrency: int) -> dict[str, float | None]:
+    """Per model: ray-deploy's req/s over HTTP with capture on relative to capture off, at ``concurrency``."""
+    rps = {(r.model, r.target): r.rps for r in results if r.concurrency == concurrency}
+    ratios: dict[str, float | None] = {}
+    for spec in MODELS:
+        on, off = rps.get((spec.name, OURS_HTTP)), rps.get((spec.name, OURS_HTTP_NO_CAPTURE))
+        ratios[spec.name] = on / off if on is not None and off else None
+    return ratios
+
+
+def capture_note(results: list[Result]) -> str:
+    top = max(CONCURRENCY)
+    ratios = capture_ratios(results, top)
+    figures = ", ".join(f"{model} {capture_ratio(value)}" for model, value in ratios.items())
+    met = all(value is not None and value >= CAPTURE_TARGET for value in ratios.values())
+    at_one = ", ".join(f"{model} {capture_ratio(value)}" for model, value in capture_ratios(results, 1).items())
+    return (
+        f"- Request capture: `{OURS_HTTP}` captures every request (the default: inputs and outputs shipped in the "
+        f"background to the deployment's Monitor, which writes Parquet); `{OURS_HTTP_NO_CAPTURE}` is a second "
+        "deployment of the same model with `capture=False` and the same options, measured just before it. "
+        f"Capture on / off req/s at concurrency {top}: {figures} (target: at least {CAPTURE_TARGET:.2f}×, "
+        f"{'met' if met else 'NOT met'}); at concurrency 1: {at_one}."
+    )
+
+
 def markdown(results: list[Result], budget: Budget) -> str:
     """The table for the README, under a few lines saying what was measured and how."""
     ours = DeployOptions(num_cpus=REPLICA_CPUS)
@@ -322,6 +381,7 @@ def markdown(results: list[Result], budget: Budget) -> str:
         f"- ray-deploy: `ray_deploy.deploy(model, ...)` defaults for torch (dynamic batching up to "
         f"{ours.batch_size(True)} rows, max_ongoing_requests {ours.ongoing_requests(True)}), over HTTP (`/predict`) "
         "and over the Serve handle (`predict.remote`).",
+        capture_note(results),
         f"- One replica each with num_cpus={REPLICA_CPUS:g}; load from one asyncio client on the same machine "
         f"({os.cpu_count()} CPUs): {budget.requests} requests or {budget.seconds:g} s per row, whichever ends "
         f"first, after a warm-up; ray {ray.__version__}, torch {torch.__version__}.",
@@ -340,6 +400,11 @@ def markdown(results: list[Result], budget: Budget) -> str:
     return "\n".join(lines)
 
 
+def capture_ratio(value: float | None) -> str:
+    """Three decimals, so a ratio just under the target does not print as the target."""
+    return "—" if value is None else f"{value:.3f}×"
+
+
 def ratio(value: float | None) -> str:
     if value is None:
         return "—"
@@ -355,6 +420,7 @@ def write_json(path: Path, results: list[Result], budget: Budget) -> None:
         "torch": torch.__version__,
         "models": {spec.name: list(spec.widths) for spec in MODELS},
         "results": [asdict(r) for r in results],
+        "capture_on_vs_off_rps": {str(c): capture_ratios(results, c) for c in CONCURRENCY},
     }
     path.write_text(json.dumps(doc, indent=2))
 
@@ -399,9 +465,21 @@ def main(argv: list[str] | None = None) -> int:
         log(f"RAY_DEPLOY_HTTP_HOST is {settings.http_host}; this benchmark only sends requests to {HOST}")
         return 2
     torch.set_num_threads(max(1, int(REPLICA_CPUS)))  # as in a replica: Ray sets OMP_NUM_THREADS to its CPUs
+    wanted = SERVED_REPLICAS * REPLICA_CPUS
+    if settings.ray_address is None and settings.num_cpus is None:
+        # a local head started here offers the machine's CPUs, and at least one per replica deployed at once (only
+        # one target is loaded at a time, so the logical CPUs beyond the cores are never busy together)
+        os.environ["RAY_DEPLOY_NUM_CPUS"] = str(max(os.cpu_count() or 1, math.ceil(wanted)))
     info = ray_deploy.connect()
     log(f"cluster {info.address}, {info.cpus:g} CPU; endpoint {info.endpoint}")
     try:
+        if info.cpus < wanted:
+            log(
+                f"the cluster offers {info.cpus:g} CPU, the {SERVED_REPLICAS} replicas deployed per model need "
+                f"{wanted:g}; start the local head with RAY_DEPLOY_NUM_CPUS={math.ceil(wanted)} (or more), or "
+                "point RAY_DEPLOY_HOME and the RAY_DEPLOY_*_PORT variables at a fresh one"
+            )
+            return 2
         results = run(budget)
         print(markdown(results, budget), flush=True)
         if args.json:

@@ -474,7 +474,8 @@ class CaptureStore:
         with self._lock:
             for (version, hour), positions in groups.items():
                 part = frame.iloc[positions]
-                empty = [c for c in inputs if part[c].isna().all()]
+                nulls = part[inputs].isna().all() if inputs else pd.Series(dtype=bool)  # one vectorized pass
+                empty = [c for c in inputs if nulls[c]]
                 table = _to_table(part.drop(columns=empty) if empty else part)
                 directory = f"{self._captures}/version={quote(str(version), safe='')}/hour={_hour_label(int(hour))}"
                 self._write_file(directory, table)

@@ -120,6 +120,8 @@ class Monitor:
         """
         await asyncio.sleep(FLUSH_S + _DELIVERY_S)
         await self.flush()
+        if self.watch is not None:
+            await asyncio.to_thread(self.watch.write_pending, time.time())
 
     async def flush(self) -> None:
         """Process every queued sample now (one flush at a time, so a caller sees everything queued before it)."""

@@ -75,6 +75,8 @@ def test_without_reference_drift_says_so_and_capture_still_works(tmp_path: Path)
     watch.configure("1", SPEC, None, now=0.0)
     watch.ingest(samples(rows(50, seed=1), t=1.0), now=1.0)
     assert watch.drift_section()["state"] == "no_reference"
+    assert len(watch.store.read()) == 0  # written in batches
+    watch.write_pending(now=1.5)
     assert len(watch.store.read()) == 50
     assert watch.report(None, now=2.0)["section"]["state"] == "no_reference"
 
