@@ -133,8 +133,29 @@ class ScaleHandler(_Handler):
         self.reply(await self.manager.scale(name, low, high), 202)
 
 
+class PromoteHandler(_Handler):
+    """``POST deployments/<name>/promote``: the running rollout's challenger becomes the champion (a Ray Job)."""
+
+    @web.authenticated
+    async def post(self, name: str) -> None:
+        body = self.json_body() if self.request.body else {}
+        if body:
+            raise BadRequest(f"the promote body takes no fields, got {sorted(body)}; send {{}} or nothing")
+        self.reply(await self.manager.promote(name), 202)
+
+
+class RollbackHandler(_Handler):
+    """``POST deployments/<name>/rollback`` with an optional ``{"to_version": "2"}`` (a Ray Job); without it the
+    previous champion serves again."""
+
+    @web.authenticated
+    async def post(self, name: str) -> None:
+        to_version = _rollback_body(self.json_body() if self.request.body else {})
+        self.reply(await self.manager.rollback(name, to_version), 202)
+
+
 class ActionHandler(_Handler):
-    """``GET actions/<id>``: the current state of a scale or delete action."""
+    """``GET actions/<id>``: the current state of a scale, delete, promote or rollback action."""
 
     @web.authenticated
     async def get(self, action_id: str) -> None:
@@ -147,7 +168,8 @@ class NotFoundHandler(_Handler):
     async def _missing(self, path: str) -> None:
         raise ModelNotFound(
             f"no route {self.request.method} /{API}/{path}; routes: GET cluster, POST cluster/start, GET deployments, "
-            "GET/DELETE deployments/<name>, POST deployments/<name>/scale, GET actions/<id>"
+            "GET/DELETE deployments/<name>, POST deployments/<name>/scale, POST deployments/<name>/promote, "
+            "POST deployments/<name>/rollback, GET actions/<id>"
         )
 
     @web.authenticated
@@ -186,6 +208,23 @@ def _scale_body(body: dict[str, Any]) -> tuple[int, int]:
     return opts.min_replicas, opts.max_replicas
 
 
+def _rollback_body(body: dict[str, Any]) -> str | None:
+    """The optional ``to_version`` of a rollback (a registry version number), else a 400 naming the problem."""
+    unknown = sorted(set(body) - {"to_version"})
+    if unknown:
+        raise BadRequest(
+            f'unknown field(s) {unknown} in the rollback body; send only "to_version", e.g. {{"to_version": "2"}}'
+        )
+    value = body.get("to_version")
+    if value is None:
+        return None
+    if isinstance(value, int) and not isinstance(value, bool):
+        value = str(value)
+    if not isinstance(value, str) or not value.strip().isdigit():
+        raise BadRequest(f'to_version must be a registry version number such as "2", got {value!r}')
+    return value.strip()
+
+
 def routes(base_url: str) -> list[tuple[str, type[_Handler]]]:
     """The URL patterns of the extension under ``base_url`` (first match wins, the catch-all is last)."""
     name = r"(?P<name>[^/]+)"
@@ -195,6 +234,8 @@ def routes(base_url: str) -> list[tuple[str, type[_Handler]]]:
         ("deployments", DeploymentsHandler),
         (f"deployments/{name}", DeploymentHandler),
         (f"deployments/{name}/scale", ScaleHandler),
+        (f"deployments/{name}/promote", PromoteHandler),
+        (f"deployments/{name}/rollback", RollbackHandler),
         (r"actions/(?P<action_id>[^/]+)", ActionHandler),
         (r"(?P<path>.*)", NotFoundHandler),
     ]

@@ -1,5 +1,6 @@
 """IPython magics for ray-deploy: ``%deploy``/``%%deploy``, ``%predict``, ``%explain``, ``%fairness``, ``%drift``,
-``%deployments``, ``%scale``, ``%undeploy`` and ``%ray``.
+``%deployments``, ``%scale``, ``%undeploy``, ``%ray``, and the safe rollouts ``%canary``, ``%shadow``, ``%abtest``,
+``%promote``, ``%rollback`` and ``%versions``.
 
 The magics are thin: they parse arguments, look variables up in the notebook's namespace, call the
 ``ray_deploy`` API and display the result. A user error (bad arguments, an unknown variable, any
@@ -10,6 +11,7 @@ Example:
     >>> %load_ext jupyter_ext
     >>> %deploy clf --name iris --sample X[:5] --max-replicas 2 -o dep
     >>> %predict iris X[:3] -o preds
+    >>> %canary iris clf_v2 --sample X[:5] --steps 0.1,0.5,1 -o rollout
 """
 
 from __future__ import annotations
@@ -301,6 +303,170 @@ class RayDeployMagics(Magics):
             print(f"scaled {args.name!r}: min_replicas={options.min_replicas}, max_replicas={options.max_replicas}")
 
     @magic_arguments()
+    @argument("name", help="deployment name, e.g. iris")
+    @argument("model", nargs="?", help="variable (or expression) holding the new model (or give --version)")
+    @argument("--version", metavar="V", help="a registered version to roll out instead of a model, e.g. 3")
+    @argument(
+        "--steps",
+        metavar="S,S,..",
+        help="challenger traffic shares per step, rising and ending at 1 (default 0.05,0.25,0.5,1)",
+    )
+    @argument("--step-s", type=float, metavar="S", help="seconds each step lasts before its gates decide (60)")
+    @argument(
+        "--sticky-header", metavar="H", help="request header that keeps one caller on one version, e.g. x-user-id"
+    )
+    @argument("--sample", metavar="VAR", help="variable (or expression) with sample input for the new model")
+    @argument("-o", "--output", metavar="VAR", help="store the Rollout in this notebook variable")
+    @line_magic
+    def canary(self, line: str) -> None:
+        """Roll a new model (or version) out as a canary: ``%canary NAME MODEL_VAR|--version V
+        [--steps 0.05,0.25,0.5,1] [--step-s S] [--sticky-header H] [--sample VAR] [-o VAR]``.
+
+        The challenger takes a rising share of the traffic, step by step; at the end of each step its gates
+        (error rate, p99 latency, prediction shift, accuracy against the champion) decide to advance, promote
+        or roll back. The controller runs in the cluster, so the canary goes on if the kernel stops. Shows the
+        live rollout widget (split, per-version traffic, gates per step, pause/resume, promote, roll back).
+        """
+        with _user_errors("canary"):
+            args = parse_argstring(self.canary, line)
+            output = _output_name(args.output)
+            target = self._model_or_version(args, "canary")
+            options: dict[str, Any] = {}
+            if args.steps is not None:
+                options["steps"] = _shares(args.steps)
+            if args.step_s is not None:
+                options["step_s"] = args.step_s
+            if args.sticky_header is not None:
+                options["sticky_header"] = args.sticky_header
+            if args.sample is not None:
+                options["sample_input"] = self._value(args.sample, "the sample input")
+            deployment = ray_deploy.get(args.name)
+            rollout = deployment.canary(target, **options)
+            self._store(output, rollout)
+            self._show_rollout(args.name, rollout, deployment)
+
+    @magic_arguments()
+    @argument("name", help="deployment name, e.g. iris")
+    @argument("model", nargs="?", help="variable (or expression) holding the new model (or give --version)")
+    @argument("--version", metavar="V", help="a registered version to shadow instead of a model, e.g. 3")
+    @argument("--fraction", type=float, metavar="F", help="share of requests copied to the challenger (1.0)")
+    @argument("--sample", metavar="VAR", help="variable (or expression) with sample input for the new model")
+    @argument("-o", "--output", metavar="VAR", help="store the Rollout in this notebook variable")
+    @line_magic
+    def shadow(self, line: str) -> None:
+        """Run a new model (or version) in the shadow of the champion: ``%shadow NAME MODEL_VAR|--version V
+        [--fraction F] [--sample VAR] [-o VAR]``.
+
+        The champion answers every request; a copy of a fraction of them goes to the challenger, whose answers
+        are compared, never returned. Shows the live rollout widget with the agreement and latency report.
+        """
+        with _user_errors("shadow"):
+            args = parse_argstring(self.shadow, line)
+            output = _output_name(args.output)
+            target = self._model_or_version(args, "shadow")
+            options: dict[str, Any] = {}
+            if args.fraction is not None:
+                options["fraction"] = args.fraction
+            if args.sample is not None:
+                options["sample_input"] = self._value(args.sample, "the sample input")
+            deployment = ray_deploy.get(args.name)
+            rollout = deployment.shadow(target, **options)
+            self._store(output, rollout)
+            self._show_rollout(args.name, rollout, deployment)
+
+    @magic_arguments()
+    @argument("name", help="deployment name, e.g. iris")
+    @argument("model", nargs="?", help="variable (or expression) holding the new model (or give --version)")
+    @argument("--version", metavar="V", help="a registered version to test instead of a model, e.g. 3")
+    @argument("--split", type=float, metavar="F", help="share of traffic the challenger gets (0.5)")
+    @argument("--metric", metavar="M", help="the metric the test compares, from labels (accuracy)")
+    @argument("--sample", metavar="VAR", help="variable (or expression) with sample input for the new model")
+    @argument("-o", "--output", metavar="VAR", help="store the Rollout in this notebook variable")
+    @line_magic
+    def abtest(self, line: str) -> None:
+        """A/B test a new model (or version) against the champion: ``%abtest NAME MODEL_VAR|--version V
+        [--split F] [--metric M] [--sample VAR] [-o VAR]``.
+
+        Each arm gets its share of the traffic; the report compares the metric from labels (``feedback``) with a
+        confidence interval, p-value and the samples still needed. Shows the live rollout widget.
+        """
+        with _user_errors("abtest"):
+            args = parse_argstring(self.abtest, line)
+            output = _output_name(args.output)
+            target = self._model_or_version(args, "abtest")
+            options: dict[str, Any] = {}
+            if args.split is not None:
+                options["split"] = args.split
+            if args.metric is not None:
+                options["metric"] = args.metric
+            if args.sample is not None:
+                options["sample_input"] = self._value(args.sample, "the sample input")
+            deployment = ray_deploy.get(args.name)
+            rollout = deployment.ab_test(target, **options)
+            self._store(output, rollout)
+            self._show_rollout(args.name, rollout, deployment)
+
+    @magic_arguments()
+    @argument("name", help="deployment name")
+    @line_magic
+    def promote(self, line: str) -> None:
+        """Make the running rollout's challenger the champion, atomically: ``%promote NAME``."""
+        with _user_errors("promote"):
+            args = parse_argstring(self.promote, line)
+            deployment = ray_deploy.get(args.name)
+            deployment.promote()
+            print(f"promoted {args.name!r}: version {deployment.version} is the champion")
+
+    @magic_arguments()
+    @argument("name", help="deployment name")
+    @argument("--to", metavar="V", dest="to_version", help="the registry version to serve (default: the previous)")
+    @line_magic
+    def rollback(self, line: str) -> None:
+        """Serve the previous champion again (ending any rollout), or a given version: ``%rollback NAME [--to V]``."""
+        with _user_errors("rollback"):
+            args = parse_argstring(self.rollback, line)
+            deployment = ray_deploy.get(args.name)
+            deployment.rollback(to_version=args.to_version)
+            print(f"rolled back {args.name!r}: version {deployment.version} is the champion")
+
+    @magic_arguments()
+    @argument("name", help="deployment name")
+    @argument("-o", "--output", metavar="VAR", help="store the versions DataFrame in this notebook variable")
+    @line_magic
+    def versions(self, line: str) -> Any:
+        """A deployment's registry versions: ``%versions NAME [-o VAR]``.
+
+        Shows a DataFrame with version, aliases, created_at, deployed_by, serving and metrics columns.
+        """
+        with _user_errors("versions"):
+            args = parse_argstring(self.versions, line)
+            output = _output_name(args.output)
+            table = ray_deploy.get(args.name).versions()
+            self._store(output, table)
+            return table
+        return None
+
+    def _model_or_version(self, args: Any, magic: str) -> Any:
+        """The model (a notebook variable) or the version string the user named: exactly one of them."""
+        if (args.model is None) == (args.version is None):
+            raise UsageError(
+                f"%{magic} needs the new model's variable or --version V (not both), "
+                f"e.g. `%{magic} {args.name} clf_v2` or `%{magic} {args.name} --version 3`"
+            )
+        if args.version is not None:
+            return str(args.version)
+        return self._value(args.model, "the model")
+
+    def _show_rollout(self, name: str, rollout: Any, deployment: Any) -> None:
+        from jupyter_ext.rollout_widget import RolloutWidget, rollout_panel_html
+
+        _show_panel(
+            self.shell,
+            lambda: RolloutWidget(name, rollout=rollout, deployment=deployment),
+            lambda: rollout_panel_html(name, rollout.status()),
+        )
+
+    @magic_arguments()
     @argument("address", nargs="?", help="Ray cluster address; default RAY_ADDRESS, else the local head")
     @line_magic
     def ray(self, line: str) -> Any:
@@ -360,6 +526,18 @@ def _output_name(name: str | None) -> str | None:
     if name is not None and not name.isidentifier():
         raise UsageError(f"-o {name!r}: give a Python variable name, e.g. -o result")
     return name
+
+
+def _shares(text: str) -> tuple[float, ...]:
+    """``--steps 0.05,0.25,0.5,1`` as a tuple of floats (the API checks that they rise to 1)."""
+    parts = [part.strip() for part in text.split(",") if part.strip()]
+    try:
+        shares = tuple(float(part) for part in parts)
+    except ValueError:
+        raise UsageError(f"--steps {text!r}: give comma-separated shares, e.g. --steps 0.05,0.25,0.5,1") from None
+    if not shares:
+        raise UsageError("--steps is empty: give comma-separated shares, e.g. --steps 0.05,0.25,0.5,1")
+    return shares
 
 
 def _in_kernel(shell: Any) -> bool:

@@ -69,8 +69,9 @@ class RayDeployServer(Configurable):
     ).tag(config=True)
     job_python = Unicode(
         "",
-        help="Python interpreter that runs the ray-deploy CLI inside Ray Jobs (scale, delete). Default: env "
-        "RAY_DEPLOY_JOB_PYTHON, else this server's interpreter for the local cluster, `python` for a remote one.",
+        help="Python interpreter that runs the ray-deploy CLI inside Ray Jobs (scale, delete, promote, rollback). "
+        "Default: env RAY_DEPLOY_JOB_PYTHON, else this server's interpreter for the local cluster, "
+        "`python` for a remote one.",
     ).tag(config=True)
     request_timeout_s = Float(10.0, help="Timeout of each call to the Ray dashboard or an endpoint.").tag(config=True)
     start_timeout_s = Float(600.0, help="Longest wait for `ray-deploy up` when starting the local cluster.").tag(
@@ -103,6 +104,14 @@ class Manager(Protocol):
 
     async def delete(self, name: str) -> ActionDocument:
         """Start deleting a deployment (an action)."""
+        ...
+
+    async def promote(self, name: str) -> ActionDocument:
+        """Start promoting the running rollout's challenger (an action)."""
+        ...
+
+    async def rollback(self, name: str, to_version: str | None) -> ActionDocument:
+        """Start rolling back to the previous champion, or to ``to_version`` (an action)."""
         ...
 
     async def action(self, action_id: str) -> ActionDocument:
@@ -243,7 +252,7 @@ class DeploymentManager:
         )
 
     async def action(self, action_id: str) -> ActionDocument:
-        """The current state of a scale or delete action (read back from its Ray Job).
+        """The current state of a scale, delete, promote or rollback action (read back from its Ray Job).
 
         Example:
             >>> (await manager.action("ray-deploy-scale-0123456789ab")).status
@@ -293,6 +302,31 @@ class DeploymentManager:
         client = self.dashboard(settings)
         await self._model_app(client, name)
         return await submit_action(client, "delete", name, [], self.job_python(settings), settings)
+
+    async def promote(self, name: str) -> ActionDocument:
+        """Start ``ray-deploy promote <name>`` as a Ray Job: the challenger becomes the champion.
+
+        Example:
+            >>> (await manager.promote("iris")).action
+            'promote'
+        """
+        settings = self.settings
+        client = self.dashboard(settings)
+        await self._model_app(client, name)
+        return await submit_action(client, "promote", name, [], self.job_python(settings), settings)
+
+    async def rollback(self, name: str, to_version: str | None = None) -> ActionDocument:
+        """Start ``ray-deploy rollback <name> [--to <version>]`` as a Ray Job.
+
+        Example:
+            >>> (await manager.rollback("iris", "2")).status
+            'PENDING'
+        """
+        settings = self.settings
+        client = self.dashboard(settings)
+        await self._model_app(client, name)
+        args = ["--to", to_version] if to_version is not None else []
+        return await submit_action(client, "rollback", name, args, self.job_python(settings), settings)
 
     def job_python(self, settings: Settings | None = None) -> str:
         """The interpreter a job runs the CLI with: configured, else ours (local cluster) or ``python``."""

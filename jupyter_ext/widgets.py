@@ -4,7 +4,8 @@ The card renders the status document that ``Deployment.status()`` returns (it co
 and its history plot draws the document's ``history``, kept in the cluster, so a card shown after a kernel
 restart has the same history as the side panel), shows the document's drift state and model metric when it
 carries them (one compact line: a drift badge whose tooltip names the drifted features, and accuracy/F1 or RMSE
-with the labelled count), refreshes it from a daemon thread without blocking the kernel,
+with the labelled count), a one-line rollout row while a canary, shadow or A/B test runs ("canary 25% → v3
+(step 2/4) · running"), refreshes it from a daemon thread without blocking the kernel,
 stops when the deployment is deleted or the card is closed, and carries a static ``text/html`` snapshot in its
 mime bundle for frontends without widgets (e.g. a notebook exported with ``nbconvert``). One live card exists
 per deployment name; showing a deployment again shows the same card, so refresh threads never pile up.
@@ -149,6 +150,48 @@ def monitor_html(doc: dict[str, Any]) -> str:
     return f"<div class='ray-deploy-monitor' style='display:flex;gap:0.75em;align-items:center'>{''.join(parts)}</div>"
 
 
+FINAL_ROLLOUT_STATES = frozenset({"promoted", "rolled_back", "aborted", "finished"})
+_ROLLOUT_MODES = {"canary": "canary", "shadow": "shadow", "ab": "A/B"}
+
+
+def percent(share: float) -> str:
+    """A traffic share as a percentage: ``percent(0.25) == '25%'``, ``percent(0.125) == '12.5%'``."""
+    return f"{share * 100:.3g}%"
+
+
+def rollout_line(doc: dict[str, Any]) -> str | None:
+    """The document's running rollout as one line, e.g. ``canary 25% → v3 (step 2/4) · running``; None when
+    the document has no rollout or it has ended (promoted, rolled back, aborted, finished).
+
+    Example:
+        >>> rollout_line(doc)
+        'canary 25% → v3 (step 2/4) · running'
+    """
+    rollout = doc.get("rollout")
+    if not rollout or rollout.get("state") in FINAL_ROLLOUT_STATES:
+        return None
+    mode = str(rollout.get("mode") or "")
+    line = (
+        f"{_ROLLOUT_MODES.get(mode, mode)} {percent(float(rollout.get('share') or 0))} → v{rollout.get('challenger')}"
+    )
+    steps = rollout.get("steps") or []
+    if mode == "canary" and steps:
+        line += f" (step {int(rollout.get('step') or 0) + 1}/{len(steps)})"
+    return f"{line} · {str(rollout.get('state') or 'unknown').replace('_', ' ')}"
+
+
+def rollout_html(doc: dict[str, Any]) -> str:
+    """The card's rollout row (the rollout's message in its tooltip); empty without a running rollout."""
+    line = rollout_line(doc)
+    if line is None:
+        return ""
+    message = str((doc.get("rollout") or {}).get("message") or "")
+    return (
+        f"<div class='ray-deploy-rollout-line' title='{html.escape(message, quote=True)}'>"
+        f"<b>rollout</b> {html.escape(line)}</div>"
+    )
+
+
 def card_links(doc: dict[str, Any]) -> list[tuple[str, str]]:
     """``(label, url)`` of the places a person looks at a deployment, from the document's ``links``.
 
@@ -196,7 +239,7 @@ def snapshot_html(doc: dict[str, Any], message: str = "", plot: bool = True) -> 
     return (
         f"<div class='ray-deploy-card'>{_title_html(str(doc.get('name', '')), values['state'])}"
         f"<div style='display:flex;gap:1em;align-items:flex-start'><table>{rows}</table>{image}</div>"
-        f"{monitor_html(doc)}<div>{links_html(doc)}</div>{note}</div>"
+        f"{rollout_html(doc)}{monitor_html(doc)}<div>{links_html(doc)}</div>{note}</div>"
     )
 
 
@@ -210,7 +253,8 @@ def snapshot_text(doc: dict[str, Any]) -> str:
     values = card_values(doc)
     lines = [f"ray-deploy: {doc.get('name', '')} [{values['state']}]"]
     lines += [f"  {label}: {values[key]}" for key, label in FIELDS.items() if key != "state"]
-    drift, metric = drift_line(doc), model_metric(doc)
+    drift, metric, rollout = drift_line(doc), model_metric(doc), rollout_line(doc)
+    lines += [f"  rollout: {rollout}"] if rollout is not None else []
     lines += [f"  drift: {drift}"] if drift is not None else []
     lines += [f"  model: {metric}"] if metric is not None else []
     lines += [f"  {label}: {url}" for label, url in card_links(doc)]
@@ -232,8 +276,8 @@ def history_points(doc: dict[str, Any]) -> list[HistoryPoint]:
 
 
 class DeploymentCard(widgets.VBox):
-    """A live card of one deployment: state, version, replicas, QPS, p50/p99, errors, history plot, the drift
-    badge and model metric (when the document has them), links.
+    """A live card of one deployment: state, version, replicas, QPS, p50/p99, errors, history plot, the running
+    rollout, the drift badge and model metric (when the document has them), links.
 
     ``fetch`` returns the status document (default: ``ray_deploy.Deployment(name).status()``); ``doc`` is the
     first document to show (fetched when not given). ``start=False`` renders without a refresh thread.
@@ -269,11 +313,12 @@ class DeploymentCard(widgets.VBox):
             layout=widgets.Layout(grid_template_columns="max-content auto", grid_gap="0 1em"),
         )
         self.plot = widgets.Image(format="png", layout=widgets.Layout(width="340px"))
+        self.rollout = widgets.HTML()  # the running rollout's line, empty without one
         self.monitor = widgets.HTML()  # drift badge and model metric, empty without those sections
         self.links = widgets.HTML()
         self.message = widgets.Label()
         super().__init__(
-            [self.title, widgets.HBox([grid, self.plot]), self.monitor, self.links, self.message],
+            [self.title, widgets.HBox([grid, self.plot]), self.rollout, self.monitor, self.links, self.message],
             layout=widgets.Layout(border="1px solid #d0d7de", padding="4px 8px", margin="4px 0"),
         )
         self.add_class("ray-deploy-card")  # the same class as the HTML snapshot, for styling and browser tests
@@ -330,6 +375,10 @@ class DeploymentCard(widgets.VBox):
             if self.fields[key].value != value:
                 self.fields[key].value = value
         self.title.value = _title_html(self.name, values["state"])
+        rollout = rollout_html(doc)
+        if self.rollout.value != rollout:
+            self.rollout.value = rollout
+        self.rollout.layout.display = "block" if rollout else "none"
         monitor = monitor_html(doc)
         if self.monitor.value != monitor:
             self.monitor.value = monitor

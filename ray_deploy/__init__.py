@@ -14,7 +14,7 @@ from __future__ import annotations
 __version__ = "0.1.0"
 
 from ray_deploy.cluster import ClusterInfo, cluster_info, connect, shutdown
-from ray_deploy.config import DeployOptions, Settings
+from ray_deploy.config import CaptureSpec, DeployOptions, DriftSpec, GateSpec, RolloutSpec, Settings
 from ray_deploy.deployment import Deployment, delete, deploy, get, list_deployments
 from ray_deploy.errors import (
     BadRequest,
@@ -33,14 +33,18 @@ from ray_deploy.errors import (
 
 __all__ = [
     "BadRequest",
+    "CaptureSpec",
     "ClusterError",
     "ClusterInfo",
     "ConfigError",
     "DeployOptions",
     "Deployment",
     "DeploymentFailed",
+    "DriftReport",
+    "DriftSpec",
     "Explanation",
     "FairnessReport",
+    "GateSpec",
     "InsufficientResources",
     "ModelFailed",
     "Mitigation",
@@ -49,6 +53,8 @@ __all__ = [
     "PayloadTooLarge",
     "RayDeployError",
     "RequestTimeout",
+    "Rollout",
+    "RolloutSpec",
     "SchemaMismatch",
     "Settings",
     "__version__",
@@ -62,8 +68,10 @@ __all__ = [
     "shutdown",
 ]
 
-# Result classes of explanations and fairness load pandas; they load when first used, not on `import ray_deploy`.
+# Result classes of explanations, fairness, drift and rollouts load pandas or Ray; they load when first used.
 _LAZY = {
+    "DriftReport": "ray_deploy.drift_report",
+    "Rollout": "ray_deploy.rollouts",
     "Explanation": "ray_deploy.explanation",
     "FairnessReport": "ray_deploy.fairness",
     "Mitigation": "ray_deploy.mitigation",

@@ -1,10 +1,16 @@
-"""The ``ray-deploy`` command line: ``up``, ``down``, ``status``, ``list``, ``deploy``, ``scale``, ``delete``.
+"""The ``ray-deploy`` command line: ``up``, ``down``, ``status``, ``list``, ``deploy``, ``scale``, ``delete``,
+``versions``, ``promote``, ``rollback``.
+
+``promote`` and ``rollback`` are also what the side panel's promote / roll back actions run as Ray Jobs.
 
 Example:
     $ ray-deploy up
     $ ray-deploy deploy models:/iris/1 --name iris --min-replicas 0 --max-replicas 2
     $ ray-deploy status iris
     $ ray-deploy scale iris --min 2 --max 4
+    $ ray-deploy versions iris
+    $ ray-deploy promote iris
+    $ ray-deploy rollback iris --to 2
     $ ray-deploy down
 """
 
@@ -46,6 +52,13 @@ def _parser() -> argparse.ArgumentParser:
     scale.add_argument("--max", dest="max", type=int, help="most replicas the autoscaler may start")
     delete = sub.add_parser("delete", help="remove a deployment (its registry versions stay)")
     delete.add_argument("name")
+    versions = sub.add_parser("versions", help="a deployment's registry versions: aliases, who deployed, serving")
+    versions.add_argument("name")
+    promote = sub.add_parser("promote", help="make the running rollout's challenger the champion (atomically)")
+    promote.add_argument("name")
+    rollback = sub.add_parser("rollback", help="serve the previous champion again (or --to a version)")
+    rollback.add_argument("name")
+    rollback.add_argument("--to", dest="to_version", metavar="VERSION", help="the registry version to serve, e.g. 2")
     return parser
 
 
@@ -105,6 +118,17 @@ def _run(args: argparse.Namespace) -> None:
     elif args.command == "delete":
         ray_deploy.delete(args.name)
         print(f"deleted {args.name}")
+    elif args.command == "versions":
+        table = ray_deploy.get(args.name).versions()
+        print(table.to_string(index=False) if len(table) else f"{args.name} has no registered versions")
+    elif args.command == "promote":
+        dep = ray_deploy.get(args.name)
+        dep.promote()
+        print(f"promoted {dep.name}: version {dep.version} is the champion")
+    elif args.command == "rollback":
+        dep = ray_deploy.get(args.name)
+        dep.rollback(to_version=args.to_version)
+        print(f"rolled back {dep.name}: version {dep.version} is the champion")
 
 
 def _print(doc: dict[str, Any], raw: bool) -> None:

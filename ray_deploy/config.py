@@ -167,6 +167,66 @@ class DriftSpec(BaseModel):
         return self
 
 
+class GateSpec(BaseModel):
+    """When a canary step passes: what the challenger may not do worse than the champion on the same window.
+
+    Example:
+        >>> GateSpec(max_error_rate_increase=0.01, max_p99_ratio=1.5)
+        GateSpec(max_error_rate_increase=0.01, ...)
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    min_requests: int = Field(
+        50, ge=1, le=10_000_000, description="Challenger requests a step needs before its gates decide."
+    )
+    max_error_rate_increase: float = Field(
+        0.02, ge=0, le=1, description="Largest allowed challenger error rate minus the champion's."
+    )
+    max_p99_ratio: float = Field(2.0, gt=1, le=100, description="Largest allowed challenger p99 / champion p99.")
+    max_prediction_shift: float = Field(
+        0.2,
+        gt=0,
+        le=1,
+        description="Largest allowed KS D (numeric) or Jensen-Shannon distance (classes) between "
+        "the two versions' predictions.",
+    )
+    min_accuracy_delta: float = Field(
+        -0.02,
+        ge=-1,
+        le=1,
+        description="Smallest allowed challenger metric minus the champion's, once both have labels.",
+    )
+    min_labels: int = Field(30, ge=1, le=10_000_000, description="Labels per version before the accuracy gate counts.")
+
+
+class RolloutSpec(BaseModel):
+    """A canary: the challenger's traffic share per step, how long each step lasts, and its gates.
+
+    Example:
+        >>> RolloutSpec(steps=(0.1, 0.5, 1.0), step_s=30)
+        RolloutSpec(steps=(0.1, 0.5, 1.0), step_s=30.0, ...)
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    steps: tuple[float, ...] = Field((0.05, 0.25, 0.5, 1.0), description="Challenger shares, rising, ending at 1.0.")
+    step_s: float = Field(60.0, gt=0, le=7 * 86_400, description="Seconds each step lasts before its gates decide.")
+    gates: GateSpec = Field(default_factory=GateSpec, description="What a step must pass.")
+    sticky_header: str | None = Field(
+        None, description="Request header whose value keeps one caller on one version (e.g. x-user-id)."
+    )
+
+    @model_validator(mode="after")
+    def _check_steps(self) -> RolloutSpec:
+        steps = self.steps
+        if not steps or any(not 0 < s <= 1 for s in steps) or list(steps) != sorted(set(steps)):
+            raise ValueError(f"steps must rise strictly within (0, 1], got {list(steps)}")
+        if steps[-1] != 1.0:
+            raise ValueError(f"the last step must be 1.0 (the challenger takes all traffic), got {steps[-1]}")
+        return self
+
+
 def parse_options(base: DeployOptions | None = None, **changes: Any) -> DeployOptions:
     """Validate options, turning pydantic's errors into one readable :class:`ConfigError`.
 

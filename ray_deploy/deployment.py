@@ -16,8 +16,24 @@ import time
 from typing import TYPE_CHECKING, Any
 
 from ray_deploy.cluster import cluster_info, connect
-from ray_deploy.config import CaptureSpec, DeployOptions, DriftSpec, Settings, parse_options, validate_name
-from ray_deploy.errors import DeploymentFailed, InsufficientResources, ModelNotFound, NotReady, RayDeployError
+from ray_deploy.config import (
+    CaptureSpec,
+    DeployOptions,
+    DriftSpec,
+    GateSpec,
+    RolloutSpec,
+    Settings,
+    parse_options,
+    validate_name,
+)
+from ray_deploy.errors import (
+    ConfigError,
+    DeploymentFailed,
+    InsufficientResources,
+    ModelNotFound,
+    NotReady,
+    RayDeployError,
+)
 from ray_deploy.monitoring import resolve_monitoring
 from ray_deploy.package import check_predict_method, model_kind
 from ray_deploy.reference import choose_reference, prepare_reference, save_reference
@@ -31,6 +47,7 @@ if TYPE_CHECKING:
     from ray_deploy.explanation import Explanation
     from ray_deploy.fairness import FairnessReport
     from ray_deploy.monitoring import DriftWatcher
+    from ray_deploy.rollouts import Rollout
 from ray_deploy.serve_api import run_app, serve_details
 from ray_deploy.status import MODEL_ROUTE, model_apps, state_of
 
@@ -224,6 +241,106 @@ class Deployment:
 
         return DriftWatcher(self.name, callback, poll_s)
 
+    # ---- rollouts ----------------------------------------------------------------------------------------
+
+    def canary(
+        self,
+        model_or_version: Any,
+        steps: tuple[float, ...] = (0.05, 0.25, 0.5, 1.0),
+        step_s: float = 60.0,
+        gates: GateSpec | dict[str, Any] | None = None,
+        sticky_header: str | None = None,
+        sample_input: Any = None,
+        requires_approval: bool = False,
+    ) -> Rollout:
+        """Shift traffic to a challenger step by step; promote when every step's gates pass, roll back when one
+        fails (error rate, p99 latency, prediction shift vs the champion, accuracy once labels arrive).
+
+        ``model_or_version``: a model (registered as a new version) or a registered version such as ``"3"``.
+        The rollout runs in the cluster; closing the notebook does not stop it.
+
+        Example:
+            >>> rollout = get("churn").canary(new_clf, steps=(0.1, 0.5, 1.0), step_s=30)
+            >>> rollout.status()["message"]
+            'step 1/3: 10% to v4, 25 s left; gates pass so far'
+        """
+        from ray_deploy.rollouts import start
+
+        spec = _rollout_spec(steps=tuple(steps), step_s=step_s, gates=gates or {}, sticky_header=sticky_header)
+        return start(
+            self.name,
+            "canary",
+            model_or_version,
+            spec=spec,
+            sample_input=sample_input,
+            requires_approval=requires_approval,
+        )
+
+    def shadow(self, model_or_version: Any, fraction: float = 1.0, sample_input: Any = None) -> Rollout:
+        """Mirror a share of requests to a challenger, fire-and-forget: users never see or wait for its answers;
+        ``rollout.report()`` gives the agreement rate, latency delta and output shift.
+
+        Example:
+            >>> get("churn").shadow("4").report()["agreement"]
+            0.97
+        """
+        from ray_deploy.rollouts import start
+
+        return start(self.name, "shadow", model_or_version, share=fraction, sample_input=sample_input)
+
+    def ab_test(
+        self, model_or_version: Any, split: float = 0.5, metric: str = "accuracy", sample_input: Any = None
+    ) -> Rollout:
+        """Split traffic between champion and challenger and compare ``metric`` (``accuracy`` from labels, or
+        ``error_rate``, ``latency_ms``) with a significance test, confidence interval and samples still needed.
+
+        Example:
+            >>> get("churn").ab_test("4", split=0.5).report()["p_value"]
+            0.003
+        """
+        from ray_deploy.rollouts import start
+
+        if metric not in ("accuracy", "error_rate", "latency_ms"):
+            raise ConfigError(f"metric must be 'accuracy', 'error_rate' or 'latency_ms', got {metric!r}")
+        return start(self.name, "ab", model_or_version, share=split, metric=metric, sample_input=sample_input)
+
+    @property
+    def rollout(self) -> Rollout | None:
+        """The running (or last) rollout, re-attached from the cluster; None if there was none."""
+        from ray_deploy.rollouts import Rollout
+
+        return Rollout(self.name) if self.status().get("rollout") is not None else None
+
+    def promote(self) -> None:
+        """Make the challenger the champion (atomically, with no failed requests).
+
+        Example:
+            >>> get("churn").promote()
+        """
+        from ray_deploy.rollouts import promote
+
+        promote(self.name)
+
+    def rollback(self, to_version: str | None = None) -> None:
+        """End the running rollout, or serve ``to_version`` (default: the version before the current one).
+
+        Example:
+            >>> get("churn").rollback(to_version="2")
+        """
+        from ray_deploy.rollouts import rollback
+
+        rollback(self.name, None if to_version is None else str(to_version))
+
+    def versions(self) -> Any:
+        """Every registered version: aliases, when and by whom it was deployed, what serves, its metrics.
+
+        Example:
+            >>> get("churn").versions()[["version", "aliases", "serving"]]
+        """
+        from ray_deploy.registry import versions_frame
+
+        return versions_frame(self.name, self.version)
+
     def _input_names(self) -> list[str] | None:
         import mlflow
 
@@ -374,13 +491,14 @@ def _roll_out(
     options: DeployOptions,
     *,
     monitoring: Monitoring | None = None,
+    rollout: dict[str, Any] | None = None,
     timeout_s: float = 600.0,
     progress: _Progress | None = None,
 ) -> None:
     from ray_deploy.dataplane.apps import build_model_app
 
     settings, dashboard_url = Settings.from_env(), cluster_info().dashboard_url
-    app = build_model_app(name, version, kind, options, settings, dashboard_url, monitoring)
+    app = build_model_app(name, version, kind, options, settings, dashboard_url, monitoring, rollout)
     started = time.time()
     run_app(app, name=name, route_prefix=f"{MODEL_ROUTE}{name}")
     _wait_until_serving(name, version, started, timeout_s, progress)
@@ -505,8 +623,11 @@ def delete(name: str) -> None:
     """
     from ray import serve
 
+    from ray_deploy.rollouts import stop_controller
+
     connect()
     _app(name)
+    stop_controller(name)
     serve.delete(name)
 
 
@@ -590,3 +711,15 @@ class _Progress:
     def __exit__(self, *exc: Any) -> None:
         if self.bar is not None:
             self.bar.close()
+
+
+def _rollout_spec(**fields: Any) -> RolloutSpec:
+    """A validated :class:`RolloutSpec`, with pydantic's errors as one :class:`ConfigError`."""
+    from pydantic import ValidationError
+
+    try:
+        return RolloutSpec(**fields)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        where = ".".join(str(p) for p in first["loc"])
+        raise ConfigError(f"invalid rollout: {where + ': ' if where else ''}{first['msg']}") from None

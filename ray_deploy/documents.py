@@ -185,6 +185,65 @@ class PerformanceSection(_Document):
     unknown_ids: int = Field(ge=0, description="Feedback request ids that matched no captured prediction, since start.")
 
 
+RolloutMode = Literal["canary", "shadow", "ab"]
+RolloutState = Literal["running", "paused", "awaiting_approval", "promoted", "rolled_back", "aborted", "finished"]
+
+
+class GateResult(_Document):
+    """One gate's verdict at a rollout step, with its evidence."""
+
+    gate: str = Field(description="error_rate, p99_latency, prediction_shift, accuracy or fairness.")
+    status: Literal["pass", "fail", "waiting"] = Field(description="waiting: not enough data yet.")
+    champion: float | None = Field(description="The champion's value on the same window.")
+    challenger: float | None = Field(description="The challenger's value.")
+    threshold: float | None = Field(description="The limit it is compared with.")
+    message: str = Field(description="One line for a person.")
+
+
+class RolloutStep(_Document):
+    """A step of a rollout as it happened."""
+
+    index: int = Field(ge=0, description="Step number, from 0.")
+    share: float = Field(ge=0, le=1, description="Challenger traffic share during the step.")
+    started_at: float = Field(description="When the step started, seconds since the epoch.")
+    ended_at: float | None = Field(description="When it ended, or null while it runs.")
+    decision: Literal["running", "advance", "promote", "rollback", "paused", "aborted", "finished"] = Field(
+        description="What the step's gates decided (running while it lasts)."
+    )
+    gates: list[GateResult] = Field(description="The gates' verdicts at the end of the step (or so far).")
+
+
+class VersionTraffic(_Document):
+    """One version's traffic during the current rollout step."""
+
+    requests: int = Field(ge=0, description="Requests answered.")
+    errors: int = Field(ge=0, description="Requests answered with HTTP status >= 500.")
+    error_rate: float | None = Field(description="errors / requests, or null without requests.")
+    p50_ms: float | None = Field(description="Median latency, ms.")
+    p99_ms: float | None = Field(description="99th percentile latency, ms.")
+
+
+class RolloutSection(_Document):
+    """The deployment's current or last rollout (canary, shadow or A/B test)."""
+
+    rollout_id: str = Field(description="Id of the rollout.")
+    mode: RolloutMode = Field(description="canary, shadow or ab.")
+    state: RolloutState = Field(description="Where it is; promoted, rolled_back, aborted and finished are final.")
+    champion: str = Field(description="The champion version.")
+    challenger: str = Field(description="The challenger version.")
+    share: float = Field(ge=0, le=1, description="The challenger's current share (shadow: the mirrored fraction).")
+    step: int = Field(ge=0, description="Current step index.")
+    steps: list[float] = Field(description="The planned shares.")
+    started_at: float = Field(description="When the rollout started, seconds since the epoch.")
+    updated_at: float = Field(description="When the controller last decided, seconds since the epoch.")
+    message: str = Field(description="One line for a person: progress, or why it ended.")
+    history: list[RolloutStep] = Field(description="Every step so far, oldest first.")
+    traffic: dict[str, VersionTraffic] = Field(description="Per version traffic in the current step.")
+    report: dict[str, MetricValue] = Field(
+        description="Shadow: agreement, latency delta; A/B: metric per arm, difference, CI, p-value, samples needed."
+    )
+
+
 class StatusDocument(_Document):
     """The one status document of a deployment, built in the cluster; every view renders it."""
 
@@ -206,6 +265,7 @@ class StatusDocument(_Document):
     drift: DriftSection | None = Field(None, description="Drift against the reference, or null without capture.")
     quality: QualitySection | None = Field(None, description="Data-quality counters, or null without capture.")
     performance: PerformanceSection | None = Field(None, description="Metrics from labels, or null before any.")
+    rollout: RolloutSection | None = Field(None, description="The current or last rollout, or null if none.")
 
 
 class VersionDocument(_Document):
@@ -243,7 +303,7 @@ class ClusterDocument(_Document):
     message: str = Field(description="One line for a person: the cluster's size, or what is wrong and what to do.")
 
 
-ActionKind = Literal["scale", "delete"]
+ActionKind = Literal["scale", "delete", "promote", "rollback"]
 ActionStatus = Literal["PENDING", "RUNNING", "SUCCEEDED", "FAILED"]
 
 

@@ -30,8 +30,8 @@ from ray_deploy.errors import ModelNotFound
 
 log = logging.getLogger(__name__)
 
-ACTIONS: tuple[ActionKind, ...] = ("scale", "delete")
-_ID = re.compile(r"^ray-deploy-(scale|delete)-[0-9a-f]{12}$")
+ACTIONS: tuple[ActionKind, ...] = ("scale", "delete", "promote", "rollback")
+_ID = re.compile(r"^ray-deploy-(scale|delete|promote|rollback)-[0-9a-f]{12}$")
 _STATUS: dict[str, ActionStatus] = {
     "PENDING": "PENDING",
     "RUNNING": "RUNNING",

@@ -613,6 +613,41 @@ class LabelJoin:
         self._generation += 1
         return dropped
 
+    def counts_by_version(self, now: float) -> dict[str, int]:
+        """Labelled predictions per version in the window.
+
+        Example:
+            >>> join.counts_by_version(now=time.time())
+            {'2': 120, '3': 35}
+        """
+        cutoff = now - self.window_s
+        counts: dict[str, int] = {}
+        for (_, _, version), (t, _, _) in self._pairs.items():
+            if t >= cutoff:
+                counts[version] = counts.get(version, 0) + 1
+        return counts
+
+    def outcomes(self, version: str, now: float) -> list[float]:
+        """Per labelled prediction of ``version`` in the window: 1.0 when right, else 0.0 (classification), or
+        minus the absolute error (regression), so higher is better; what an A/B test compares.
+
+        Example:
+            >>> join.outcomes("3", now=time.time())[:4]
+            [1.0, 1.0, 0.0, 1.0]
+        """
+        cutoff = now - self.window_s
+        out: list[float] = []
+        for (_, _, pair_version), (t, prediction, label) in self._pairs.items():
+            if pair_version != version or t < cutoff:
+                continue
+            if _is_row(prediction):
+                prediction = int(np.argmax(np.asarray(prediction, dtype=np.float64)))
+            if isinstance(prediction, float) and not float(prediction).is_integer():
+                out.append(-abs(float(prediction) - float(label)))
+            else:
+                out.append(1.0 if prediction == label or str(prediction) == str(label) else 0.0)
+        return out
+
     def section(self, now: float, serving_version: str | None) -> dict[str, Any]:
         """The ``performance`` section of the status document (validates as ``documents.PerformanceSection``).
 

@@ -100,3 +100,44 @@ def set_champion(name: str, version: str) -> None:
     from mlflow import MlflowClient
 
     MlflowClient().set_registered_model_alias(name, CHAMPION, version)
+
+
+def versions_frame(name: str, serving: str | None) -> Any:
+    """Every registered version of ``name`` as a DataFrame, oldest first: aliases, who and when deployed it,
+    whether it serves, its lineage and what it was trained on (when known), and the metrics of its run.
+
+    Example:
+        >>> versions_frame("iris", "2")[["version", "aliases", "serving"]]
+    """
+    import pandas as pd
+    from mlflow import MlflowClient
+
+    use_mlflow(Settings.from_env())
+    client = MlflowClient()
+    aliases: dict[str, list[str]] = {}
+    for alias, version in (client.get_registered_model(name).aliases or {}).items():
+        aliases.setdefault(str(version), []).append(alias)
+    rows = []
+    for info in sorted(client.search_model_versions(f"name='{name}'"), key=lambda v: int(v.version)):
+        tags = info.tags or {}
+        metrics: dict[str, float] = {}
+        if info.run_id:
+            try:
+                metrics = dict(client.get_run(info.run_id).data.metrics)
+            except Exception:  # a run deleted from the tracking store: the version still lists
+                metrics = {}
+        rows.append(
+            {
+                "version": str(info.version),
+                "aliases": sorted(aliases.get(str(info.version), [])),
+                "serving": str(info.version) == serving,
+                "created_at": pd.Timestamp(info.creation_timestamp, unit="ms", tz="UTC"),
+                "deployed_by": tags.get("ray_deploy.deployed_by"),
+                "model_kind": tags.get("ray_deploy.model_kind"),
+                "parent_version": tags.get("ray_deploy.parent_version"),
+                "reference": "yes" if tags.get("ray_deploy.reference_run") else None,
+                "run_id": info.run_id,
+                **{f"metric.{k}": v for k, v in sorted(metrics.items())},
+            }
+        )
+    return pd.DataFrame(rows)

@@ -29,6 +29,15 @@ PRIVATE_NAMES = (
 )
 
 
+def pin_code_version(deployment: Any, version: str) -> Any:
+    """Give a deployment a stable code version, so a redeploy that changes only its configuration (user_config,
+    replica counts) reconfigures the running replicas in place. Serve draws a random version for each deploy of an
+    unversioned deployment, which restarts every replica (losing the Monitor's state) on each change; its public
+    ``version`` argument was removed, while ``Deployment._version`` is still what it sends to the controller."""
+    deployment._version = version
+    return deployment
+
+
 def run_app(app: Any, name: str, route_prefix: str) -> None:
     """Deploy (or update) an application without waiting; the caller polls :func:`app_details`."""
     from ray.serve.api import _run

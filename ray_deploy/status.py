@@ -39,6 +39,7 @@ class Sample:
     rejected_field: str | None = None
     inputs: Any = None
     outputs: Any = None
+    shadow: bool = False  # a challenger's answer to a mirrored copy: compared, never seen by a user
 
     @property
     def captured(self) -> bool:

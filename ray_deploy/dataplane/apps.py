@@ -12,9 +12,12 @@ Example:
 
 from __future__ import annotations
 
+import hashlib
+import json
 from dataclasses import dataclass, field
 from typing import Any
 
+from ray_deploy import serve_api
 from ray_deploy.config import CaptureSpec, DeployOptions, DriftSpec, Settings
 from ray_deploy.dataplane.explainer import Explainer
 from ray_deploy.dataplane.ingress import ModelServer
@@ -51,10 +54,18 @@ def build_model_app(
     settings: Settings,
     dashboard_url: str = "",
     monitoring: Monitoring | None = None,
+    rollout: dict[str, Any] | None = None,
 ) -> Any:
-    """The Serve application of one deployment: a ``ModelServer`` fed by a ``Monitor``."""
+    """The Serve application of one deployment: a ``ModelServer`` fed by a ``Monitor``.
+
+    ``rollout`` (``{"mode", "challenger", "kind", "share", "sticky_header", "rollout_id"}``) gives the ``Challenger``
+    deployment replicas serving the challenger version; without one it has none.
+    """
     from ray import serve
 
+    # A stable code version: a redeploy that changes only the version, options or split reconfigures the running
+    # replicas in place (Serve restarts every replica of an unversioned deployment on each deploy).
+    code = code_version(name, settings, dashboard_url)
     is_torch = kind == "torch"
     actor_options: dict[str, Any] = {"num_cpus": options.num_cpus, "num_gpus": options.num_gpus}
     if options.memory:
@@ -76,20 +87,55 @@ def build_model_app(
         # asleep until the first explanation: a deploy starts no extra process
         autoscaling_config={"min_replicas": 0, "initial_replicas": 0, "max_replicas": 1, "downscale_delay_s": 600},
     )(Explainer)
+    challenger_config = {**user_config, "role": "challenger"}
+    if rollout is not None:
+        challenger_config.update(version=rollout["challenger"], kind=rollout["kind"])
+    challenger = serve.deployment(
+        name="Challenger",
+        ray_actor_options=actor_options,
+        max_ongoing_requests=options.ongoing_requests(rollout is not None and rollout["kind"] == "torch"),
+        max_surge_percent=100,
+        user_config=challenger_config,
+        **(
+            {"num_replicas": max(1, options.min_replicas)}
+            if rollout is not None
+            # no replica outside a rollout (nothing is sent to it then, so it never wakes)
+            else {"autoscaling_config": {"min_replicas": 0, "initial_replicas": 0, "max_replicas": 1}}
+        ),
+    )(ModelServer)
     server = serve.deployment(
         name="ModelServer",
         ray_actor_options=actor_options,
         max_ongoing_requests=options.ongoing_requests(is_torch),
         max_surge_percent=100,  # a restart starts new replicas before stopping the old
-        user_config=user_config,
+        user_config={**user_config, "rollout": rollout},
         **_scaling(options),
     )(ModelServer)
+    monitor, explainer, challenger, server = (
+        serve_api.pin_code_version(d, code) for d in (monitor, explainer, challenger, server)
+    )
+    monitor_handle = monitor.bind(name, settings.endpoint, dashboard_url, settings.mlflow_uri, settings.capture_uri)
     return server.bind(
         name,
         settings.mlflow_uri,
-        monitor.bind(name, settings.endpoint, dashboard_url, settings.mlflow_uri, settings.capture_uri),
+        monitor_handle,
         explainer.bind(name, settings.mlflow_uri),
+        challenger.bind(name, settings.mlflow_uri, monitor_handle),
     )
+
+
+def code_version(name: str, settings: Settings, dashboard_url: str) -> str:
+    """What the replicas' code and constructor arguments depend on; a change restarts them.
+
+    Example:
+        >>> code_version("iris", Settings.from_env(), "")
+        '0.1.0-3f9a2c1b7e'
+    """
+    from importlib import metadata
+
+    version = metadata.version("ray-deploy")
+    parts = [version, name, settings.mlflow_uri, settings.capture_uri, settings.endpoint, dashboard_url]
+    return f"{version}-{hashlib.sha1(json.dumps(parts).encode()).hexdigest()[:10]}"
 
 
 def _scaling(options: DeployOptions) -> dict[str, Any]:

@@ -78,3 +78,34 @@ def internal_error(request_id: str) -> ModelFailed:
         f"internal error in the ray-deploy replica (request_id {request_id}); the traceback is in the replica log",
         request_id=request_id,
     )
+
+
+def replayable(request: Request, body: bytes) -> Request:
+    """The same request with its body already read (so an action can read it again)."""
+    return _with_body(request.scope, body)
+
+
+def replayable_from(path: str, headers: dict[str, str], body: bytes) -> Request:
+    """A POST request to ``path`` with these headers and body (a request forwarded through a handle)."""
+    scope = {
+        "type": "http",
+        "method": "POST",
+        "path": path,
+        "root_path": "",
+        "query_string": b"",
+        "headers": [(k.lower().encode("latin-1"), v.encode("latin-1")) for k, v in headers.items()],
+    }
+    return _with_body(scope, body)
+
+
+def _with_body(scope: Any, body: bytes) -> Request:
+    sent = False
+
+    async def receive() -> dict[str, Any]:
+        nonlocal sent
+        if sent:
+            return {"type": "http.disconnect"}
+        sent = True
+        return {"type": "http.request", "body": body, "more_body": False}
+
+    return Request(scope, receive)

@@ -14,6 +14,9 @@ Example:
 from __future__ import annotations
 
 import asyncio
+import contextvars
+import logging
+import random
 import time
 from dataclasses import dataclass
 from typing import Any
@@ -26,15 +29,26 @@ from ray_deploy.config import CaptureSpec, DeployOptions
 from ray_deploy.dataplane import openapi, v2
 from ray_deploy.dataplane.capture import Capture
 from ray_deploy.dataplane.guard import Guard
-from ray_deploy.dataplane.http import error_response, internal_error, json_response, read_body, read_json
+from ray_deploy.dataplane.http import (
+    error_response,
+    internal_error,
+    json_response,
+    read_body,
+    read_json,
+    replayable,
+    replayable_from,
+)
 from ray_deploy.dataplane.metrics import RequestMetrics
 from ray_deploy.dataplane.outputs import output_tensors, to_jsonable
 from ray_deploy.dataplane.predictor import Predictor
 from ray_deploy.dataplane.routes import MODEL_ROUTES, Route, match
 from ray_deploy.dataplane.schema import InputSchema
 from ray_deploy.dataplane.served_model import Loaded, VersionPool, versions
+from ray_deploy.dataplane.split import choose
 from ray_deploy.errors import BadRequest, NotReady, RayDeployError
 from ray_deploy.status import Sample
+
+log = logging.getLogger("ray.serve")
 
 _DATA_ACTIONS = frozenset({"infer", "predict"})
 
@@ -51,6 +65,22 @@ class _Served:
 
 
 _NOTHING_SERVED = _Served()
+# set while the challenger answers a mirrored (shadow) copy: the champion's request id
+_SHADOW_OF: contextvars.ContextVar[str | None] = contextvars.ContextVar("shadow_of", default=None)
+
+
+@dataclass(frozen=True)
+class Rollout:
+    """The split a champion replica applies (from its ``user_config``)."""
+
+    mode: str
+    share: float
+    sticky_header: str | None = None
+
+    @classmethod
+    def from_config(cls, config: dict[str, Any]) -> Rollout:
+        header = config.get("sticky_header")
+        return cls(str(config["mode"]), float(config["share"]), header.lower() if header else None)
 
 
 def _rejected_field(exc: RayDeployError) -> str | None:
@@ -62,7 +92,9 @@ def _rejected_field(exc: RayDeployError) -> str | None:
 class ModelServer:
     """Serves one deployment: HTTP routes under ``/v2/models/<name>`` and the ``predict`` handle method."""
 
-    def __init__(self, name: str, tracking_uri: str, monitor: Any = None, explainer: Any = None) -> None:
+    def __init__(
+        self, name: str, tracking_uri: str, monitor: Any = None, explainer: Any = None, challenger: Any = None
+    ) -> None:
         import mlflow
 
         mlflow.set_tracking_uri(tracking_uri)
@@ -75,6 +107,8 @@ class ModelServer:
         self._guard = Guard()
         self._capture = Capture(name, monitor)
         self._metrics = RequestMetrics(name)
+        self._challenger = challenger
+        self._rollout: Rollout | None = None
 
     async def reconfigure(self, config: dict[str, Any]) -> None:
         """Load the configured version (if new) and apply options; the old model serves until then."""
@@ -82,6 +116,8 @@ class ModelServer:
         is_torch = self._pool.current is not None and self._pool.current.model.flavor == "torch"
         self._predictor.configure(DeployOptions(**config.get("options", {})), is_torch)
         self._capture.configure(CaptureSpec(**config.get("capture", {})), str(config.get("salt", "")))
+        rollout = config.get("rollout")
+        self._rollout = Rollout.from_config(rollout) if rollout and self._challenger is not None else None
 
     # ---- the envelope ---------------------------------------------------------------------
 
@@ -89,10 +125,17 @@ class ModelServer:
         start, served = time.perf_counter(), _NOTHING_SERVED
         route: Route | None = None
         rejected: str | None = None
+        mirror: bytes | None = None
         try:
             relative = request.url.path[len(request.scope.get("root_path", "")) :]
             route = match(MODEL_ROUTES, request.method, relative)
             self._guard.admit(route, request.headers)
+            arm = self._arm(route, request.headers)
+            if arm is not None:  # a rollout's split: read the body once, so it can travel
+                body = await read_body(request, self._max_bytes)
+                if arm == "challenger":
+                    return await self._forward(route.action, request, body)
+                request, mirror = replayable(request, body), body
             response, served = await getattr(self, f"_{route.action}")(request, route.params.get("version"))
         except RayDeployError as exc:
             response, rejected = error_response(exc), _rejected_field(exc)
@@ -100,6 +143,8 @@ class ModelServer:
             response = error_response(internal_error(serve_api.request_id()))
         if route is not None and route.action in _DATA_ACTIONS:
             self._record(start, response.status_code, served, rejected)
+            if mirror is not None and response.status_code < 400:
+                self._mirror(route.action, request, mirror, served.request_id)
         return response
 
     async def predict(self, data: Any, version: str | None = None) -> Any:
@@ -109,13 +154,18 @@ class ModelServer:
             >>> serve.get_app_handle("iris").predict.remote(X[:2]).result()
             array([0, 0])
         """
+        arm = self._arm(None, {}) if version is None else None
+        if arm == "challenger":
+            return await self._challenger.predict.remote(data, None)
         start, served, status, rejected = time.perf_counter(), _NOTHING_SERVED, 500, None
         try:
             loaded = await self._pool.get(version)
             model_input = (loaded.schema or InputSchema()).from_python(data)
-            request_id = serve_api.request_id()
+            request_id = self._request_id()
             output = await self._predictor.run(loaded, model_input, request_id, self._is_current(loaded))
             status, served = 200, _Served(len(model_input), loaded.version, request_id, model_input, output)
+            if arm == "shadow":
+                self._challenger.shadow_predict.remote(data, request_id)
             return output
         except RayDeployError as exc:
             status, rejected = exc.http_status, _rejected_field(exc)
@@ -125,12 +175,82 @@ class ModelServer:
 
     def _record(self, start: float, status: int, served: _Served, rejected: str | None) -> None:
         latency_ms = (time.perf_counter() - start) * 1000
+        shadow = _SHADOW_OF.get() is not None
+        # a failed request counts for the version this replica serves (a rollout compares versions' errors)
+        version = served.version or (self._pool.current.version if self._pool.current is not None else None)
         sample = Sample(
-            time.time(), latency_ms, status, served.rows, served.request_id, served.version, rejected_field=rejected
+            time.time(),
+            latency_ms,
+            status,
+            served.rows,
+            served.request_id,
+            version,
+            rejected_field=rejected,
+            shadow=shadow,
         )
         self._capture.record(sample, served.inputs, served.outputs)
-        current = self._pool.current.version if self._pool.current is not None else None
-        self._metrics.observe(status, latency_ms, served.version or current, served.rows)
+        if not shadow:
+            self._metrics.observe(status, latency_ms, version, served.rows)
+
+    # ---- rollouts: the split, the challenger's share and shadow copies ------------------------------
+
+    def _arm(self, route: Route | None, headers: Any) -> str | None:
+        """Where this request goes during a rollout: "challenger", "shadow" (champion answers, a copy is
+        mirrored) or None (champion only). Requests naming a version are never split."""
+        rollout = self._rollout
+        if rollout is None or (route is not None and (route.action not in _DATA_ACTIONS or "version" in route.params)):
+            return None
+        key = headers.get(rollout.sticky_header) if rollout.sticky_header else None
+        if rollout.mode == "shadow":
+            return "shadow" if random.random() < rollout.share else None
+        return "challenger" if choose(rollout.share, key, random.random()) else None
+
+    async def _forward(self, action: str, request: Request, body: bytes) -> Response:
+        """Answer with the challenger (one handle hop); it captures the request itself."""
+        status, payload, headers = await self._challenger.answer.remote(
+            action, dict(request.headers), body, request.url.path, None
+        )
+        return Response(payload, status_code=status, headers=headers)
+
+    def _mirror(self, action: str, request: Request, body: bytes, request_id: str) -> None:
+        """Send a copy to the challenger without waiting; its answer is only compared, never returned."""
+        try:
+            self._challenger.answer.remote(action, dict(request.headers), body, request.url.path, request_id)
+        except Exception:  # a shadow must never affect the user's request
+            log.warning("%s: could not mirror a request to the challenger", self.name, exc_info=True)
+
+    async def answer(
+        self, action: str, headers: dict[str, str], body: bytes, path: str, shadow_of: str | None
+    ) -> tuple[int, bytes, dict[str, str]]:
+        """Handle method of the challenger: answer a forwarded (or, with ``shadow_of``, mirrored) request."""
+        start, served, rejected = time.perf_counter(), _NOTHING_SERVED, None
+        token = _SHADOW_OF.set(shadow_of)
+        try:
+            request = replayable_from(path, headers, body)
+            response, served = await getattr(self, f"_{action}")(request, None)
+        except RayDeployError as exc:
+            response, rejected = error_response(exc), _rejected_field(exc)
+        except Exception:
+            response = error_response(internal_error(self._request_id()))
+        finally:
+            self._record(start, response.status_code, served, rejected)
+            _SHADOW_OF.reset(token)
+        headers_out = {k: v for k, v in response.headers.items() if k.lower() != "content-length"}
+        return response.status_code, bytes(response.body), headers_out
+
+    async def shadow_predict(self, data: Any, shadow_of: str) -> None:
+        """Handle method of the challenger: predict a mirrored handle call; the answer is only captured."""
+        token = _SHADOW_OF.set(shadow_of)
+        try:
+            await self.predict(data)
+        except Exception:  # a failing shadow is counted by its sample, never raised to anyone
+            pass
+        finally:
+            _SHADOW_OF.reset(token)
+
+    def _request_id(self) -> str:
+        """The id captured with the request: a mirrored copy keeps the champion's, so the two answers pair up."""
+        return _SHADOW_OF.get() or serve_api.request_id()
 
     async def ready(self) -> dict[str, Any]:
         """Handle method: the version this replica serves (``deploy`` waits until it is the new one)."""
@@ -201,7 +321,7 @@ class ModelServer:
         infer = v2.decode_request(body, request.headers.get("inference-header-content-length"))
         loaded = await self._pool.get(version)
         model_input = (loaded.schema or InputSchema()).from_v2(infer.tensors)
-        request_id = serve_api.request_id()
+        request_id = self._request_id()
         output = await self._predictor.run(
             loaded, model_input, request_id, self._is_current(loaded), infer.parameters or None
         )
@@ -226,7 +346,7 @@ class ModelServer:
                 'the body needs "instances": [[...], ...] or "dataframe_split": {"columns": [...], "data": [[...]]}; '
                 f"got keys {sorted(body)}"
             )
-        request_id = serve_api.request_id()
+        request_id = self._request_id()
         output = await self._predictor.run(loaded, model_input, request_id, self._is_current(loaded))
         payload = {"predictions": to_jsonable(output), "model_version": loaded.version, "request_id": request_id}
         return json_response(payload), _Served(len(model_input), loaded.version, request_id, model_input, output)

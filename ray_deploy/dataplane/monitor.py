@@ -24,6 +24,7 @@ from typing import Any
 from ray_deploy import serve_api
 from ray_deploy.config import CaptureSpec, DriftSpec
 from ray_deploy.dataplane.capture import FLUSH_S
+from ray_deploy.dataplane.rollout_watch import RolloutWatch
 from ray_deploy.dataplane.served_model import converge_champion
 from ray_deploy.status import Sample, TrafficHistory, TrafficWindow, status_document
 
@@ -61,6 +62,8 @@ class Monitor:
         self._expired_at = 0.0
         self._subscribers: dict[str, Any] = {}
         self._metrics: Any = None
+        self.rollouts = RolloutWatch()
+        self._rollout_active = False
         self._aliases: tuple[float, str | None, dict[str, str]] = (0.0, None, {})
         if mlflow_uri:
             import mlflow
@@ -87,16 +90,19 @@ class Monitor:
 
     def record(self, samples: list[Sample], dropped: int = 0) -> None:
         """Take samples from a replica (fire-and-forget from the request path)."""
-        self.window.add(samples)
-        self.history.add(samples)
+        if self._rollout_active:
+            self.rollouts.observe(samples)
+        served = [s for s in samples if not s.shadow]  # a shadow's answers reach no user: not traffic
+        self.window.add(served)
+        self.history.add(served)
         self.dropped += dropped
         if self.watch is None:
             return
         room = MAX_QUEUED - len(self._queue)
-        if room < len(samples):
-            self.dropped += len(samples) - max(room, 0)
-            samples = samples[: max(room, 0)]
-        self._queue.extend(samples)
+        if room < len(served):
+            self.dropped += len(served) - max(room, 0)
+            served = served[: max(room, 0)]
+        self._queue.extend(served)
         self._ensure_worker()
 
     def _ensure_worker(self) -> None:
@@ -187,6 +193,40 @@ class Monitor:
             except Exception:  # a gone subscriber must not stop monitoring
                 log.warning("%s: drift subscriber %s (%s) did not take the event", self.name, key, actor_name)
 
+    # ---- rollouts (the controller in the cluster reads and writes these) ---------------------------------------
+
+    def rollout_begin(self) -> None:
+        """Start measuring per version for a new rollout."""
+        self.rollouts.take(reset=True)
+        self.rollouts.reset_outcomes()
+        self._rollout_active = True
+
+    def rollout_observation(self, reset: bool = False) -> dict[str, Any]:
+        """Both versions' windows since the step began (with labelled metrics), and the shadow pairs."""
+        answer = self.rollouts.take(reset)
+        if self.watch is not None:
+            performance = self.watch.performance_section(time.time()) or {}
+            counts = self.watch.labels.counts_by_version(time.time())
+            for version, metrics in (performance.get("by_version") or {}).items():
+                metric = metrics.get("accuracy")
+                if metric is None and metrics.get("rmse") is not None:
+                    metric = -float(metrics["rmse"])  # higher is better
+                window = answer["windows"].setdefault(version, _new_window())
+                window.set_metric(metric, counts.get(version, 0))
+        return answer
+
+    def rollout_outcomes(self, metric: str, versions: list[str]) -> dict[str, list[float]]:
+        """Per-request outcomes per version for an A/B test (``error_rate``, ``latency_ms`` or a label metric)."""
+        if metric in ("error_rate", "latency_ms"):
+            return {v: self.rollouts.outcomes_of(metric, v) for v in versions}
+        watch = self._require_watch()
+        return {v: watch.labels.outcomes(v, time.time()) for v in versions}
+
+    def set_rollout(self, section: dict[str, Any] | None, active: bool) -> None:
+        """The controller's latest rollout section (shown in the status document)."""
+        self.rollouts.section = section
+        self._rollout_active = active
+
     def _require_watch(self) -> Any:
         if self.watch is None:
             from ray_deploy.errors import NotReady
@@ -225,6 +265,7 @@ class Monitor:
             self.name, app, self.traffic(), self.endpoint, now, self.dashboard_url, self.mlflow_uri, aliases
         )
         doc["history"] = self.history.points(now)
+        doc["rollout"] = self.rollouts.section
         if self.watch is not None and self.capture.enabled:
             doc["drift"] = self.watch.drift_section()
             doc["quality"] = self.watch.quality_section()
@@ -238,3 +279,9 @@ class Monitor:
         aliases = await asyncio.to_thread(converge_champion, self.name, serving)
         self._aliases = (now, serving, aliases)
         return aliases
+
+
+def _new_window() -> Any:
+    from ray_deploy.rollout import VersionWindow
+
+    return VersionWindow()

@@ -39,6 +39,7 @@ _BODY_ROUTE_ERRORS = (400, 413, 422, 504)
 _ANY_OBJECT: dict[str, Any] = {"type": "object", "additionalProperties": True}
 _STRING: dict[str, Any] = {"type": "string"}
 _SHAPE: dict[str, Any] = {"type": "array", "items": {"type": "integer"}}
+_LABEL: dict[str, Any] = {"anyOf": [{"type": "number"}, {"type": "string"}, {"type": "boolean"}]}
 
 # action -> the component schema of its 200 answer
 _MODEL_OK = {
@@ -88,15 +89,16 @@ def model_document(
         "Explanation": _explanation(),
         "FeedbackRequest": _object(
             {
-                "request_ids": {"type": "array", "items": _STRING, "minItems": 1},
+                "request_ids": {"type": "array", "items": {"type": "string", "minLength": 1}, "minItems": 1},
                 "labels": {
                     "type": "array",
-                    "items": {},
+                    "items": {"anyOf": [_LABEL, {"type": "array", "items": _LABEL, "minItems": 1}]},
                     "description": "One label per request id: a value, or a list with one value per row",
                 },
             },
             ["request_ids", "labels"],
-        ),
+        )
+        | {"additionalProperties": False},
         "FeedbackResponse": _object(
             {"joined": {"type": "integer"}, "unknown_ids": {"type": "array", "items": _STRING}},
             ["joined", "unknown_ids"],

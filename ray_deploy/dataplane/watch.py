@@ -112,7 +112,7 @@ class ModelWatch:
         """Take a batch of samples: store captured rows, feed the window; returns alarm events it caused."""
         from ray_deploy.capture_store import capture_batch
 
-        captured = [_as_table(s) for s in samples if s.captured]
+        captured = [_as_table(s) for s in samples if s.captured and not s.shadow]
         captured = [s for s in captured if s.inputs is not None]
         with self._lock:
             for s in samples:

@@ -3,9 +3,10 @@
 response schema). Positive cases (bodies the document allows) and negative ones (bodies it forbids) both run.
 Bounded in examples, with no per-example deadline (shared 2-core machines).
 
-One check is relaxed on the V2 ``infer`` routes only: OpenAPI cannot tie a tensor's ``shape`` to the length of its
-``data``, so a schema-valid infer body can still be a documented 422 (``shape [2] needs 2 values, got 0``);
-on ``/predict``, whose bodies the document describes exactly, schema-valid bodies must be accepted."""
+One check is relaxed on the V2 ``infer`` routes and ``/feedback`` only: OpenAPI cannot tie a tensor's ``shape`` to
+the length of its ``data``, nor the length of ``labels`` to that of ``request_ids``, so a schema-valid body there
+can still be a documented 4xx (``shape [2] needs 2 values, got 0``); on ``/predict``, whose bodies the document
+describes exactly, schema-valid bodies must be accepted."""
 
 from __future__ import annotations
 
@@ -30,7 +31,7 @@ def _fuzz(openapi_url: str, base_url: str, mode: GenerationMode) -> None:
     @given(case=schema.as_strategy(mode))
     @settings(max_examples=MAX_EXAMPLES, deadline=None, suppress_health_check=list(HealthCheck), database=None)
     def call(case: Any) -> None:
-        relaxed = [positive_data_acceptance] if case.operation.path.endswith("/infer") else []
+        relaxed = [positive_data_acceptance] if case.operation.path.endswith(("/infer", "/feedback")) else []
         case.call_and_validate(base_url=base_url, timeout=60, excluded_checks=relaxed)
 
     call()

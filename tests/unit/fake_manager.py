@@ -60,6 +60,23 @@ class FakeManager:
         self._call("delete", name)
         return ActionDocument.model_validate({**fixture("action.json"), "action": "delete"})
 
+    async def promote(self, name: str) -> ActionDocument:
+        self._call("promote", name)
+        return _action("promote", name)
+
+    async def rollback(self, name: str, to_version: str | None) -> ActionDocument:
+        self._call("rollback", name, to_version)
+        return _action("rollback", name)
+
     async def action(self, action_id: str) -> ActionDocument:
         self._call("action", action_id)
         return ActionDocument.model_validate({**fixture("action.json"), "status": "SUCCEEDED", "message": "done"})
+
+
+def _action(action: str, name: str) -> ActionDocument:
+    """The fixture's submitted action, as ``action`` of ``name``."""
+    action_id = f"ray-deploy-{action}-0123456789ab"
+    message = f"{action} {name}: submitted as Ray Job {action_id}"
+    return ActionDocument.model_validate(
+        {**fixture("action.json"), "action_id": action_id, "action": action, "name": name, "message": message}
+    )

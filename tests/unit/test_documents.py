@@ -78,7 +78,7 @@ def test_the_schema_refuses_fields_python_does_not_send() -> None:
     assert not validator.is_valid(misshapen)
     without_history = {k: v for k, v in status.items() if k != "history"}
     assert [e.message for e in validator.iter_errors(without_history)] == ["'history' is a required property"]
-    action = {**json.loads((FIXTURES / "action.json").read_text()), "action": "promote"}
+    action = {**json.loads((FIXTURES / "action.json").read_text()), "action": "retrain"}
     assert not _validator("ActionDocument").is_valid(action)
 
 

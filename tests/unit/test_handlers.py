@@ -48,6 +48,35 @@ ROUTES: list[tuple[str, str, dict[str, Any] | None, tuple[Any, ...], int, Any]] 
         ACTION,
     ),
     (
+        "POST",
+        "deployments/iris/promote",
+        None,
+        ("promote", "iris"),
+        202,
+        {
+            **ACTION,
+            "action_id": "ray-deploy-promote-0123456789ab",
+            "action": "promote",
+            "message": "promote iris: submitted as Ray Job ray-deploy-promote-0123456789ab",
+        },
+    ),
+    ("POST", "deployments/iris/promote", {}, ("promote", "iris"), 202, None),
+    ("POST", "deployments/iris/rollback", None, ("rollback", "iris", None), 202, None),
+    (
+        "POST",
+        "deployments/iris/rollback",
+        {"to_version": "2"},
+        ("rollback", "iris", "2"),
+        202,
+        {
+            **ACTION,
+            "action_id": "ray-deploy-rollback-0123456789ab",
+            "action": "rollback",
+            "message": "rollback iris: submitted as Ray Job ray-deploy-rollback-0123456789ab",
+        },
+    ),
+    ("POST", "deployments/iris/rollback", {"to_version": 2}, ("rollback", "iris", "2"), 202, None),
+    (
         "GET",
         "actions/ray-deploy-scale-0123456789ab",
         None,
@@ -127,3 +156,26 @@ async def test_a_failing_manager_is_a_json_error_with_the_right_status(
     doc = json.loads(answer.body)
     assert list(doc) == ["error"] and message in doc["error"]
     assert "secret internals" not in doc["error"] and "Traceback" not in answer.body.decode()
+
+
+@pytest.mark.parametrize(
+    ("path", "body", "message"),
+    [
+        (
+            "deployments/iris/rollback",
+            {"to_version": "two"},
+            'to_version must be a registry version number such as "2"',
+        ),
+        ("deployments/iris/rollback", {"to_version": True}, "to_version must be a registry version number"),
+        ("deployments/iris/rollback", {"version": "2"}, "unknown field(s) ['version'] in the rollback body"),
+        ("deployments/iris/rollback", [], "the request body must be a JSON object, got list"),
+        ("deployments/iris/promote", {"force": True}, "the promote body takes no fields, got ['force']"),
+    ],
+)
+async def test_bad_promote_and_rollback_bodies_are_400_before_the_manager_is_asked(
+    jp_fetch: Any, manager: FakeManager, path: str, body: Any, message: str
+) -> None:
+    answer = await jp_fetch(API, *path.split("/"), method="POST", body=json.dumps(body), raise_error=False)
+    assert answer.code == 400, answer.body
+    assert message in json.loads(answer.body)["error"]
+    assert manager.calls == []

@@ -26,6 +26,8 @@ ROUTES = [
     ("GET", "deployments/iris"),
     ("DELETE", "deployments/iris"),
     ("POST", "deployments/iris/scale"),
+    ("POST", "deployments/iris/promote"),
+    ("POST", "deployments/iris/rollback"),
     ("GET", "actions/ray-deploy-scale-0123456789ab"),
     ("GET", "no/such/route"),
     ("PUT", "deployments/iris"),
@@ -128,7 +130,14 @@ async def test_cookie_session_mutations_need_the_xsrf_token(
     assert read.code == 200 and json.loads(read.body)["connected"] is True
     assert manager.calls == [("cluster",)]
 
-    for method, path in [("POST", "deployments/iris/scale"), ("DELETE", "deployments/iris"), ("POST", "cluster/start")]:
+    mutating = [
+        ("POST", "deployments/iris/scale"),
+        ("POST", "deployments/iris/promote"),
+        ("POST", "deployments/iris/rollback"),
+        ("DELETE", "deployments/iris"),
+        ("POST", "cluster/start"),
+    ]
+    for method, path in mutating:
         body = b'{"min_replicas": 1, "max_replicas": 1}' if method == "POST" else None
         forged = await http_server_client.fetch(
             f"{jp_base_url}{API}/{path}",

@@ -10,7 +10,7 @@ import ray_deploy
 PACKAGE = Path(ray_deploy.__file__).parent
 REPO = PACKAGE.parent
 # What replica code may import from ray_deploy: the errors, config, documents, the Ray adapter,
-# the pure decision and compute modules (status, explain, explanation, drift, alarms, performance), the capture
+# the pure decision and compute modules (status, explain, explanation, drift, alarms, performance, rollout), the capture
 # store, the reference data loader, and itself.
 DATAPLANE_MAY_IMPORT = {
     "ray_deploy.errors",
@@ -25,6 +25,7 @@ DATAPLANE_MAY_IMPORT = {
     "ray_deploy.performance",
     "ray_deploy.capture_store",
     "ray_deploy.reference",
+    "ray_deploy.rollout",
 }
 
 

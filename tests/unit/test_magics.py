@@ -16,7 +16,21 @@ from ray_deploy import ConfigError, ModelNotFound
 from ray_deploy.deployment import Deployment
 from tests.unit.models import add_one
 
-MAGICS = ("deploy", "predict", "deployments", "undeploy", "scale", "ray", "drift")
+MAGICS = (
+    "deploy",
+    "predict",
+    "deployments",
+    "undeploy",
+    "scale",
+    "ray",
+    "drift",
+    "canary",
+    "shadow",
+    "abtest",
+    "promote",
+    "rollback",
+    "versions",
+)
 
 
 @pytest.fixture()
@@ -62,6 +76,12 @@ def test_every_magic_is_registered_in_line_form_and_deploy_as_cell_magic(shell: 
         ("scale", ["--min", "--max"]),
         ("ray", ["address", "dashboard"]),
         ("drift", ["name", "--window", "-o", "DriftReport", "histograms"]),
+        ("canary", ["name", "model", "--version", "--steps", "--step-s", "--sticky-header", "--sample", "-o", "gates"]),
+        ("shadow", ["name", "model", "--version", "--fraction", "-o", "never returned"]),
+        ("abtest", ["name", "model", "--version", "--split", "--metric", "-o", "p-value"]),
+        ("promote", ["name", "champion"]),
+        ("rollback", ["name", "--to", "previous"]),
+        ("versions", ["name", "-o", "deployed_by"]),
     ],
 )
 def test_question_mark_prints_full_help(
@@ -96,6 +116,24 @@ def test_question_mark_prints_full_help(
         ("%drift iris --window", "argument --window: expected one argument"),
         ("%drift iris -o 1st", "-o '1st': give a Python variable name"),
         ("%drift iris extra", "unrecognized arguments: extra"),
+        ("%canary", "the following arguments are required: name"),
+        ("%canary iris", "%canary needs the new model's variable or --version V (not both)"),
+        ("%canary iris clf --version 3", "%canary needs the new model's variable or --version V (not both)"),
+        ("%canary iris clf --steps 0.1,half,1", "--steps '0.1,half,1': give comma-separated shares"),
+        ("%canary iris clf --steps ,", "--steps is empty"),
+        ("%canary iris clf --step-s soon", "argument --step-s: invalid float value: 'soon'"),
+        ("%canary iris nothere", "no variable named 'nothere' in the notebook for the model; define it first"),
+        ("%canary iris clf --sample X[:5]", "the sample input 'X[:5]': name 'X' is not defined"),
+        ("%canary iris clf -o 1st", "-o '1st': give a Python variable name"),
+        ("%shadow iris", "%shadow needs the new model's variable or --version V (not both)"),
+        ("%shadow iris clf --fraction all", "argument --fraction: invalid float value: 'all'"),
+        ("%abtest iris --version 3 --split half", "argument --split: invalid float value: 'half'"),
+        ("%abtest iris clf --version 3", "%abtest needs the new model's variable or --version V (not both)"),
+        ("%promote", "the following arguments are required: name"),
+        ("%promote iris extra", "unrecognized arguments: extra"),
+        ("%rollback iris --to", "argument --to: expected one argument"),
+        ("%versions", "the following arguments are required: name"),
+        ("%versions iris -o a.b", "-o 'a.b': give a Python variable name"),
         ("%%deploy\nmodel: clf\n", "the following arguments are required: name"),
         ("%deploy nothere --name iris", "no variable named 'nothere' in the notebook for the model; define it first"),
         ("%deploy clf --name iris --sample X[:5]", "the sample input 'X[:5]': name 'X' is not defined"),
@@ -273,3 +311,160 @@ def test_drift_errors_print_one_line(
     monkeypatch.setattr(ray_deploy, "get", missing)
     _, err = run(shell, capsys, "%drift churn")
     assert one_line(err) == "ModelNotFound: no deployment named 'churn'; deployed: ['fraud']"
+
+
+class _FakeRollout:
+    """What ``Deployment.canary`` / ``shadow`` / ``ab_test`` return: its status is the fixture's rollout."""
+
+    def __init__(self, mode: str) -> None:
+        from tests.unit.fake_manager import fixture
+
+        self.section = {**fixture("status.json")["rollout"], "mode": mode}
+
+    def status(self) -> dict[str, Any]:
+        return self.section
+
+
+class _FakeRollouts:
+    """What ``ray_deploy.get`` returns for the rollout magics: records every call."""
+
+    def __init__(self, name: str, calls: list[tuple[Any, ...]], error: Exception | None = None) -> None:
+        self.name, self.calls, self.error, self.version = name, calls, error, "3"
+
+    def _call(self, *call: Any) -> None:
+        self.calls.append((self.name, *call))
+        if self.error is not None:
+            raise self.error
+
+    def canary(self, target: Any, **options: Any) -> _FakeRollout:
+        self._call("canary", target, options)
+        return _FakeRollout("canary")
+
+    def shadow(self, target: Any, **options: Any) -> _FakeRollout:
+        self._call("shadow", target, options)
+        return _FakeRollout("shadow")
+
+    def ab_test(self, target: Any, **options: Any) -> _FakeRollout:
+        self._call("ab_test", target, options)
+        return _FakeRollout("ab")
+
+    def promote(self) -> None:
+        self._call("promote")
+
+    def rollback(self, to_version: str | None = None) -> None:
+        self._call("rollback", to_version)
+        self.version = to_version or "2"
+
+    def versions(self) -> Any:
+        import pandas as pd
+
+        self._call("versions")
+        return pd.DataFrame(
+            {
+                "version": ["2", "3"],
+                "aliases": [["champion"], ["challenger"]],
+                "created_at": [1.0, 2.0],
+                "deployed_by": ["ana", "ana"],
+                "serving": [True, True],
+                "metrics": [{"accuracy": 0.93}, {}],
+            }
+        )
+
+
+@pytest.fixture()
+def rollouts(monkeypatch: pytest.MonkeyPatch) -> tuple[list[tuple[Any, ...]], list[Any]]:
+    """``ray_deploy.get`` answers with :class:`_FakeRollouts`; ``display`` is recorded. Returns (calls, shown)."""
+    import ray_deploy
+
+    calls: list[tuple[Any, ...]] = []
+    monkeypatch.setattr(ray_deploy, "get", lambda name: _FakeRollouts(name, calls))
+    shown: list[Any] = []
+    monkeypatch.setattr("IPython.display.display", lambda obj, **_: shown.append(obj))
+    return calls, shown
+
+
+def test_canary_passes_only_the_given_options_and_shows_the_rollout(
+    shell: InteractiveShell, capsys: pytest.CaptureFixture[str], rollouts: tuple[list[Any], list[Any]]
+) -> None:
+    calls, shown = rollouts
+    shell.user_ns["X"] = [[1.0, 2.0]]
+    _, err = run(
+        shell,
+        capsys,
+        "%canary iris clf --steps 0.1,0.5,1 --step-s 30 --sticky-header x-user-id --sample X[:1] -o ro",
+    )
+    assert err == ""
+    assert calls == [
+        (
+            "iris",
+            "canary",
+            add_one,
+            {"steps": (0.1, 0.5, 1.0), "step_s": 30.0, "sticky_header": "x-user-id", "sample_input": [[1.0, 2.0]]},
+        )
+    ]
+    assert shell.user_ns["ro"].section["mode"] == "canary"
+    (page,) = shown  # no kernel here: the static HTML of the rollout
+    assert "rollout: iris" in page.data and "canary v2 → v3" in page.data
+    calls.clear()
+    run(shell, capsys, "%canary iris --version 3")
+    assert calls == [("iris", "canary", "3", {})]
+
+
+def test_shadow_and_abtest_take_a_version_or_a_model(
+    shell: InteractiveShell, capsys: pytest.CaptureFixture[str], rollouts: tuple[list[Any], list[Any]]
+) -> None:
+    calls, shown = rollouts
+    _, err = run(shell, capsys, "%shadow iris --version 3 --fraction 0.5 -o sh")
+    assert err == ""
+    _, err = run(shell, capsys, "%abtest iris clf --split 0.3 --metric f1")
+    assert err == ""
+    assert calls == [
+        ("iris", "shadow", "3", {"fraction": 0.5}),
+        ("iris", "ab_test", add_one, {"split": 0.3, "metric": "f1"}),
+    ]
+    assert "shadow v2 → v3" in shown[0].data and "A/B test v2 → v3" in shown[1].data
+    assert shell.user_ns["sh"].section["mode"] == "shadow"
+
+
+def test_promote_rollback_and_versions(
+    shell: InteractiveShell, capsys: pytest.CaptureFixture[str], rollouts: tuple[list[Any], list[Any]]
+) -> None:
+    calls, _ = rollouts
+    out, err = run(shell, capsys, "%promote iris")
+    assert (out.strip(), err) == ("promoted 'iris': version 3 is the champion", "")
+    out, err = run(shell, capsys, "%rollback iris --to 1")
+    assert (out.strip(), err) == ("rolled back 'iris': version 1 is the champion", "")
+    run(shell, capsys, "%rollback iris")
+    _, err = run(shell, capsys, "%versions iris -o vs")
+    assert err == ""
+    assert calls == [
+        ("iris", "promote"),
+        ("iris", "rollback", "1"),
+        ("iris", "rollback", None),
+        ("iris", "versions"),
+    ]
+    table = shell.user_ns["vs"]
+    assert list(table.columns) == ["version", "aliases", "created_at", "deployed_by", "serving", "metrics"]
+    assert shell.run_line_magic("versions", "iris").equals(table)  # also the cell's value
+
+
+def test_rollout_errors_print_one_line(
+    shell: InteractiveShell, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import ray_deploy
+
+    error = ConfigError("steps must rise strictly within (0, 1], got [0.5, 0.1, 1.0]")
+    monkeypatch.setattr(ray_deploy, "get", lambda name: _FakeRollouts(name, [], error))
+    _, err = run(shell, capsys, "%canary iris clf --steps 0.5,0.1,1 -o ro")
+    assert one_line(err) == "ConfigError: steps must rise strictly within (0, 1], got [0.5, 0.1, 1.0]"
+    assert "ro" not in shell.user_ns
+    _, err = run(shell, capsys, "%promote iris")
+    assert one_line(err).startswith("ConfigError: ")
+
+    def missing(name: str) -> Any:
+        raise ModelNotFound(f"no deployment named {name!r}; deployed: ['fraud']")
+
+    monkeypatch.setattr(ray_deploy, "get", missing)
+    for cell in ("%rollback churn", "%versions churn", "%shadow churn --version 2"):
+        _, err = run(shell, capsys, cell)
+        assert one_line(err) == "ModelNotFound: no deployment named 'churn'; deployed: ['fraud']"

@@ -203,7 +203,7 @@ def test_one_deployment_is_its_list_document_plus_the_registry_versions(fake_clu
     # the registry cannot be read here: the serving version is listed with the aliases the Monitor knows
     assert details.model_dump(mode="json") == {
         **fixture("status.json"),
-        "versions": [{"version": "3", "aliases": ["champion"], "created_at": None, "run_id": None}],
+        "versions": [{"version": "2", "aliases": ["champion"], "created_at": None, "run_id": None}],
     }
     with pytest.raises(ModelNotFound, match=r"no deployment named 'nope'; deployed: \['churn', 'iris'\]"):
         asyncio.run(manager.deployment("nope"))
@@ -255,6 +255,35 @@ def test_scale_and_delete_run_the_cli_as_a_ray_job_with_our_settings(
     with pytest.raises(ModelNotFound, match=r"no deployment named 'nope'; deployed: \['churn', 'iris'\]"):
         asyncio.run(manager.scale("nope", 1, 1))
     assert len(fake_cluster.posted) == 2
+
+
+def test_promote_and_rollback_run_the_cli_as_a_ray_job(fake_cluster: FakeCluster) -> None:
+    fake_cluster.answers["/api/jobs/"] = (200, {"submission_id": "x"})
+    manager = DeploymentManager(RayDeployServer(job_python="/opt/venv/bin/python"))
+    promoted = asyncio.run(manager.promote("iris"))
+    assert (promoted.action, promoted.name, promoted.status) == ("promote", "iris", "PENDING")
+    assert promoted.action_id.startswith("ray-deploy-promote-")
+    assert fake_cluster.posted[-1]["metadata"] == {"ray_deploy.action": "promote", "ray_deploy.name": "iris"}
+    assert fake_cluster.posted[-1]["entrypoint"].endswith("/opt/venv/bin/python -m ray_deploy.cli promote iris")
+    back = asyncio.run(manager.rollback("iris", "2"))
+    assert back.action == "rollback" and back.action_id.startswith("ray-deploy-rollback-")
+    assert fake_cluster.posted[-1]["entrypoint"].endswith("-m ray_deploy.cli rollback iris --to 2")
+    asyncio.run(manager.rollback("iris"))
+    assert fake_cluster.posted[-1]["entrypoint"].endswith("-m ray_deploy.cli rollback iris")
+    with pytest.raises(ModelNotFound, match=r"no deployment named 'nope'"):
+        asyncio.run(manager.promote("nope"))
+    assert len(fake_cluster.posted) == 3
+    # the ids are read back like every action's
+    action_id = promoted.action_id
+    metadata = {"ray_deploy.action": "promote", "ray_deploy.name": "iris"}
+    fake_cluster.answers[f"/api/jobs/{action_id}"] = (200, {"status": "SUCCEEDED", "metadata": metadata})
+    fake_cluster.answers[f"/api/jobs/{action_id}/logs"] = (200, {"logs": "promoted iris: version 3 is the champion\n"})
+    done = asyncio.run(manager.action(action_id))
+    assert (done.action, done.status, done.message) == (
+        "promote",
+        "SUCCEEDED",
+        "promoted iris: version 3 is the champion",
+    )
 
 
 def test_an_action_is_read_back_from_its_ray_job(fake_cluster: FakeCluster) -> None:

@@ -37,3 +37,19 @@ def test_run_app_keeps_the_non_blocking_flag() -> None:
 def test_request_id_outside_a_request_is_fresh() -> None:
     first, second = serve_api.request_id(), serve_api.request_id()
     assert first and second and first != second
+
+
+def test_a_pinned_code_version_survives_options_and_reaches_the_deploy_arguments() -> None:
+    from ray import serve
+
+    class Echo:
+        def __call__(self) -> str:
+            return "echo"
+
+    deployment = serve_api.pin_code_version(serve.deployment(Echo), "0.1.0-abc")
+    assert deployment.options(num_replicas=2)._version == "0.1.0-abc"  # what client.deploy_applications sends
+    import inspect
+
+    from ray.serve._private import client
+
+    assert "deployment._version or get_random_string()" in inspect.getsource(client)

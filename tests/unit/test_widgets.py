@@ -377,3 +377,38 @@ def test_drift_states_without_a_verdict_show_their_badge(cards: list[DeploymentC
     assert ">drift no reference<" in card.monitor.value and "title='no reference data'" in card.monitor.value
     assert "drifted:" not in card.monitor.value and "labelled" not in card.monitor.value
     assert "  drift: no reference" in snapshot_text(card.doc).splitlines()
+
+
+def rollout_section(**changes: Any) -> dict[str, Any]:
+    """The side panel fixture's running canary (v2 -> v3, step 2 of 4 at 25%), with ``changes``."""
+    from tests.unit.fake_manager import fixture
+
+    return {**copy.deepcopy(fixture("status.json")["rollout"]), **changes}
+
+
+def test_card_shows_a_running_rollout_on_one_line(cards: list[DeploymentCard]) -> None:
+    from jupyter_ext.widgets import rollout_line, snapshot_html
+
+    doc = status_doc(rollout=rollout_section())
+    assert rollout_line(doc) == "canary 25% → v3 (step 2/4) · running"
+    card = make_card(cards, doc=doc, start=False)
+    assert card.rollout.layout.display == "block"
+    assert "canary 25% → v3 (step 2/4) · running" in card.rollout.value
+    assert "title='step 2 of 4: v3 takes 25% of traffic" in card.rollout.value  # the message on hover
+    assert "canary 25% → v3 (step 2/4) · running" in snapshot_html(doc, plot=False)
+    assert "  rollout: canary 25% → v3 (step 2/4) · running" in snapshot_text(doc).splitlines()
+    card.update(status_doc(rollout=rollout_section(state="paused", mode="ab", share=0.5)))
+    assert "A/B 50% → v3 · paused" in card.rollout.value
+    card.update(status_doc(rollout=rollout_section(mode="shadow", share=1.0, state="awaiting_approval")))
+    assert "shadow 100% → v3 · awaiting approval" in card.rollout.value
+
+
+@pytest.mark.parametrize("state", ["promoted", "rolled_back", "aborted", "finished"])
+def test_card_hides_a_rollout_that_has_ended(cards: list[DeploymentCard], state: str) -> None:
+    from jupyter_ext.widgets import rollout_line
+
+    doc = status_doc(rollout=rollout_section(state=state))
+    assert rollout_line(doc) is None and rollout_line(status_doc()) is None
+    card = make_card(cards, doc=doc, start=False)
+    assert card.rollout.value == "" and card.rollout.layout.display == "none"
+    assert "rollout" not in snapshot_text(doc)

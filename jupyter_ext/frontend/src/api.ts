@@ -190,6 +190,92 @@ export interface IPerformanceSection {
   unknown_ids: number;
 }
 
+/** How a rollout splits traffic (`RolloutMode`): canary steps, a shadow copy, or an A/B test. */
+export type RolloutMode = 'canary' | 'shadow' | 'ab';
+
+/** Where a rollout is (`RolloutState`); promoted, rolled_back, aborted and finished are final. */
+export type RolloutState =
+  | 'running'
+  | 'paused'
+  | 'awaiting_approval'
+  | 'promoted'
+  | 'rolled_back'
+  | 'aborted'
+  | 'finished';
+
+/** A gate's verdict (`GateResult.status`); waiting: not enough data yet. */
+export type GateStatus = 'pass' | 'fail' | 'waiting';
+
+/** What a rollout step decided (`RolloutStep.decision`); running while it lasts. */
+export type StepDecision = 'running' | 'advance' | 'promote' | 'rollback' | 'paused' | 'aborted';
+
+/** One gate's verdict at a rollout step, with its evidence (`GateResult`). */
+export interface IGateResult {
+  /** error_rate, p99_latency, prediction_shift, accuracy or fairness. */
+  gate: string;
+  status: GateStatus;
+  /** The champion's value on the same window. */
+  champion: number | null;
+  challenger: number | null;
+  /** The limit it is compared with. */
+  threshold: number | null;
+  /** One line for a person. */
+  message: string;
+}
+
+/** A step of a rollout as it happened (`RolloutStep`). */
+export interface IRolloutStep {
+  /** Step number, from 0. */
+  index: number;
+  /** Challenger traffic share during the step. */
+  share: number;
+  /** Seconds since the epoch. */
+  started_at: number;
+  /** When it ended, or null while it runs. */
+  ended_at: number | null;
+  decision: StepDecision;
+  /** The gates' verdicts at the end of the step (or so far). */
+  gates: IGateResult[];
+}
+
+/** One version's traffic during the current rollout step (`VersionTraffic`). */
+export interface IVersionTraffic {
+  requests: number;
+  /** Requests answered with HTTP status >= 500. */
+  errors: number;
+  error_rate: number | null;
+  p50_ms: number | null;
+  p99_ms: number | null;
+}
+
+/** The deployment's current or last rollout: canary, shadow or A/B test (`RolloutSection`). */
+export interface IRolloutSection {
+  rollout_id: string;
+  mode: RolloutMode;
+  state: RolloutState;
+  /** The champion version. */
+  champion: string;
+  /** The challenger version. */
+  challenger: string;
+  /** The challenger's current share (shadow: the mirrored fraction). */
+  share: number;
+  /** Current step index. */
+  step: number;
+  /** The planned shares. */
+  steps: number[];
+  started_at: number;
+  /** When the controller last decided, seconds since the epoch. */
+  updated_at: number;
+  /** One line for a person: progress, or why it ended. */
+  message: string;
+  /** Every step so far, oldest first. */
+  history: IRolloutStep[];
+  /** Per version traffic in the current step. */
+  traffic: Record<string, IVersionTraffic>;
+  /** Shadow: agreement, latency delta; A/B: metric per arm, difference, CI, p-value, samples needed. */
+  report: Record<string, MetricValue>;
+}
+
 /** The one status document per deployment (`StatusDocument`, built in the cluster). */
 export interface IStatusDocument {
   name: string;
@@ -216,6 +302,8 @@ export interface IStatusDocument {
   quality: IQualitySection | null;
   /** Metrics from labels, or null before any. */
   performance: IPerformanceSection | null;
+  /** The current or last rollout, or null if none. */
+  rollout: IRolloutSection | null;
 }
 
 /** `GET deployments` (`DeploymentList`). */
@@ -237,7 +325,7 @@ export interface IDeploymentDetails extends IStatusDocument {
 }
 
 /** Kinds of long-running actions. */
-export type ActionKind = 'scale' | 'delete';
+export type ActionKind = 'scale' | 'delete' | 'promote' | 'rollback';
 
 /** Status of a long-running action. */
 export type ActionStatus = 'PENDING' | 'RUNNING' | 'SUCCEEDED' | 'FAILED';
@@ -264,6 +352,10 @@ export interface IRayDeployApi {
   getDeployment(name: string): Promise<IDeploymentDetails>;
   scale(name: string, minReplicas: number, maxReplicas: number): Promise<IActionDocument>;
   deleteDeployment(name: string): Promise<IActionDocument>;
+  /** Starts promoting the running rollout's challenger to champion. */
+  promote(name: string): Promise<IActionDocument>;
+  /** Starts rolling back to the previous champion, or to `toVersion`. */
+  rollback(name: string, toVersion?: string): Promise<IActionDocument>;
   getAction(actionId: string): Promise<IActionDocument>;
 }
 
@@ -321,6 +413,15 @@ export class RayDeployApi implements IRayDeployApi {
 
   deleteDeployment(name: string): Promise<IActionDocument> {
     return this.request<IActionDocument>('DELETE', `deployments/${encodeURIComponent(name)}`);
+  }
+
+  promote(name: string): Promise<IActionDocument> {
+    return this.request<IActionDocument>('POST', `deployments/${encodeURIComponent(name)}/promote`, {});
+  }
+
+  rollback(name: string, toVersion?: string): Promise<IActionDocument> {
+    const body = toVersion === undefined ? {} : { to_version: toVersion };
+    return this.request<IActionDocument>('POST', `deployments/${encodeURIComponent(name)}/rollback`, body);
   }
 
   getAction(actionId: string): Promise<IActionDocument> {

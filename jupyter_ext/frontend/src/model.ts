@@ -12,6 +12,7 @@
  */
 import type {
   DriftState,
+  GateStatus,
   IActionDocument,
   IClusterDocument,
   IDeploymentDetails,
@@ -20,7 +21,10 @@ import type {
   IPerformanceSection,
   IQualitySection,
   IRayDeployApi,
-  IStatusDocument
+  IRolloutSection,
+  IStatusDocument,
+  RolloutMode,
+  RolloutState
 } from './api';
 
 /** Colour class of a state badge. */
@@ -42,6 +46,8 @@ export interface IDeploymentRow {
   message: string;
   /** The drift badge, or null when the document has no drift section (capture off). */
   drift: IDriftBadge | null;
+  /** The rollout badge ("canary 25%"), or null when no rollout runs. */
+  rollout: IRolloutBadge | null;
 }
 
 /** Placeholder for a value the document does not have. */
@@ -119,7 +125,8 @@ export function toRow(doc: IStatusDocument): IDeploymentRow {
     qps: formatQps(doc.traffic?.qps),
     p99: formatMs(doc.traffic?.p99_ms),
     message: doc.message,
-    drift: driftBadge(doc.drift)
+    drift: driftBadge(doc.drift),
+    rollout: rolloutBadge(doc.rollout)
   };
 }
 
@@ -327,6 +334,161 @@ export function performanceView(performance: IPerformanceSection): IPerformanceV
   };
 }
 
+/** The rollout states after which nothing changes any more. */
+export const FINAL_ROLLOUT_STATES: readonly RolloutState[] = ['promoted', 'rolled_back', 'aborted', 'finished'];
+
+/** Whether a rollout has ended (promoted, rolled back, aborted or finished). */
+export function isFinalRollout(rollout: IRolloutSection): boolean {
+  return FINAL_ROLLOUT_STATES.includes(rollout.state);
+}
+
+/**
+ * A traffic share as a percentage.
+ *
+ * Example: `formatShare(0.25) === '25%'`, `formatShare(0.125) === '12.5%'`.
+ */
+export function formatShare(share: number): string {
+  return `${formatStat(share * 100)}%`;
+}
+
+const MODE_LABELS: Record<RolloutMode, string> = { canary: 'canary', shadow: 'shadow', ab: 'A/B' };
+
+/** The rollout of a deployment as a small badge in its row. */
+export interface IRolloutBadge {
+  mode: RolloutMode;
+  state: RolloutState;
+  /** `progress` while it runs, `warn` while it waits (paused, awaiting approval). */
+  kind: 'progress' | 'warn';
+  /** "canary 25%", "shadow 100%", "A/B 50%". */
+  label: string;
+  /** Tooltip: versions, step, state and the rollout's message. */
+  title: string;
+}
+
+/**
+ * The badge of a running rollout; null without a rollout or once it has ended.
+ *
+ * Example: `rolloutBadge(doc.rollout)?.label === 'canary 25%'`.
+ */
+export function rolloutBadge(rollout: IRolloutSection | null): IRolloutBadge | null {
+  if (rollout === null || isFinalRollout(rollout)) {
+    return null;
+  }
+  const step = rollout.mode === 'canary' ? ` · step ${rollout.step + 1}/${rollout.steps.length}` : '';
+  return {
+    mode: rollout.mode,
+    state: rollout.state,
+    kind: rollout.state === 'running' ? 'progress' : 'warn',
+    label: `${MODE_LABELS[rollout.mode]} ${formatShare(rollout.share)}`,
+    title: `v${rollout.champion} → v${rollout.challenger}${step} · ${rollout.state.replace('_', ' ')}: ${rollout.message}`
+  };
+}
+
+/** One gate of a rollout step as the details show it. */
+export interface IGateView {
+  gate: string;
+  status: GateStatus;
+  /** "✓", "✗" or "…". */
+  mark: string;
+  /** The gate's message. */
+  title: string;
+}
+
+/** One planned step of a rollout. */
+export interface IStepView {
+  /** "1", "2", … */
+  label: string;
+  share: string;
+  /** done: decided; current: running now; pending: not reached yet. */
+  progress: 'done' | 'current' | 'pending';
+  /** What the step decided ("advance", "running", …), or "" for a pending step. */
+  decision: string;
+  gates: IGateView[];
+}
+
+/** One version's traffic in the current step. */
+export interface IVersionTrafficView {
+  version: string;
+  /** "champion", "challenger" or "". */
+  role: string;
+  requests: string;
+  errorRate: string;
+  p50: string;
+  p99: string;
+}
+
+/** The details' Rollout block. */
+export interface IRolloutView {
+  /** "canary v2 → v3". */
+  title: string;
+  state: RolloutState;
+  final: boolean;
+  message: string;
+  /** "v2 75% · v3 25%", or for a shadow "v2 serves all · v3 gets a copy of 100%". */
+  split: string;
+  share: number;
+  steps: IStepView[];
+  traffic: IVersionTrafficView[];
+  /** Shadow/A-B report values (agreement, p-value, …). */
+  report: IMetricView[];
+  canPromote: boolean;
+  canRollback: boolean;
+}
+
+const GATE_MARKS: Record<GateStatus, string> = { pass: '✓', fail: '✗', waiting: '…' };
+
+/**
+ * The rollout section as the details show it: steps with their gates, traffic per version, the report.
+ *
+ * Example: `rolloutView(doc.rollout).steps[1]` is `{ label: '2', share: '25%', progress: 'current', … }`.
+ */
+export function rolloutView(rollout: IRolloutSection): IRolloutView {
+  const final = isFinalRollout(rollout);
+  const planned = rollout.mode === 'canary' ? rollout.steps : [rollout.share];
+  const steps: IStepView[] = planned.map((share, index) => {
+    const happened = rollout.history.find(step => step.index === index);
+    if (happened === undefined) {
+      return { label: String(index + 1), share: formatShare(share), progress: 'pending', decision: '', gates: [] };
+    }
+    return {
+      label: String(index + 1),
+      share: formatShare(happened.share),
+      progress: happened.ended_at === null && !final ? 'current' : 'done',
+      decision: happened.decision,
+      gates: happened.gates.map(g => ({ gate: g.gate, status: g.status, mark: GATE_MARKS[g.status], title: g.message }))
+    };
+  });
+  const roles: Record<string, string> = { [rollout.champion]: 'champion', [rollout.challenger]: 'challenger' };
+  const order = (version: string): number => (version === rollout.champion ? 0 : version === rollout.challenger ? 1 : 2);
+  const traffic = Object.entries(rollout.traffic)
+    .sort(([a], [b]) => order(a) - order(b) || a.localeCompare(b, undefined, { numeric: true }))
+    .map(([version, t]) => ({
+      version: `v${version}`,
+      role: roles[version] ?? '',
+      requests: String(t.requests),
+      errorRate: t.error_rate === null ? NONE : formatShare(t.error_rate),
+      p50: formatMs(t.p50_ms),
+      p99: formatMs(t.p99_ms)
+    }));
+  const split =
+    rollout.mode === 'shadow'
+      ? `v${rollout.champion} serves all · v${rollout.challenger} gets a copy of ${formatShare(rollout.share)}`
+      : `v${rollout.champion} ${formatShare(1 - rollout.share)} · v${rollout.challenger} ${formatShare(rollout.share)}`;
+  return {
+    title: `${MODE_LABELS[rollout.mode]} v${rollout.champion} → v${rollout.challenger}`,
+    state: rollout.state,
+    final,
+    message: rollout.message,
+    split,
+    share: rollout.share,
+    steps,
+    traffic,
+    report: Object.entries(rollout.report).map(([name, value]) => ({ name, value: formatStat(value) })),
+    canPromote: !final,
+    canRollback: true
+  };
+}
+
 /** Rows sorted by deployment name. */
 export function toRows(docs: IStatusDocument[]): IDeploymentRow[] {
   return docs.map(toRow).sort((a, b) => a.name.localeCompare(b.name));
@@ -474,7 +636,7 @@ export async function followAction(
 
 /** A one-line summary of a finished action for a notification. */
 export function actionSummary(action: IActionDocument): string {
-  const verb = { scale: 'Scaled', delete: 'Deleted' }[action.action];
+  const verb = { scale: 'Scaled', delete: 'Deleted', promote: 'Promoted', rollback: 'Rolled back' }[action.action];
   if (action.status === 'SUCCEEDED') {
     return action.message ? `${verb} '${action.name}': ${action.message}` : `${verb} '${action.name}'`;
   }

@@ -19,6 +19,7 @@ import type {
   IDriftSection,
   IPerformanceSection,
   IQualitySection,
+  IRolloutSection,
   IStatusDocument
 } from './api';
 import { rayDeployIcon } from './icon';
@@ -26,13 +27,16 @@ import {
   actionSummary,
   driftView,
   followAction,
+  isFinalRollout,
   type IClusterView,
   type IDeploymentRow,
   type IDriftBadge,
+  type IRolloutBadge,
   NONE,
   type PanelModel,
   performanceView,
   qualityCounters,
+  rolloutView,
   validateScale
 } from './model';
 import { createRefreshPoll } from './poll';
@@ -234,6 +238,11 @@ function DeploymentRowView(props: { row: IDeploymentRow; selected: boolean; onSe
       <div className="jp-RayDeploy-rowHead">
         <span className="jp-RayDeploy-name">{row.name}</span>
         <span className="jp-RayDeploy-badges">
+          {row.rollout !== null ? (
+            <>
+              <RolloutBadge badge={row.rollout} />{' '}
+            </>
+          ) : null}
           {row.drift !== null ? (
             <>
               <DriftBadge badge={row.drift} />{' '}
@@ -271,6 +280,136 @@ function DriftBadge({ badge }: { badge: IDriftBadge }): JSX.Element {
     >
       {badge.label}
     </span>
+  );
+}
+
+/** The badge of a running rollout ("canary 25%"). */
+function RolloutBadge({ badge }: { badge: IRolloutBadge }): JSX.Element {
+  return (
+    <span
+      className={`jp-RayDeploy-badge jp-RayDeploy-badge-${badge.kind}`}
+      data-testid="ray-deploy-rollout"
+      data-mode={badge.mode}
+      data-state={badge.state}
+      title={badge.title}
+    >
+      {badge.label}
+    </span>
+  );
+}
+
+/**
+ * The details' Rollout block: the split, progress through the steps with each step's gates, traffic per
+ * version, the report, and promote / roll back buttons (each confirmed in a dialog, then followed as an action).
+ */
+function RolloutBlock(props: {
+  rollout: IRolloutSection;
+  busy: boolean;
+  onPromote: (rollout: IRolloutSection) => void;
+  onRollback: (rollout: IRolloutSection) => void;
+}): JSX.Element {
+  const { rollout, busy, onPromote, onRollback } = props;
+  const view = rolloutView(rollout);
+  return (
+    <div className="jp-RayDeploy-rollout" data-testid="ray-deploy-rollout-block" data-state={view.state}>
+      <h4 className="jp-RayDeploy-subTitle">Rollout</h4>
+      <div className="jp-RayDeploy-clusterLine">
+        <span data-testid="ray-deploy-rollout-title">{view.title}</span>
+        <span
+          className={`jp-RayDeploy-badge jp-RayDeploy-badge-${view.final ? 'idle' : view.state === 'running' ? 'progress' : 'warn'}`}
+          data-testid="ray-deploy-rollout-state"
+        >
+          {view.state.replace('_', ' ')}
+        </span>
+      </div>
+      <div className="jp-RayDeploy-muted" data-testid="ray-deploy-rollout-message">
+        {view.message}
+      </div>
+      <div className="jp-RayDeploy-split" title={view.split} data-testid="ray-deploy-rollout-split">
+        <div className="jp-RayDeploy-splitChallenger" style={{ width: `${Math.round(view.share * 100)}%` }} />
+      </div>
+      <div className="jp-RayDeploy-muted">{view.split}</div>
+      <ol className="jp-RayDeploy-steps" data-testid="ray-deploy-rollout-steps">
+        {view.steps.map(step => (
+          <li key={step.label} className={`jp-RayDeploy-step jp-mod-${step.progress}`} data-progress={step.progress}>
+            <span className="jp-RayDeploy-stepShare">{step.share}</span>
+            {step.decision ? <span className="jp-RayDeploy-muted"> {step.decision}</span> : null}
+            {step.gates.map(gate => (
+              <span
+                key={gate.gate}
+                className={`jp-RayDeploy-gate jp-mod-${gate.status}`}
+                data-testid="ray-deploy-gate"
+                data-status={gate.status}
+                title={gate.title}
+              >
+                {gate.mark} {gate.gate.replace('_', ' ')}
+              </span>
+            ))}
+          </li>
+        ))}
+      </ol>
+      {view.traffic.length > 0 ? (
+        <table className="jp-RayDeploy-table" data-testid="ray-deploy-rollout-traffic">
+          <thead>
+            <tr>
+              <th>version</th>
+              <th>requests</th>
+              <th>errors</th>
+              <th>p50</th>
+              <th>p99</th>
+            </tr>
+          </thead>
+          <tbody>
+            {view.traffic.map(t => (
+              <tr key={t.version}>
+                <td title={t.role}>
+                  {t.version}
+                  {t.role ? <span className="jp-RayDeploy-muted"> {t.role}</span> : null}
+                </td>
+                <td>{t.requests}</td>
+                <td>{t.errorRate}</td>
+                <td>{t.p50}</td>
+                <td>{t.p99}</td>
+              </tr>
+            ))}
+          </tbody>
+        </table>
+      ) : null}
+      {view.report.length > 0 ? (
+        <dl className="jp-RayDeploy-facts" data-testid="ray-deploy-rollout-report">
+          {view.report.map(m => (
+            <React.Fragment key={m.name}>
+              <dt>{m.name.replace(/_/g, ' ')}</dt>
+              <dd>{m.value}</dd>
+            </React.Fragment>
+          ))}
+        </dl>
+      ) : null}
+      <div className="jp-RayDeploy-actions">
+        {view.canPromote ? (
+          <button
+            className="jp-RayDeploy-button jp-mod-accept"
+            data-testid="ray-deploy-promote"
+            disabled={busy}
+            title={`Make v${rollout.challenger} the champion now`}
+            onClick={() => onPromote(rollout)}
+          >
+            Promote v{rollout.challenger}
+          </button>
+        ) : null}
+        {view.canRollback ? (
+          <button
+            className="jp-RayDeploy-button jp-mod-warn"
+            data-testid="ray-deploy-rollback"
+            disabled={busy}
+            title={`Serve v${rollout.champion} alone again`}
+            onClick={() => onRollback(rollout)}
+          >
+            Roll back
+          </button>
+        ) : null}
+      </div>
+    </div>
   );
 }
 
@@ -420,6 +559,29 @@ function DeploymentDetails(props: {
     }
   };
 
+  const onPromote = async (rollout: IRolloutSection): Promise<void> => {
+    const answer = await showDialog({
+      title: `Promote v${rollout.challenger} of '${doc.name}'?`,
+      body: `v${rollout.challenger} becomes the champion and takes all traffic at once; the ${rollout.mode} ends.`,
+      buttons: [Dialog.cancelButton(), Dialog.okButton({ label: 'Promote' })]
+    });
+    if (answer.button.accept) {
+      await run(`Promoting v${rollout.challenger} of '${doc.name}'`, () => panel.model.api.promote(doc.name));
+    }
+  };
+  const onRollback = async (rollout: IRolloutSection): Promise<void> => {
+    const answer = await showDialog({
+      title: `Roll back '${doc.name}'?`,
+      body: isFinalRollout(rollout)
+        ? 'The previous champion serves all traffic again.'
+        : `v${rollout.champion} serves all traffic again; the ${rollout.mode} of v${rollout.challenger} ends.`,
+      buttons: [Dialog.cancelButton(), Dialog.warnButton({ label: 'Roll back' })]
+    });
+    if (answer.button.accept) {
+      await run(`Rolling back '${doc.name}'`, () => panel.model.api.rollback(doc.name));
+    }
+  };
+
   return (
     <div className="jp-RayDeploy-section jp-RayDeploy-details" data-testid="ray-deploy-details" data-name={doc.name}>
       <h3 className="jp-RayDeploy-sectionTitle">{doc.name}</h3>
@@ -475,6 +637,14 @@ function DeploymentDetails(props: {
         ) : null}
       </div>
 
+      {doc.rollout !== null ? (
+        <RolloutBlock
+          rollout={doc.rollout}
+          busy={busy !== null}
+          onPromote={rollout => void onPromote(rollout)}
+          onRollback={rollout => void onRollback(rollout)}
+        />
+      ) : null}
       {doc.drift !== null ? <DriftBlock drift={doc.drift} /> : null}
       {doc.quality !== null ? <QualityBlock quality={doc.quality} /> : null}
       {doc.performance !== null ? <PerformanceBlock performance={doc.performance} /> : null}

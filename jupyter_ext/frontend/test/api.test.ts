@@ -108,6 +108,20 @@ describe('RayDeployApi', () => {
     expect(seen[3]).toMatchObject({ method: 'POST', path: '/user/me/ray-deploy/api/cluster/start' });
   });
 
+  it('posts promote and rollback, with the target version when given', async () => {
+    route = ({ path }) => json(202, { ...ACTION, action: path.split('/')[7], name: path.split('/')[6] });
+    const promoted = await api().promote('my model');
+    expect(promoted.action).toBe('promote');
+    expect(seen[0]).toMatchObject({ method: 'POST', path: '/user/me/ray-deploy/api/deployments/my%20model/promote' });
+    expect(JSON.parse(seen[0].body)).toEqual({});
+    const back = await api().rollback('iris');
+    expect(back.action).toBe('rollback');
+    expect(seen[1]).toMatchObject({ method: 'POST', path: '/user/me/ray-deploy/api/deployments/iris/rollback' });
+    expect(JSON.parse(seen[1].body)).toEqual({});
+    await api().rollback('iris', '2');
+    expect(JSON.parse(seen[2].body)).toEqual({ to_version: '2' });
+  });
+
   it("raises the server's error message with its status", async () => {
     route = () => json(404, ERROR);
     const failure = api().getDeployment('nope');

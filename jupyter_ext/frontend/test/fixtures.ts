@@ -15,8 +15,13 @@ import type {
   IDeploymentDetails,
   IDeploymentList,
   IRayDeployApi,
+  IRolloutSection,
   IStatusDocument,
-  IVersionInfo
+  IVersionInfo,
+  GateStatus,
+  RolloutMode,
+  RolloutState,
+  StepDecision
 } from '../src/api';
 import { ApiError } from '../src/api';
 import actionJson from './fixtures/action.json';
@@ -48,6 +53,36 @@ type Widened<T> = T extends string
 const ALARM_LEVELS: AlarmLevel[] = ['ok', 'warning', 'alarm'];
 const DRIFT_STATES: DriftState[] = [...ALARM_LEVELS, 'collecting', 'no_reference'];
 
+const ROLLOUT_MODES: RolloutMode[] = ['canary', 'shadow', 'ab'];
+const ROLLOUT_STATES: RolloutState[] = [
+  'running',
+  'paused',
+  'awaiting_approval',
+  'promoted',
+  'rolled_back',
+  'aborted',
+  'finished'
+];
+const DECISIONS: StepDecision[] = ['running', 'advance', 'promote', 'rollback', 'paused', 'aborted'];
+const GATE_STATUSES: GateStatus[] = ['pass', 'fail', 'waiting'];
+
+/** A rollout section from JSON, its literal fields checked. */
+function rolloutFromJson(rollout: Widened<IRolloutSection> | null): IRolloutSection | null {
+  if (rollout === null) {
+    return null;
+  }
+  return {
+    ...rollout,
+    mode: oneOf(rollout.mode, ROLLOUT_MODES),
+    state: oneOf(rollout.state, ROLLOUT_STATES),
+    history: rollout.history.map(step => ({
+      ...step,
+      decision: oneOf(step.decision, DECISIONS),
+      gates: step.gates.map(gate => ({ ...gate, status: oneOf(gate.status, GATE_STATUSES) }))
+    }))
+  };
+}
+
 /** A status document from its JSON fixture, its literal fields checked. */
 function statusFromJson(doc: Widened<IStatusDocument>): IStatusDocument {
   const { drift, performance } = doc;
@@ -73,7 +108,8 @@ function statusFromJson(doc: Widened<IStatusDocument>): IStatusDocument {
         : {
             ...performance,
             task: performance.task === null ? null : oneOf(performance.task, ['classification', 'regression'] as const)
-          }
+          },
+    rollout: rolloutFromJson(doc.rollout)
   };
 }
 
@@ -86,16 +122,19 @@ function copy<T>(value: T): T {
 export const CLUSTER: IClusterDocument = clusterJson;
 /** `GET cluster` when no cluster answers. */
 export const CLUSTER_DISCONNECTED: IClusterDocument = clusterDisconnectedJson;
-/** A running deployment 'iris' with traffic, history, a drift warning (petal_length), quality and metrics. */
+/**
+ * A running deployment 'iris' (champion v2) with traffic, history, a drift warning (petal_length), quality,
+ * metrics, and a canary of v3 running its step 2 of 4 (25%).
+ */
 export const STATUS: IStatusDocument = statusFromJson(statusJson);
-/** A deployment 'churn' still deploying: no version, no traffic, no history, no monitoring sections. */
+/** A deployment 'churn' still deploying: no version, no traffic, no history, no monitoring sections, no rollout. */
 export const STATUS_DEPLOYING: IStatusDocument = statusFromJson(statusDeployingJson);
 /** The registry versions of 'iris'. */
 export const VERSIONS: IVersionInfo[] = versionsJson;
 /** A scale action just submitted. */
 export const ACTION: IActionDocument = {
   ...actionJson,
-  action: oneOf<ActionKind>(actionJson.action, ['scale', 'delete']),
+  action: oneOf<ActionKind>(actionJson.action, ['scale', 'delete', 'promote', 'rollback']),
   status: oneOf<ActionStatus>(actionJson.status, ['PENDING', 'RUNNING', 'SUCCEEDED', 'FAILED'])
 };
 /** The body of an error answer. */
@@ -171,6 +210,16 @@ export class FakeApi implements IRayDeployApi {
   async deleteDeployment(name: string): Promise<IActionDocument> {
     this.call(`delete ${name}`);
     return this.nextAction('a-delete', 'delete', name);
+  }
+
+  async promote(name: string): Promise<IActionDocument> {
+    this.call(`promote ${name}`);
+    return this.nextAction('a-promote', 'promote', name);
+  }
+
+  async rollback(name: string, toVersion?: string): Promise<IActionDocument> {
+    this.call(toVersion === undefined ? `rollback ${name}` : `rollback ${name} ${toVersion}`);
+    return this.nextAction('a-rollback', 'rollback', name);
   }
 
   async getAction(actionId: string): Promise<IActionDocument> {

@@ -1,5 +1,11 @@
 /** Unit tests of model.ts: rows from status documents, validation, action following and PanelModel. */
-import { ApiError, type IActionDocument, type IDriftSection, type IPerformanceSection } from '../src/api';
+import {
+  ApiError,
+  type IActionDocument,
+  type IDriftSection,
+  type IPerformanceSection,
+  type IRolloutSection
+} from '../src/api';
 import {
   actionSummary,
   badgeFor,
@@ -10,12 +16,15 @@ import {
   formatDuration,
   formatMs,
   formatQps,
+  formatShare,
   formatStat,
   formatTime,
   NONE,
   PanelModel,
   performanceView,
   qualityCounters,
+  rolloutBadge,
+  rolloutView,
   snippetFor,
   toRow,
   toRows,
@@ -31,7 +40,7 @@ describe('toRow', () => {
       name: 'iris',
       state: 'RUNNING',
       badge: 'ok',
-      version: 'v3 · champion',
+      version: 'v2 · champion',
       replicas: '2/2',
       replicaBounds: '1–4',
       qps: '12.3',
@@ -42,6 +51,15 @@ describe('toRow', () => {
         kind: 'warn',
         label: 'drift warning',
         title: 'drifted: petal_length; petal_length drifted in 2 of the last 3 windows (KS D 0.31)'
+      },
+      rollout: {
+        mode: 'canary',
+        state: 'running',
+        kind: 'progress',
+        label: 'canary 25%',
+        title:
+          'v2 → v3 · step 2/4 · running: step 2 of 4: v3 takes 25% of traffic; gates pass so far ' +
+          '(prediction shift and accuracy waiting for data)'
       }
     });
   });
@@ -56,10 +74,11 @@ describe('toRow', () => {
     expect(row.replicaBounds).toBe('');
     expect(row.message).toBe("Deploying app 'churn'.");
     expect(row.drift).toBeNull();
+    expect(row.rollout).toBeNull();
   });
 
   it('shows a version without an alias when no alias names it', () => {
-    expect(toRow(statusDoc('fraud', { alias: null, aliases: { champion: '2' } })).version).toBe('v3');
+    expect(toRow(statusDoc('fraud', { alias: null, aliases: { champion: '1' } })).version).toBe('v2');
     expect(versionLabel('3', 'champion')).toBe('v3 · champion');
     expect(versionLabel(null, 'champion')).toBe(NONE);
   });
@@ -160,6 +179,31 @@ describe('followAction', () => {
     expect(done.status).toBe('SUCCEEDED');
     expect(sleeps).toEqual([250, 250, 250]);
     expect(actionSummary(done)).toBe("Scaled 'iris': now 1-3 replicas");
+  });
+
+  it('follows promote and rollback actions like scale', async () => {
+    const api = new FakeApi();
+    const promote = await api.promote('iris');
+    expect(promote).toMatchObject({ action_id: 'a-promote', action: 'promote', name: 'iris', status: 'PENDING' });
+    const promoted: IActionDocument = { ...promote, status: 'SUCCEEDED', message: 'promoted iris: version 3 is the champion' };
+    api.actions.set('a-promote', [promoted]);
+    const done = await followAction(api, promote, { sleep: async () => undefined });
+    expect(actionSummary(done)).toBe("Promoted 'iris': promoted iris: version 3 is the champion");
+    const rollback = await api.rollback('iris', '2');
+    api.actions.set('a-rollback', [{ ...rollback, status: 'FAILED', message: 'no previous champion to roll back to' }]);
+    const failed = await followAction(api, rollback, { sleep: async () => undefined });
+    expect(actionSummary(failed)).toBe("rollback of 'iris' failed: no previous champion to roll back to");
+    api.actions.set('a-rollback', [{ ...rollback, status: 'SUCCEEDED', message: '' }]);
+    expect(actionSummary(await followAction(api, rollback, { sleep: async () => undefined }))).toBe(
+      "Rolled back 'iris'"
+    );
+    expect(api.calls).toEqual([
+      'promote iris',
+      'getAction a-promote',
+      'rollback iris 2',
+      'getAction a-rollback',
+      'getAction a-rollback'
+    ]);
   });
 
   it('returns a failed action with its message', async () => {
@@ -333,8 +377,8 @@ describe('quality and performance', () => {
       { name: 'f1', value: '0.924' }
     ]);
     expect(view.versions).toEqual([
-      { version: 'v3', metrics: 'accuracy 0.925 · precision 0.93 · recall 0.92 · f1 0.924' },
-      { version: 'v2', metrics: 'accuracy 0.95 · precision 0.95 · recall 0.95 · f1 0.95' }
+      { version: 'v3', metrics: 'accuracy 0.95 · precision 0.95 · recall 0.95 · f1 0.95' },
+      { version: 'v2', metrics: 'accuracy 0.925 · precision 0.93 · recall 0.92 · f1 0.924' }
     ]);
     expect(view.unknownIds).toBe(2);
   });
@@ -364,5 +408,100 @@ describe('quality and performance', () => {
     expect(formatStat(Number.NaN)).toBe(NONE);
     expect(formatDuration(30)).toBe('30 s');
     expect(formatDuration(7200)).toBe('2 h');
+  });
+});
+
+/** The fixture's rollout section with `changes` (a copy). */
+function rollout(changes: Partial<IRolloutSection> = {}): IRolloutSection {
+  return { ...structuredClone(STATUS.rollout as IRolloutSection), ...changes };
+}
+
+describe('rollout', () => {
+  it('shows a running canary as a badge with its step in the tooltip', () => {
+    expect(rolloutBadge(STATUS.rollout)?.label).toBe('canary 25%');
+    expect(rolloutBadge(STATUS.rollout)?.title.startsWith('v2 → v3 · step 2/4 · running: ')).toBe(true);
+    expect(rolloutBadge(rollout({ state: 'paused' }))?.kind).toBe('warn');
+    expect(rolloutBadge(rollout({ mode: 'shadow', share: 1, steps: [1], step: 0 }))?.label).toBe('shadow 100%');
+    expect(rolloutBadge(rollout({ mode: 'ab', share: 0.5 }))?.title).toMatch(/^v2 → v3 · running: /);
+    expect(rolloutBadge(rollout({ mode: 'ab', share: 0.5 }))?.label).toBe('A/B 50%');
+  });
+
+  it.each(['promoted', 'rolled_back', 'aborted', 'finished'] as const)('has no badge once %s', state => {
+    expect(rolloutBadge(rollout({ state }))).toBeNull();
+    expect(rolloutView(rollout({ state })).canPromote).toBe(false);
+  });
+
+  it('has no badge without a rollout', () => {
+    expect(rolloutBadge(null)).toBeNull();
+    expect(toRow(statusDoc('iris', { rollout: null })).rollout).toBeNull();
+  });
+
+  it('shows the steps with their gates, the split and traffic per version', () => {
+    const view = rolloutView(STATUS.rollout as IRolloutSection);
+    expect(view.title).toBe('canary v2 → v3');
+    expect(view.split).toBe('v2 75% · v3 25%');
+    expect(view.steps.map(s => [s.label, s.share, s.progress, s.decision])).toEqual([
+      ['1', '5%', 'done', 'advance'],
+      ['2', '25%', 'current', 'running'],
+      ['3', '50%', 'pending', ''],
+      ['4', '100%', 'pending', '']
+    ]);
+    expect(view.steps[1].gates.map(g => `${g.mark} ${g.gate}`)).toEqual([
+      '✓ error_rate',
+      '✓ p99_latency',
+      '… prediction_shift',
+      '… accuracy'
+    ]);
+    expect(view.steps[1].gates[2].title).toBe('waiting for requests: 31 of 50 for v3');
+    expect(view.steps[3].gates).toEqual([]);
+    expect(view.traffic).toEqual([
+      { version: 'v2', role: 'champion', requests: '94', errorRate: '1.06%', p50: '3.2 ms', p99: '36 ms' },
+      { version: 'v3', role: 'challenger', requests: '31', errorRate: '0%', p50: '3.6 ms', p99: '41 ms' }
+    ]);
+    expect(view.report).toEqual([]);
+    expect([view.canPromote, view.canRollback, view.final]).toEqual([true, true, false]);
+  });
+
+  it('shows a shadow with its one step and report, and a failed gate', () => {
+    const section = rollout({
+      mode: 'shadow',
+      share: 0.5,
+      steps: [0.5],
+      step: 0,
+      report: { agreement: 0.9712, p99_delta_ms: 4.25, samples: null }
+    });
+    section.history = [
+      {
+        ...section.history[0],
+        share: 0.5,
+        ended_at: 1700000040,
+        decision: 'rollback',
+        gates: [{ ...section.history[0].gates[0], status: 'fail', message: 'error rate 0.09 vs 0.01' }]
+      }
+    ];
+    section.state = 'rolled_back';
+    const view = rolloutView(section);
+    expect(view.split).toBe('v2 serves all · v3 gets a copy of 50%');
+    expect(view.steps).toEqual([
+      {
+        label: '1',
+        share: '50%',
+        progress: 'done',
+        decision: 'rollback',
+        gates: [{ gate: 'error_rate', status: 'fail', mark: '✗', title: 'error rate 0.09 vs 0.01' }]
+      }
+    ]);
+    expect(view.report).toEqual([
+      { name: 'agreement', value: '0.971' },
+      { name: 'p99_delta_ms', value: '4.25' },
+      { name: 'samples', value: NONE }
+    ]);
+    expect(view.final).toBe(true);
+  });
+
+  it('formats shares', () => {
+    expect(formatShare(0.05)).toBe('5%');
+    expect(formatShare(0.125)).toBe('12.5%');
+    expect(formatShare(1)).toBe('100%');
   });
 });
