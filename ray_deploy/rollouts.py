@@ -141,9 +141,11 @@ def start(
 
     from ray_deploy.cluster import connect
     from ray_deploy.deployment import Deployment
+    from ray_deploy.registry import use_mlflow
     from ray_deploy.rollout import start_rollout
 
     connect()
+    use_mlflow(Settings.from_env())
     config = Deployment(name)._user_config()
     champion = str(config["version"])
     if _running(name) is not None:
@@ -208,8 +210,10 @@ def _challenger(name: str, model_or_version: Any, sample_input: Any, config: dic
 def promote(name: str) -> None:
     """Make the challenger the champion: through the running rollout, else the ``challenger`` alias' version."""
     from ray_deploy.cluster import connect
+    from ray_deploy.registry import use_mlflow
 
     connect()
+    use_mlflow(Settings.from_env())
     if _running(name) is not None:
         Rollout(name).promote()
         return
@@ -226,8 +230,10 @@ def promote(name: str) -> None:
 def rollback(name: str, to_version: str | None = None) -> None:
     """End the running rollout (all traffic to the champion), or serve ``to_version`` (default: the previous one)."""
     from ray_deploy.cluster import connect
+    from ray_deploy.registry import use_mlflow
 
     connect()
+    use_mlflow(Settings.from_env())
     if _running(name) is not None and to_version is None:
         Rollout(name).rollback()
         return
@@ -257,12 +263,12 @@ def switch_to(name: str, version: str, rollout: dict[str, Any] | None = None) ->
     """Serve ``version`` of ``name`` (an in-place reconfigure) and point ``champion`` at it once it serves."""
     from mlflow import MlflowClient
 
-    from ray_deploy.deployment import Deployment, _monitoring_of, _roll_out, registry_kind
-    from ray_deploy.registry import set_champion
-
-    config = Deployment(name)._user_config()
     from ray_deploy.config import DeployOptions
+    from ray_deploy.deployment import Deployment, _monitoring_of, _roll_out, registry_kind
+    from ray_deploy.registry import set_champion, use_mlflow
 
+    use_mlflow(Settings.from_env())
+    config = Deployment(name)._user_config()
     info = MlflowClient().get_model_version(name, version)
     kind = registry_kind((info.tags or {}).get("ray_deploy.model_kind", "uri"), version, name)
     _roll_out(
@@ -289,7 +295,11 @@ class RolloutController:
     """Runs one rollout in the cluster (a detached actor): measures, decides, applies, publishes."""
 
     def __init__(self, name: str, state: Any, kind: str, metric: str, env: dict[str, str]) -> None:
+        from ray_deploy.registry import use_mlflow
+
         os.environ.update(env)
+        # explicitly: a worker process may have served another store before, and MLflow keeps its URIs globally
+        use_mlflow(Settings.from_env())
         self.name, self.state, self.kind, self.metric = name, state, kind, metric
         self._lock = asyncio.Lock()
 

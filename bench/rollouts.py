@@ -1,0 +1,115 @@
+"""Benchmark what a rollout costs the users: no rollout vs a 10% canary vs a 100% shadow, side by side in one run.
+
+One ray-deploy deployment of the small MLP from ``bench/serving.py`` (same load generator, one row per request over
+HTTP, concurrency 1 and 32). The challenger is the same model registered as a new version, with gates that never
+fail and a step that outlasts the run, so the split stays put while it is measured. Ratios are to "no rollout":
+the champion's share of a canary should pay nothing measurable, and a shadow should add no user-visible latency.
+
+    python bench/rollouts.py                # 300 requests or 15 s per row
+    python bench/rollouts.py --quick
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import math
+import sys
+from pathlib import Path
+
+import aiohttp
+import torch
+
+import ray_deploy
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from serving import CONCURRENCY, HOST, MODELS, Budget, Result, http_call, log, measure  # noqa: E402
+
+NAME = "bench-rollout"
+LENIENT = {"min_requests": 10**6, "max_prediction_shift": 1.0, "max_p99_ratio": 100.0, "max_error_rate_increase": 1.0}
+
+
+async def measure_rows(url: str, row: list[list[float]], label: str, budget: Budget) -> list[Result]:
+    body = json.dumps({"instances": row}).encode()
+    results = []
+    async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=0)) as session:
+        for concurrency in CONCURRENCY:
+            rec = await measure(http_call(session, url, body), concurrency, budget)
+            results.append(rec.result("small", label, concurrency))
+    return results
+
+
+def run(budget: Budget) -> list[Result]:
+    spec = MODELS[0]
+    module = spec.build()
+    sample = torch.randn(4, spec.in_features)
+    row = torch.randn(1, spec.in_features).tolist()
+    dep = ray_deploy.deploy(module, NAME, sample_input=sample, num_cpus=0.5, show_progress=False)
+    url = f"{dep.url}/predict"
+    results: list[Result] = []
+    try:
+        log("no rollout")
+        results += asyncio.run(measure_rows(url, row, "no rollout", budget))
+        log("canary at 10%")
+        rollout = dep.canary(module, steps=(0.1, 1.0), step_s=86_400, gates=LENIENT, sample_input=sample)
+        results += asyncio.run(measure_rows(url, row, "canary 10%", budget))
+        rollout.abort()
+        log("shadow at 100%")
+        rollout = dep.shadow(module, fraction=1.0, sample_input=sample)
+        results += asyncio.run(measure_rows(url, row, "shadow 100%", budget))
+        report = rollout.report()
+        log(f"shadow report: {report}")
+        rollout.rollback()
+    finally:
+        dep.delete()
+    return results
+
+
+def markdown(results: list[Result], budget: Budget) -> str:
+    base = {r.concurrency: r for r in results if r.target == "no rollout"}
+    lines = [
+        f"- One ray-deploy deployment of the small MLP ({' → '.join(map(str, MODELS[0].widths))}), num_cpus=0.5; "
+        "the challenger is the same model as a new version on its own replica (num_cpus=0.5).",
+        f"- {budget.requests} requests or {budget.seconds:g} s per row after a warm-up, one row per request over HTTP "
+        "from one asyncio client on the same machine.",
+        "",
+        "| rollout | concurrency | requests | errors | p50 ms | p99 ms | req/s | req/s vs none | p50 vs none |",
+        "|---|--:|--:|--:|--:|--:|--:|--:|--:|",
+    ]
+    for r in results:
+        b = base[r.concurrency]
+        rps = r.rps / b.rps if b.rps else math.nan
+        p50 = r.p50_ms / b.p50_ms if b.p50_ms else math.nan
+        lines.append(
+            f"| {r.target} | {r.concurrency} | {r.requests} | {r.errors} | {r.p50_ms:.2f} | {r.p99_ms:.2f} | "
+            f"{r.rps:,.0f} | {rps:.2f}× | {p50:.2f}× |"
+        )
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
+    parser.add_argument("--requests", type=int, help="requests per measurement (default 300; --quick: 40)")
+    parser.add_argument("--seconds", type=float, help="longest a measurement runs (default 15; --quick: 3)")
+    parser.add_argument("--quick", action="store_true", help="a fast smoke run")
+    parser.add_argument("--stop-cluster", action="store_true", help="stop the local cluster at the end")
+    args = parser.parse_args(argv)
+    budget = Budget(
+        requests=args.requests or (40 if args.quick else 300),
+        seconds=args.seconds or (3.0 if args.quick else 15.0),
+        warmup=5 if args.quick else 20,
+    )
+    torch.set_num_threads(1)
+    info = ray_deploy.connect()
+    log(f"cluster {info.address}, {info.cpus:g} CPU; endpoint {info.endpoint} (requests to {HOST})")
+    try:
+        print(markdown(run(budget), budget), flush=True)
+    finally:
+        if args.stop_cluster:
+            ray_deploy.shutdown()
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
