@@ -30,6 +30,7 @@ import ipywidgets as widgets
 from pydantic import ValidationError
 
 from jupyter_ext.history_plot import HistoryPoint, history_png
+from ray_deploy.cluster import on_shutdown
 from ray_deploy.errors import ModelNotFound, RayDeployError
 
 log = logging.getLogger(__name__)
@@ -468,6 +469,21 @@ def show(widget: widgets.DOMWidget, in_kernel: bool) -> None:
     bundle.pop(WIDGET_VIEW_MIME, None)
     display(bundle, raw=True)
     widget.close()
+
+
+def stop_all_cards() -> None:
+    """Stop every live card's refresher (``ray_deploy.shutdown`` calls this: no card polls a stopped cluster).
+
+    Example:
+        >>> stop_all_cards()
+    """
+    with _live_lock:
+        cards = list(_live_cards.values())
+    for card in cards:
+        card.stop()
+
+
+on_shutdown(stop_all_cards)
 
 
 def mark_deleted(name: str) -> None:

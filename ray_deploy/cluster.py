@@ -18,6 +18,7 @@ import socket
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -134,6 +135,20 @@ def cluster_info() -> ClusterInfo:
     )
 
 
+_shutdown_hooks: list[Callable[[], None]] = []
+
+
+def on_shutdown(hook: Callable[[], None]) -> None:
+    """Run ``hook`` at the start of :func:`shutdown` (e.g. to stop views that poll the cluster, so none of them
+    reconnects, or starts a new local head, after the cluster was stopped).
+
+    Example:
+        >>> on_shutdown(stop_all_cards)
+    """
+    if hook not in _shutdown_hooks:
+        _shutdown_hooks.append(hook)
+
+
 def shutdown(stop_local_head: bool = True) -> None:
     """Disconnect; stop the local head too if ray-deploy started it (deployments on it end).
 
@@ -143,6 +158,11 @@ def shutdown(stop_local_head: bool = True) -> None:
     import ray
 
     global _connected
+    for hook in list(_shutdown_hooks):
+        try:
+            hook()
+        except Exception:  # a view that cannot stop must not keep the cluster running
+            log.warning("a shutdown hook failed", exc_info=True)
     _connected = None
     settings = Settings.from_env()
     if ray.is_initialized():

@@ -22,6 +22,7 @@ from collections.abc import Callable
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
+from ray_deploy.cluster import on_shutdown
 from ray_deploy.config import CaptureSpec, DriftSpec, Settings
 from ray_deploy.errors import ConfigError
 
@@ -122,6 +123,7 @@ class DriftWatcher:
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name=f"ray-deploy-drift-{name}", daemon=True)
         self._thread.start()
+        on_shutdown(self.stop)  # no watcher polls (and reconnects to) a stopped cluster
 
     def _run(self) -> None:
         while not self._stop.wait(self.poll_s):
