@@ -11,7 +11,6 @@ the champion's share of a canary should pay nothing measurable, and a shadow sho
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import json
 import math
@@ -24,7 +23,7 @@ import torch
 import ray_deploy
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from serving import CONCURRENCY, HOST, MODELS, Budget, Result, http_call, log, measure  # noqa: E402
+from serving import CONCURRENCY, HOST, MODELS, Budget, Result, http_call, log, measure, parse_args  # noqa: E402
 
 NAME = "bench-rollout"
 LENIENT = {"min_requests": 10**6, "max_prediction_shift": 1.0, "max_p99_ratio": 100.0, "max_error_rate_increase": 1.0}
@@ -89,17 +88,7 @@ def markdown(results: list[Result], budget: Budget) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
-    parser.add_argument("--requests", type=int, help="requests per measurement (default 300; --quick: 40)")
-    parser.add_argument("--seconds", type=float, help="longest a measurement runs (default 15; --quick: 3)")
-    parser.add_argument("--quick", action="store_true", help="a fast smoke run")
-    parser.add_argument("--stop-cluster", action="store_true", help="stop the local cluster at the end")
-    args = parser.parse_args(argv)
-    budget = Budget(
-        requests=args.requests or (40 if args.quick else 300),
-        seconds=args.seconds or (3.0 if args.quick else 15.0),
-        warmup=5 if args.quick else 20,
-    )
+    args, budget = parse_args(argv)  # the same flags and budget as bench/serving.py
     torch.set_num_threads(1)
     info = ray_deploy.connect()
     log(f"cluster {info.address}, {info.cpus:g} CPU; endpoint {info.endpoint} (requests to {HOST})")

@@ -334,7 +334,7 @@ class RolloutController:
                 log.exception("rollout of %s: a decision step failed", self.name)
 
     async def _tick(self) -> None:
-        from ray_deploy.rollout import VersionWindow, decide, fairness_gate_adapter  # noqa: F401
+        from ray_deploy.rollout import VersionWindow, decide
 
         observation = await self._monitor().rollout_observation.remote(False)
         champion = observation["windows"].get(self.state.champion) or VersionWindow()
