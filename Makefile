@@ -10,7 +10,7 @@ FRONTEND     := jupyter_ext/frontend
 FRONTEND_SRC := $(shell find $(FRONTEND)/src $(FRONTEND)/style -type f 2>/dev/null) \
                 $(addprefix $(FRONTEND)/,package.json package-lock.json tsconfig.json install.json)
 
-.PHONY: install demo test lint unit integration jstest bench bench-drift down clean
+.PHONY: install demo test lint unit integration jstest bench bench-drift bench-tune down clean
 
 install: $(STAMP)
 
@@ -43,6 +43,9 @@ test: lint jstest
 
 bench: install
 	$(PY) bench/serving.py
+
+bench-tune: install
+	$(PY) bench/tune.py
 
 down: install
 	$(VENV)/bin/ray-deploy down

@@ -4,6 +4,7 @@ One ray-deploy deployment of the small MLP from ``bench/serving.py`` (same load 
 HTTP, concurrency 1 and 32). The challenger is the same model registered as a new version, with gates that never
 fail and a step that outlasts the run, so the split stays put while it is measured. Ratios are to "no rollout":
 the champion's share of a canary should pay nothing measurable, and a shadow should add no user-visible latency.
+"no rollout, again" repeats the baseline at the end, so the table shows the run-to-run spread.
 
     python bench/rollouts.py                # 300 requests or 15 s per row
     python bench/rollouts.py --quick
@@ -53,16 +54,30 @@ def run(budget: Budget) -> list[Result]:
         log("canary at 10%")
         rollout = dep.canary(module, steps=(0.1, 1.0), step_s=86_400, gates=LENIENT, sample_input=sample)
         results += asyncio.run(measure_rows(url, row, "canary 10%", budget))
+        log(f"canary per-version traffic in the replicas: {_traffic(rollout)}")
         rollout.abort()
         log("shadow at 100%")
         rollout = dep.shadow(module, fraction=1.0, sample_input=sample)
         results += asyncio.run(measure_rows(url, row, "shadow 100%", budget))
         report = rollout.report()
         log(f"shadow report: {report}")
+        log(f"shadow per-version traffic in the replicas: {_traffic(rollout)}")
         rollout.rollback()
+        log("no rollout again (the run-to-run spread)")
+        results += asyncio.run(measure_rows(url, row, "no rollout, again", budget))
     finally:
         dep.delete()
     return results
+
+
+def _traffic(rollout: ray_deploy.Rollout) -> str:
+    """Each version's requests and replica-side p50/p99 in the current step, from the rollout's status."""
+    traffic = rollout.status()["traffic"]
+    nan = float("nan")
+    return "; ".join(
+        f"v{v}: {t['requests']} requests, p50 {t['p50_ms'] or nan:.2f} ms, p99 {t['p99_ms'] or nan:.2f} ms"
+        for v, t in traffic.items()
+    )
 
 
 def markdown(results: list[Result], budget: Budget) -> str:

@@ -1,6 +1,6 @@
 """IPython magics for ray-deploy: ``%deploy``/``%%deploy``, ``%predict``, ``%explain``, ``%fairness``, ``%drift``,
 ``%deployments``, ``%scale``, ``%undeploy``, ``%ray``, and the safe rollouts ``%canary``, ``%shadow``, ``%abtest``,
-``%promote``, ``%rollback`` and ``%versions``.
+``%promote``, ``%rollback`` and ``%versions``, and retraining with Ray Tune: ``%retrain``, ``%auto_retrain``.
 
 The magics are thin: they parse arguments, look variables up in the notebook's namespace, call the
 ``ray_deploy`` API and display the result. A user error (bad arguments, an unknown variable, any
@@ -12,13 +12,14 @@ Example:
     >>> %deploy clf --name iris --sample X[:5] --max-replicas 2 -o dep
     >>> %predict iris X[:3] -o preds
     >>> %canary iris clf_v2 --sample X[:5] --steps 0.1,0.5,1 -o rollout
+    >>> %retrain iris --trials 8 --gpus 0.5 --budget 300 --then canary -o job
 """
 
 from __future__ import annotations
 
 import contextlib
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 from IPython.core.error import UsageError
@@ -315,35 +316,25 @@ class RayDeployMagics(Magics):
     @argument(
         "--sticky-header", metavar="H", help="request header that keeps one caller on one version, e.g. x-user-id"
     )
+    @argument(
+        "--sensitive",
+        metavar="COL[,COL]",
+        help="input column(s) naming groups, e.g. sex: adds a fairness gate (binary classifiers, needs labels)",
+    )
     @argument("--sample", metavar="VAR", help="variable (or expression) with sample input for the new model")
     @argument("-o", "--output", metavar="VAR", help="store the Rollout in this notebook variable")
     @line_magic
     def canary(self, line: str) -> None:
         """Roll a new model (or version) out as a canary: ``%canary NAME MODEL_VAR|--version V
-        [--steps 0.05,0.25,0.5,1] [--step-s S] [--sticky-header H] [--sample VAR] [-o VAR]``.
+        [--steps 0.05,0.25,0.5,1] [--step-s S] [--sticky-header H] [--sensitive COL[,COL]] [--sample VAR] [-o VAR]``.
 
         The challenger takes a rising share of the traffic, step by step; at the end of each step its gates
-        (error rate, p99 latency, prediction shift, accuracy against the champion) decide to advance, promote
+        (error rate, p99 latency, prediction shift, accuracy against the champion, and fairness across the
+        ``--sensitive`` groups once labels arrive) decide to advance, promote
         or roll back. The controller runs in the cluster, so the canary goes on if the kernel stops. Shows the
         live rollout widget (split, per-version traffic, gates per step, pause/resume, promote, roll back).
         """
-        with _user_errors("canary"):
-            args = parse_argstring(self.canary, line)
-            output = _output_name(args.output)
-            target = self._model_or_version(args, "canary")
-            options: dict[str, Any] = {}
-            if args.steps is not None:
-                options["steps"] = _shares(args.steps)
-            if args.step_s is not None:
-                options["step_s"] = args.step_s
-            if args.sticky_header is not None:
-                options["sticky_header"] = args.sticky_header
-            if args.sample is not None:
-                options["sample_input"] = self._value(args.sample, "the sample input")
-            deployment = ray_deploy.get(args.name)
-            rollout = deployment.canary(target, **options)
-            self._store(output, rollout)
-            self._show_rollout(args.name, rollout, deployment)
+        self._start_rollout("canary", self.canary, line, "canary", _canary_options)
 
     @magic_arguments()
     @argument("name", help="deployment name, e.g. iris")
@@ -360,19 +351,7 @@ class RayDeployMagics(Magics):
         The champion answers every request; a copy of a fraction of them goes to the challenger, whose answers
         are compared, never returned. Shows the live rollout widget with the agreement and latency report.
         """
-        with _user_errors("shadow"):
-            args = parse_argstring(self.shadow, line)
-            output = _output_name(args.output)
-            target = self._model_or_version(args, "shadow")
-            options: dict[str, Any] = {}
-            if args.fraction is not None:
-                options["fraction"] = args.fraction
-            if args.sample is not None:
-                options["sample_input"] = self._value(args.sample, "the sample input")
-            deployment = ray_deploy.get(args.name)
-            rollout = deployment.shadow(target, **options)
-            self._store(output, rollout)
-            self._show_rollout(args.name, rollout, deployment)
+        self._start_rollout("shadow", self.shadow, line, "shadow", lambda args: {"fraction": args.fraction})
 
     @magic_arguments()
     @argument("name", help="deployment name, e.g. iris")
@@ -390,21 +369,9 @@ class RayDeployMagics(Magics):
         Each arm gets its share of the traffic; the report compares the metric from labels (``feedback``) with a
         confidence interval, p-value and the samples still needed. Shows the live rollout widget.
         """
-        with _user_errors("abtest"):
-            args = parse_argstring(self.abtest, line)
-            output = _output_name(args.output)
-            target = self._model_or_version(args, "abtest")
-            options: dict[str, Any] = {}
-            if args.split is not None:
-                options["split"] = args.split
-            if args.metric is not None:
-                options["metric"] = args.metric
-            if args.sample is not None:
-                options["sample_input"] = self._value(args.sample, "the sample input")
-            deployment = ray_deploy.get(args.name)
-            rollout = deployment.ab_test(target, **options)
-            self._store(output, rollout)
-            self._show_rollout(args.name, rollout, deployment)
+        self._start_rollout(
+            "abtest", self.abtest, line, "ab_test", lambda args: {"split": args.split, "metric": args.metric}
+        )
 
     @magic_arguments()
     @argument("name", help="deployment name")
@@ -445,6 +412,25 @@ class RayDeployMagics(Magics):
             self._store(output, table)
             return table
         return None
+
+    def _start_rollout(
+        self, magic: str, method: Any, line: str, start: str, options_of: Callable[[Any], dict[str, Any]]
+    ) -> None:
+        """Parse a rollout magic's line, start the rollout with ``Deployment.<start>``, store and show it.
+
+        ``options_of(args)`` gives the magic's own keyword arguments; those that are None (not given) are left out.
+        """
+        with _user_errors(magic):
+            args = parse_argstring(method, line)
+            output = _output_name(args.output)
+            target = self._model_or_version(args, magic)
+            options = {key: value for key, value in options_of(args).items() if value is not None}
+            if args.sample is not None:
+                options["sample_input"] = self._value(args.sample, "the sample input")
+            deployment = ray_deploy.get(args.name)
+            rollout = getattr(deployment, start)(target, **options)
+            self._store(output, rollout)
+            self._show_rollout(args.name, rollout, deployment)
 
     def _model_or_version(self, args: Any, magic: str) -> Any:
         """The model (a notebook variable) or the version string the user named: exactly one of them."""
@@ -488,6 +474,95 @@ class RayDeployMagics(Magics):
                     )
             return ray_deploy.connect(args.address)
         return None
+
+    @magic_arguments()
+    @argument("name", help="deployment name, e.g. iris")
+    @argument("--trials", type=int, metavar="N", help="Ray Tune trials to run (num_samples; 8)")
+    @argument("--cpus", type=float, metavar="N", help="CPUs per trial, fractional allowed (1)")
+    @argument("--gpus", type=float, metavar="N", help="GPUs per trial, fractional allowed: 0.5 shares a GPU (0)")
+    @argument("--budget", type=float, metavar="S", help="Tune's time budget in seconds (none)")
+    @argument("--scheduler", choices=["asha", "fifo"], help="asha stops weak trials early (default); fifo runs all")
+    @argument(
+        "--then",
+        choices=["register", "canary", "shadow", "deploy"],
+        help="what a new version that passes the evaluation gate does (register)",
+    )
+    @argument("--metric", metavar="M", help="the metric Tune optimizes, e.g. accuracy or rmse (by the model's task)")
+    @argument("-o", "--output", metavar="VAR", help="store the RetrainResult in this notebook variable")
+    @line_magic
+    def retrain(self, line: str) -> None:
+        """Retrain a deployment's model with Ray Tune, in a Ray Job on the cluster: ``%retrain NAME [--trials N]
+        [--cpus N] [--gpus N] [--budget S] [--scheduler asha|fifo] [--then register|canary|shadow|deploy]
+        [--metric M] [-o VAR]``.
+
+        Trains on the deployment's labelled reference data and captured traffic with feedback labels, scores the
+        best trial against the champion on held-out and recent rows (the evaluation gate), and registers the new
+        version; ``--then`` also rolls it out when it passes. Returns at once: the job keeps running if the kernel
+        stops. Shows the live retrain panel (trials, best-so-far curve, gate, data, a Cancel button).
+        """
+        with _user_errors("retrain"):
+            args = parse_argstring(self.retrain, line)
+            output = _output_name(args.output)
+            result = ray_deploy.retrain(args.name, **_retrain_options(args), wait=False)
+            self._store(output, result)
+            from jupyter_ext.retrain_panel import RetrainPanel, result_html
+
+            _show_panel(
+                self.shell, lambda: RetrainPanel(args.name, result=result), lambda: result_html(args.name, result)
+            )
+
+    @magic_arguments()
+    @argument("name", help="deployment name, e.g. iris")
+    @argument("--on", choices=["drift", "schedule", "performance"], help="what starts a retrain")
+    @argument(
+        "--then",
+        choices=["register", "canary", "shadow", "deploy"],
+        help="what a new version that passes the evaluation gate does (canary)",
+    )
+    @argument("--cooldown", type=float, metavar="S", help="least seconds between two retrains it starts (3600)")
+    @argument("--every", type=float, metavar="S", help="the period of --on schedule, in seconds, e.g. 86400")
+    @argument("--min-metric", type=float, metavar="X", help="--on performance: retrain below this metric, e.g. 0.8")
+    @argument("--trials", type=int, metavar="N", help="Ray Tune trials of each retrain (8)")
+    @argument("--off", action="store_true", help="turn the deployment's auto-retrain policy off")
+    @line_magic
+    def auto_retrain(self, line: str) -> None:
+        """Let the cluster retrain a deployment on its own: ``%auto_retrain NAME --on drift|schedule|performance
+        [--then canary] [--cooldown S] [--every S] [--min-metric X] [--trials N]``, or ``%auto_retrain NAME --off``.
+
+        The policy runs in the cluster (it survives the kernel): on a drift alarm, every ``--every`` seconds, or
+        when the labelled metric falls below ``--min-metric``, it starts a retrain unless one ran within the
+        cooldown; each decision is an event in the status document (see the side panel).
+        """
+        with _user_errors("auto_retrain"):
+            args = parse_argstring(self.auto_retrain, line)
+            if args.off:
+                given = [flag for flag, value in _auto_retrain_flags(args).items() if value is not None]
+                if given:
+                    raise UsageError(f"%auto_retrain --off takes no other option, got {', '.join(given)}")
+                ray_deploy.get(args.name).auto_retrain(None)
+                print(f"auto-retrain of {args.name!r} is off")
+                return
+            if args.on is None:
+                raise UsageError(
+                    f"%auto_retrain needs --on drift|schedule|performance or --off, "
+                    f"e.g. `%auto_retrain {args.name} --on drift --then canary`"
+                )
+            options = {
+                key: value
+                for key, value in {
+                    "then": args.then,
+                    "cooldown_s": args.cooldown,
+                    "every_s": args.every,
+                    "min_metric": args.min_metric,
+                    "num_samples": args.trials,
+                }.items()
+                if value is not None
+            }
+            ray_deploy.get(args.name).auto_retrain(on=args.on, **options)
+            told = ", ".join(
+                f"{key} {value:g}" if isinstance(value, float) else f"{key} {value}" for key, value in options.items()
+            )
+            print(f"auto-retrain of {args.name!r} is on: retrain on {args.on}" + (f" ({told})" if told else ""))
 
     @property
     def _shell(self) -> Any:
@@ -538,6 +613,51 @@ def _shares(text: str) -> tuple[float, ...]:
     if not shares:
         raise UsageError("--steps is empty: give comma-separated shares, e.g. --steps 0.05,0.25,0.5,1")
     return shares
+
+
+def _canary_options(args: Any) -> dict[str, Any]:
+    """``%canary``'s keyword arguments for ``Deployment.canary`` (None: not given)."""
+    return {
+        "steps": None if args.steps is None else _shares(args.steps),
+        "step_s": args.step_s,
+        "sticky_header": args.sticky_header,
+        "gates": None if args.sensitive is None else {"sensitive": _columns(args.sensitive)},
+    }
+
+
+def _columns(text: str) -> list[str]:
+    """``--sensitive sex,age`` as a list of column names."""
+    columns = [part.strip() for part in text.split(",") if part.strip()]
+    if not columns:
+        raise UsageError("--sensitive is empty: give comma-separated input columns, e.g. --sensitive sex,age")
+    return columns
+
+
+def _retrain_options(args: Any) -> dict[str, Any]:
+    """The ``ray_deploy.retrain`` options the user gave to ``%retrain`` (the API's defaults stand for the rest)."""
+    options: dict[str, Any] = {}
+    if args.trials is not None:
+        options["num_samples"] = args.trials
+    if args.cpus is not None or args.gpus is not None:
+        options["resources_per_trial"] = {
+            "cpu": 1.0 if args.cpus is None else args.cpus,
+            "gpu": 0.0 if args.gpus is None else args.gpus,
+        }
+    named = {"time_budget_s": args.budget, "scheduler": args.scheduler, "then": args.then, "metric": args.metric}
+    options.update({key: value for key, value in named.items() if value is not None})
+    return options
+
+
+def _auto_retrain_flags(args: Any) -> dict[str, Any]:
+    """The ``%auto_retrain`` policy flags by their spelling (``--off`` takes none of them)."""
+    return {
+        "--on": args.on,
+        "--then": args.then,
+        "--cooldown": args.cooldown,
+        "--every": args.every,
+        "--min-metric": args.min_metric,
+        "--trials": args.trials,
+    }
 
 
 def _in_kernel(shell: Any) -> bool:

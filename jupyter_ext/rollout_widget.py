@@ -27,6 +27,7 @@ from typing import Any
 
 import ipywidgets as widgets
 
+from jupyter_ext.refresher import Refresher
 from jupyter_ext.widgets import FINAL_ROLLOUT_STATES, percent
 from ray_deploy.errors import ModelNotFound
 
@@ -47,7 +48,6 @@ _STATE_COLORS = {
 _GATE_MARKS = {"pass": ("✓", "#1a7f37"), "fail": ("✗", "#cf222e"), "waiting": ("…", "#57606a")}
 _CHAMPION_COLOR, _CHALLENGER_COLOR = "#1a7f37", "#0969da"
 _NONE = "—"
-_MAX_BACKOFF_S = 30.0
 _CONFIRM = {"promote": "Confirm promote", "rollback": "Confirm roll back"}
 
 
@@ -269,8 +269,15 @@ class RolloutWidget(widgets.VBox):
         self._fetch = fetch or self._status_section
         self._threaded = threaded
         self._armed: str | None = None  # the action waiting for its confirming second click
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
+        self._refresher = Refresher(
+            f"ray-deploy-rollout-{name}",
+            lambda: self._fetch(),
+            self._show_refreshed,
+            self._deployment_gone,
+            self._refresh_failed,
+            lambda: self.interval_s,
+            f"the rollout of {name!r}",
+        )
         self.body = widgets.HTML()
         self.pause_button = widgets.Button(description="Pause", icon="pause", tooltip="pause at the current step")
         self.promote_button = widgets.Button(
@@ -303,7 +310,11 @@ class RolloutWidget(widgets.VBox):
     @property
     def running(self) -> bool:
         """Whether the background refresher is alive."""
-        return self._thread is not None and self._thread.is_alive()
+        return self._refresher.running
+
+    @property
+    def _thread(self) -> threading.Thread | None:
+        return self._refresher.thread
 
     def deployment(self) -> Any:
         """The deployment the widget shows (``ray_deploy.get(name)`` unless one was given)."""
@@ -319,16 +330,11 @@ class RolloutWidget(widgets.VBox):
         """Refresh every ``interval_s`` from a daemon thread (no-op when running, deleted or the rollout ended)."""
         if self.running or self.deleted or is_final(self.section):
             return
-        self._stop.clear()
-        self._thread = threading.Thread(target=self._refresh_loop, name=f"ray-deploy-rollout-{self.name}", daemon=True)
-        self._thread.start()
+        self._refresher.start()
 
     def stop(self, timeout_s: float | None = None) -> None:
         """Stop refreshing; waits up to ``timeout_s`` for the thread to end (None: do not wait)."""
-        self._stop.set()
-        thread = self._thread
-        if timeout_s is not None and thread is not None and thread is not threading.current_thread():
-            thread.join(timeout_s)
+        self._refresher.stop(timeout_s)
 
     def close(self) -> None:
         """Close the widget and its parts; the refresher stops."""
@@ -372,27 +378,17 @@ class RolloutWidget(widgets.VBox):
             self.note.value = f"rollout status unavailable ({type(exc).__name__}: {exc}); retrying"
             return None
 
-    def _refresh_loop(self) -> None:
-        delay = self.interval_s
-        while not self._stop.wait(delay):
-            try:
-                section = self._fetch()
-            except ModelNotFound:
-                self.deleted = True
-                self.note.value = f"deployment {self.name!r} was deleted; this view no longer refreshes"
-                self.promote_button.disabled = self.pause_button.disabled = self.rollback_button.disabled = True
-                return
-            except Exception as exc:  # keep the view and retry with backoff
-                log.info("refreshing the rollout of %r failed", self.name, exc_info=True)
-                delay = min(delay * 2, _MAX_BACKOFF_S)
-                self.note.value = f"refresh failed ({type(exc).__name__}: {exc}); retrying in {delay:g}s"
-                continue
-            delay = self.interval_s
-            if self._stop.is_set():
-                return
-            self.update(section)
-            if is_final(section):
-                return  # nothing changes any more
+    def _show_refreshed(self, section: dict[str, Any] | None) -> bool:
+        self.update(section)
+        return not is_final(section)  # an ended rollout changes no more: stop refreshing
+
+    def _deployment_gone(self) -> None:
+        self.deleted = True
+        self.note.value = f"deployment {self.name!r} was deleted; this view no longer refreshes"
+        self.promote_button.disabled = self.pause_button.disabled = self.rollback_button.disabled = True
+
+    def _refresh_failed(self, message: str) -> None:
+        self.note.value = message
 
     # ---- buttons -------------------------------------------------------------------------------
 

@@ -30,6 +30,7 @@ import ipywidgets as widgets
 from pydantic import ValidationError
 
 from jupyter_ext.history_plot import HistoryPoint, history_png
+from jupyter_ext.refresher import Refresher
 from ray_deploy.cluster import on_shutdown
 from ray_deploy.errors import ModelNotFound, RayDeployError
 
@@ -48,7 +49,6 @@ FIELDS = {
 }
 WIDGET_VIEW_MIME = "application/vnd.jupyter.widget-view+json"
 _NONE = "—"
-_MAX_BACKOFF_S = 30.0
 _STATE_COLORS = {"RUNNING": "#1a7f37", "DEPLOYING": "#9a6700", "DELETED": "#57606a", "UNKNOWN": "#57606a"}
 _FAILED_COLOR = "#cf222e"
 
@@ -305,8 +305,15 @@ class DeploymentCard(widgets.VBox):
         self.deleted = False
         self.refreshes = 0  # documents shown so far (counted once fully shown)
         self._fetch = fetch or _status_of(name)
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
+        self._refresher = Refresher(
+            f"ray-deploy-card-{name}",
+            lambda: self._fetch(),
+            self._show_refreshed,
+            self.mark_deleted,
+            self._refresh_failed,
+            lambda: self.interval_s,
+            f"the card of {name!r}",
+        )
         self.title = widgets.HTML()
         self.fields = {key: widgets.Label() for key in FIELDS}
         grid = widgets.GridBox(
@@ -339,22 +346,21 @@ class DeploymentCard(widgets.VBox):
     @property
     def running(self) -> bool:
         """Whether the background refresher is alive."""
-        return self._thread is not None and self._thread.is_alive()
+        return self._refresher.running
+
+    @property
+    def _thread(self) -> threading.Thread | None:
+        return self._refresher.thread
 
     def start(self) -> None:
         """Start refreshing every ``interval_s`` from a daemon thread (no-op when already running)."""
         if self.running or self.deleted:
             return
-        self._stop.clear()
-        self._thread = threading.Thread(target=self._refresh_loop, name=f"ray-deploy-card-{self.name}", daemon=True)
-        self._thread.start()
+        self._refresher.start()
 
     def stop(self, timeout_s: float | None = None) -> None:
         """Stop refreshing; waits up to ``timeout_s`` for the thread to end (None: do not wait)."""
-        self._stop.set()
-        thread = self._thread
-        if timeout_s is not None and thread is not None and thread is not threading.current_thread():
-            thread.join(timeout_s)
+        self._refresher.stop(timeout_s)
 
     def close(self) -> None:
         """Close the card and its parts; the refresher stops."""
@@ -412,22 +418,12 @@ class DeploymentCard(widgets.VBox):
         data["text/html"] = self.snapshot_html()
         return data
 
-    def _refresh_loop(self) -> None:
-        delay = self.interval_s
-        while not self._stop.wait(delay):
-            try:
-                doc = self._fetch()
-            except ModelNotFound:
-                self.mark_deleted()
-                return
-            except Exception as exc:  # the cluster may be restarting; keep the card and retry with backoff
-                log.info("refreshing the card of %r failed", self.name, exc_info=True)
-                delay = min(delay * 2, _MAX_BACKOFF_S)
-                self.message.value = f"refresh failed ({type(exc).__name__}: {exc}); retrying in {delay:g}s"
-                continue
-            delay = self.interval_s
-            if not self._stop.is_set():
-                self.update(doc)
+    def _show_refreshed(self, doc: dict[str, Any]) -> bool:
+        self.update(doc)
+        return True
+
+    def _refresh_failed(self, message: str) -> None:
+        self.message.value = message
 
 
 def card_for(name: str, *, start: bool = True, interval_s: float = 2.0) -> DeploymentCard:

@@ -14,7 +14,16 @@ from __future__ import annotations
 __version__ = "0.1.0"
 
 from ray_deploy.cluster import ClusterInfo, cluster_info, connect, shutdown
-from ray_deploy.config import CaptureSpec, DeployOptions, DriftSpec, GateSpec, RolloutSpec, Settings
+from ray_deploy.config import (
+    AutoRetrainSpec,
+    CaptureSpec,
+    DeployOptions,
+    DriftSpec,
+    GateSpec,
+    RetrainSpec,
+    RolloutSpec,
+    Settings,
+)
 from ray_deploy.deployment import Deployment, delete, deploy, get, list_deployments
 from ray_deploy.errors import (
     BadRequest,
@@ -30,8 +39,10 @@ from ray_deploy.errors import (
     RequestTimeout,
     SchemaMismatch,
 )
+from ray_deploy.retraining import RetrainResult, retrain
 
 __all__ = [
+    "AutoRetrainSpec",
     "BadRequest",
     "CaptureSpec",
     "ClusterError",
@@ -53,6 +64,8 @@ __all__ = [
     "PayloadTooLarge",
     "RayDeployError",
     "RequestTimeout",
+    "RetrainResult",
+    "RetrainSpec",
     "Rollout",
     "RolloutSpec",
     "SchemaMismatch",
@@ -65,6 +78,7 @@ __all__ = [
     "get",
     "list_deployments",
     "mitigate",
+    "retrain",
     "shutdown",
 ]
 

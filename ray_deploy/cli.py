@@ -59,6 +59,18 @@ def _parser() -> argparse.ArgumentParser:
     rollback = sub.add_parser("rollback", help="serve the previous champion again (or --to a version)")
     rollback.add_argument("name")
     rollback.add_argument("--to", dest="to_version", metavar="VERSION", help="the registry version to serve, e.g. 2")
+    retrain = sub.add_parser("retrain", help="retrain a deployment with Ray Tune in the cluster (a Ray Job)")
+    retrain.add_argument("name")
+    retrain.add_argument("--trials", type=int, default=8, help="Tune trials (default 8)")
+    retrain.add_argument("--cpus", type=float, default=1.0, help="CPUs per trial (default 1)")
+    retrain.add_argument("--gpus", type=float, default=0.0, help="GPUs per trial, fractions allowed (default 0)")
+    retrain.add_argument("--budget", type=float, default=None, help="Tune's time budget, seconds")
+    retrain.add_argument("--scheduler", choices=["asha", "fifo"], default="asha")
+    retrain.add_argument("--then", choices=["register", "canary", "shadow", "deploy"], default="register")
+    retrain.add_argument("--no-wait", action="store_true", help="return once the job is submitted")
+    run = sub.add_parser("retrain-run", help="(what a retrain's Ray Job runs) run the retrain recorded in RUN_ID")
+    run.add_argument("name")
+    run.add_argument("run_id")
     return parser
 
 
@@ -125,6 +137,24 @@ def _run(args: argparse.Namespace) -> None:
         dep = ray_deploy.get(args.name)
         dep.promote()
         print(f"promoted {dep.name}: version {dep.version} is the champion")
+    elif args.command == "retrain":
+        result = ray_deploy.retrain(
+            args.name,
+            num_samples=args.trials,
+            resources_per_trial={"cpu": args.cpus, "gpu": args.gpus},
+            time_budget_s=args.budget,
+            scheduler=args.scheduler,
+            then=args.then,
+            wait=not args.no_wait,
+        )
+        section = result.status()
+        print(f"{result.retrain_id}: {section['state']}: {section['message']}")
+    elif args.command == "retrain-run":
+        from ray_deploy.retrain_job import run
+
+        code = run(args.name, args.run_id)
+        if code:
+            raise SystemExit(code)
     elif args.command == "rollback":
         dep = ray_deploy.get(args.name)
         dep.rollback(to_version=args.to_version)

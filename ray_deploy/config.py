@@ -13,11 +13,13 @@ from __future__ import annotations
 import os
 import re
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal, TypeVar
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from ray_deploy.errors import ConfigError
+
+_Spec = TypeVar("_Spec", bound=BaseModel)
 
 DEFAULT_BATCH_SIZE_TORCH = 32
 
@@ -197,7 +199,32 @@ class GateSpec(BaseModel):
         le=1,
         description="Smallest allowed challenger metric minus the champion's, once both have labels.",
     )
-    min_labels: int = Field(30, ge=1, le=10_000_000, description="Labels per version before the accuracy gate counts.")
+    min_labels: int = Field(
+        30, ge=1, le=10_000_000, description="Labels per version before the accuracy and fairness gates count."
+    )
+    sensitive: tuple[str, ...] = Field(
+        (),
+        description="Input columns naming the groups (e.g. sex) for the fairness gate; empty: no fairness gate. "
+        "Needs a binary classifier and delayed labels.",
+    )
+    # the metrics ray_deploy.fairness.fairness_gate supports (its HEADLINE_METRICS; a unit test keeps them equal)
+    fairness_metric: Literal[
+        "demographic_parity_difference", "demographic_parity_ratio", "equalized_odds_difference", "disparate_impact"
+    ] = Field(
+        "demographic_parity_difference",
+        description="The fairness gate's metric: how the groups' outcomes differ (fairness.HEADLINE_METRICS).",
+    )
+    max_fairness_increase: float = Field(
+        0.05, ge=0, le=1, description="Largest allowed worsening of fairness_metric from champion to challenger."
+    )
+
+    @model_validator(mode="after")
+    def _check_sensitive(self) -> GateSpec:
+        if any(not isinstance(c, str) or not c.strip() for c in self.sensitive) or len(set(self.sensitive)) != len(
+            self.sensitive
+        ):
+            raise ValueError(f"sensitive must name distinct input columns, got {list(self.sensitive)}")
+        return self
 
 
 class RolloutSpec(BaseModel):
@@ -227,6 +254,79 @@ class RolloutSpec(BaseModel):
         return self
 
 
+class RetrainSpec(BaseModel):
+    """How a retrain searches (Ray Tune) and what happens to a new version that beats the champion.
+
+    Example:
+        >>> RetrainSpec(num_samples=4, resources_per_trial={"cpu": 0.5}, then="canary")
+        RetrainSpec(num_samples=4, scheduler='asha', ...)
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    num_samples: int = Field(8, ge=1, le=10_000, description="Tune trials.")
+    scheduler: Literal["asha", "fifo"] = Field("asha", description="asha stops weak trials early; fifo runs all.")
+    resources_per_trial: dict[str, float] = Field(
+        default_factory=lambda: {"cpu": 1.0, "gpu": 0.0},
+        description="Resources of each trial: cpu and gpu, fractions allowed (gpu 0.5 shares a GPU by two trials).",
+    )
+    time_budget_s: float | None = Field(None, gt=0, le=7 * 86_400, description="Stop Tune after this many seconds.")
+    metric: str | None = Field(None, description="What Tune optimizes; default accuracy (classifiers) or rmse.")
+    mode: Literal["max", "min"] | None = Field(
+        None, description="Whether a larger metric is better; default by metric."
+    )
+    then: Literal["register", "canary", "shadow", "deploy"] = Field(
+        "register", description="What happens to a new version that passes the evaluation gate."
+    )
+    min_improvement: float = Field(
+        0.0,
+        ge=0,
+        description="How much better than the champion (metric units) the new version must score on recent labelled "
+        "traffic (on held-out rows when there is none).",
+    )
+    max_regression: float = Field(
+        0.02, ge=0, description="How much worse than the champion it may score on held-out rows (recent rows decide)."
+    )
+    rollout: RolloutSpec = Field(default_factory=RolloutSpec, description="The canary's steps when then='canary'.")
+
+    @field_validator("resources_per_trial")
+    @classmethod
+    def _check_resources(cls, value: dict[str, float]) -> dict[str, float]:
+        unknown = set(value) - {"cpu", "gpu"}
+        if unknown:
+            raise ValueError(f"resources_per_trial takes 'cpu' and 'gpu', not {sorted(unknown)}")
+        if any(v < 0 for v in value.values()) or value.get("cpu", 1.0) <= 0:
+            raise ValueError(f"resources_per_trial needs cpu > 0 and gpu >= 0, got {value}")
+        return {"cpu": float(value.get("cpu", 1.0)), "gpu": float(value.get("gpu", 0.0))}
+
+
+class AutoRetrainSpec(BaseModel):
+    """When the cluster retrains a deployment on its own, and what it does with the result.
+
+    Example:
+        >>> AutoRetrainSpec(on="drift", cooldown_s=600, retrain=RetrainSpec(then="canary"))
+        AutoRetrainSpec(on='drift', cooldown_s=600.0, ...)
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    on: Literal["drift", "schedule", "performance"] = Field(description="What triggers a retrain.")
+    cooldown_s: float = Field(3600.0, ge=0, le=30 * 86_400, description="Least seconds between two retrains.")
+    every_s: float | None = Field(None, gt=0, description="The period when on='schedule'.")
+    min_metric: float | None = Field(
+        None, description="When on='performance': retrain when the labelled metric falls below this (rmse: above)."
+    )
+    retrain: RetrainSpec = Field(default_factory=RetrainSpec, description="How each retrain runs.")
+
+    @model_validator(mode="after")
+    def _check_trigger(self) -> AutoRetrainSpec:
+        if self.on == "schedule" and self.every_s is None:
+            raise ValueError("on='schedule' needs every_s, e.g. every_s=86400 for daily")
+        if self.on == "performance" and self.min_metric is None:
+            raise ValueError("on='performance' needs min_metric, e.g. min_metric=0.8")
+        return self
+
+
 def parse_options(base: DeployOptions | None = None, **changes: Any) -> DeployOptions:
     """Validate options, turning pydantic's errors into one readable :class:`ConfigError`.
 
@@ -241,18 +341,33 @@ def parse_options(base: DeployOptions | None = None, **changes: Any) -> DeployOp
         raise ConfigError(_describe(exc)) from None
 
 
-def _describe(exc: ValidationError) -> str:
+def parse_spec(model: type[_Spec], **fields: Any) -> _Spec:
+    """Validate a spec (``RetrainSpec``, ``RolloutSpec``, ...), turning pydantic's errors into one :class:`ConfigError`.
+
+    Example:
+        >>> parse_spec(RetrainSpec, num_samples=0)
+        Traceback (most recent call last):
+        ConfigError: invalid retrain: num_samples: Input should be greater than or equal to 1 (got 0)
+    """
+    try:
+        return model(**fields)
+    except ValidationError as exc:
+        what = model.__name__.removesuffix("Spec").lower()
+        raise ConfigError(_describe(exc, f"invalid {what}")) from None
+
+
+def _describe(exc: ValidationError, title: str = "invalid deployment options") -> str:
     parts = []
     for err in exc.errors():
         where = ".".join(str(p) for p in err["loc"])
         msg = err["msg"].removeprefix("Value error, ")
-        if err["type"] == "extra_forbidden":
+        if err["type"] == "extra_forbidden" and title == "invalid deployment options":
             known = ", ".join(DeployOptions.model_fields)
             msg = f"unknown option; known options: {known}"
         elif "input" in err and where:
             msg = f"{msg} (got {err['input']!r})"
         parts.append(f"{where}: {msg}" if where else msg)
-    return "invalid deployment options: " + "; ".join(parts)
+    return f"{title}: " + "; ".join(parts)
 
 
 class Settings(BaseModel):

@@ -120,6 +120,11 @@ class DashboardClient:
         """A submitted job's details (status, message, metadata); :class:`ModelNotFound` when unknown."""
         return dict(await self._call("GET", f"/api/jobs/{quote(submission_id, safe='')}", what="job"))
 
+    async def stop_job(self, submission_id: str) -> bool:
+        """Ask Ray to stop a job (``POST /api/jobs/<id>/stop``); False when it had already ended."""
+        answer = await self._call("POST", f"/api/jobs/{quote(submission_id, safe='')}/stop", what="job")
+        return bool(answer.get("stopped"))
+
     async def job_logs(self, submission_id: str) -> str:
         """Everything the job's entrypoint printed so far."""
         answer = await self._call("GET", f"/api/jobs/{quote(submission_id, safe='')}/logs", what="job")
@@ -195,3 +200,21 @@ def _json(text: str, what: str) -> Any:
         return json.loads(text)
     except ValueError:
         raise UpstreamFailed(f"{what} sent a non-JSON answer: {text[:200]!r}") from None
+
+
+def run_sync(call: Any) -> Any:
+    """Run a coroutine to completion from synchronous code, also where an event loop already runs (a kernel).
+
+    Example:
+        >>> run_sync(DashboardClient("http://127.0.0.1:8265").job("ray-deploy-retrain-iris-0a1b2c3d"))["status"]
+        'RUNNING'
+    """
+    import asyncio
+    import concurrent.futures
+
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        return asyncio.run(call)
+    with concurrent.futures.ThreadPoolExecutor(1) as pool:
+        return pool.submit(asyncio.run, call).result()

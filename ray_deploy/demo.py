@@ -1,6 +1,9 @@
-"""The main job end to end: train, deploy, send real HTTP traffic, print predictions, status and URLs.
+"""The main job end to end: train, deploy, send real HTTP traffic, print predictions, status and URLs; then the
+closed loop (:mod:`ray_deploy.closed_loop`): drift with labels → the alarm triggers a Ray Tune retrain → the new
+version passes the gate → canary → promoted, printing each step.
 
-Run with ``make demo`` or ``python -m ray_deploy.demo``; exits 0 when every request succeeded.
+Run with ``make demo`` or ``python -m ray_deploy.demo``; exits 0 when every request succeeded and the retrained
+version was promoted.
 """
 
 from __future__ import annotations
@@ -66,7 +69,14 @@ def main(name: str = "breast-cancer", requests_to_send: int = 200) -> int:
     )
     print(f"endpoint:  {dep.url}  (V2: {dep.url}/infer, simple JSON: {dep.url}/predict)")
     print(f"dashboard: {info.dashboard_url}/#/serve")
-    return 0 if ok == len(codes) else 1
+    print("\nthe closed loop: drift → retrain → gate → canary → promote")
+    from ray_deploy.closed_loop import run
+
+    facts = run("closed-loop-demo")
+    promoted = facts.get("promoted_version") is not None and facts.get("failed_requests") == 0
+    print(f"closed loop {'done' if promoted else 'did NOT promote a new version'} in {facts.get('seconds', 0):.0f} s")
+    print(f"jobs (the retrain's Ray Job): {info.dashboard_url}/#/jobs")
+    return 0 if ok == len(codes) and promoted else 1
 
 
 if __name__ == "__main__":

@@ -37,6 +37,7 @@ from ray_deploy.errors import (
 from ray_deploy.monitoring import resolve_monitoring
 from ray_deploy.package import check_predict_method, model_kind
 from ray_deploy.reference import choose_reference, prepare_reference, save_reference
+from ray_deploy.reference import reference_labels as reference_labels_of
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -47,6 +48,7 @@ if TYPE_CHECKING:
     from ray_deploy.explanation import Explanation
     from ray_deploy.fairness import FairnessReport
     from ray_deploy.monitoring import DriftWatcher
+    from ray_deploy.retraining import RetrainResult
     from ray_deploy.rollouts import Rollout
 from ray_deploy.serve_api import run_app, serve_details
 from ray_deploy.status import MODEL_ROUTE, model_apps, state_of
@@ -341,6 +343,60 @@ class Deployment:
 
         return versions_frame(self.name, self.version)
 
+    # ---- retraining ---------------------------------------------------------------------------------------
+
+    def retrain(self, **options: Any) -> RetrainResult:
+        """Retrain this deployment with Ray Tune in the cluster; see :func:`ray_deploy.retrain` for the options.
+
+        Example:
+            >>> get("churn").retrain(num_samples=4, then="canary").gate["passed"]
+            True
+        """
+        from ray_deploy.retraining import retrain
+
+        return retrain(self.name, **options)
+
+    @property
+    def last_retrain(self) -> RetrainResult | None:
+        """The running or last retrain, re-attached from the cluster or MLflow; None if there was none."""
+        from ray_deploy.retraining import last_retrain
+
+        return last_retrain(self.name)
+
+    def auto_retrain(
+        self,
+        on: str | None = "drift",
+        *,
+        cooldown_s: float = 3600.0,
+        then: str = "canary",
+        every_s: float | None = None,
+        min_metric: float | None = None,
+        **retrain_options: Any,
+    ) -> None:
+        """Retrain automatically, from the cluster: on a drift alarm, on a schedule (``every_s``) or when the
+        labelled metric falls below ``min_metric``; at most once per ``cooldown_s``; a version that passes the
+        gate is then canaried (``then``). ``on=None`` turns the policy off. ``retrain_options``: as for
+        :func:`ray_deploy.retrain` (``trainer``, ``search_space``, ``data``, ``num_samples``, ``rollout``, ...).
+
+        Example:
+            >>> get("churn").auto_retrain(on="drift", cooldown_s=600, then="canary", num_samples=4)
+            >>> get("churn").status()["auto_retrain"]["on"]
+            'drift'
+        """
+        from ray_deploy.auto_retrain import disable, enable
+        from ray_deploy.config import AutoRetrainSpec, RetrainSpec, parse_spec
+
+        if on is None:
+            disable(self.name)
+            return
+        kept = ("trainer", "search_space", "data")  # objects, not options: they travel to the policy as they are
+        objects: dict[str, Any] = {k: retrain_options.pop(k) for k in kept if k in retrain_options}
+        retrain_spec = parse_spec(RetrainSpec, then=then, **retrain_options)
+        spec = parse_spec(
+            AutoRetrainSpec, on=on, cooldown_s=cooldown_s, every_s=every_s, min_metric=min_metric, retrain=retrain_spec
+        )
+        enable(self.name, spec, objects)
+
     def _input_names(self) -> list[str] | None:
         import mlflow
 
@@ -400,6 +456,7 @@ def deploy(
     sample_input: Any = None,
     predict_method: str = "predict",
     reference: Any = None,
+    reference_labels: Any = None,
     capture: CaptureSpec | dict[str, Any] | bool | None = None,
     drift: DriftSpec | dict[str, Any] | None = None,
     show_progress: bool = True,
@@ -417,6 +474,8 @@ def deploy(
     Monitoring: requests are captured (``capture``: a :class:`CaptureSpec`, a dict of its fields, or False)
     and compared with ``reference`` (the training data; default: ``sample_input`` when it has 100+ rows),
     which is stored with the version in MLflow; ``drift`` (:class:`DriftSpec`) sets windows and thresholds.
+    ``reference_labels`` (one label per reference row, e.g. ``y_train``) lets :func:`ray_deploy.retrain` train on
+    the reference data too.
     A redeploy that omits ``capture``/``drift`` keeps the deployment's current ones.
 
     Example:
@@ -431,6 +490,12 @@ def deploy(
     kind = model_kind(model)
     method = check_predict_method(model, kind, predict_method)
     reference = choose_reference(reference, sample_input)
+    if reference_labels is not None and (reference is None or len(reference_labels) != len(reference)):
+        rows = "no reference data" if reference is None else f"{len(reference)} reference rows"
+        raise ConfigError(
+            f"reference_labels needs one label per reference row ({len(reference_labels)} labels, {rows}); "
+            "pass reference=X_train with reference_labels=y_train"
+        )
     connect()
     check_resources(opts)
     with _Progress(name, show_progress) as progress:
@@ -441,7 +506,10 @@ def deploy(
         monitoring = resolve_monitoring(name, previous, capture, drift)
         if reference is not None:
             frame, predictions = prepare_reference(model, kind, name, version, reference, method, monitoring.drift)
-            save_reference(name, version, frame, predictions)
+            labels = None
+            if reference_labels is not None:
+                labels = reference_labels_of(reference_labels, len(reference), monitoring.drift)
+            save_reference(name, version, frame, predictions, labels)
         served_kind = registry_kind(kind, version, name)
         try:
             _roll_out(name, version, served_kind, opts, monitoring=monitoring, timeout_s=timeout_s, progress=progress)
@@ -623,11 +691,13 @@ def delete(name: str) -> None:
     """
     from ray import serve
 
+    from ray_deploy.auto_retrain import disable
     from ray_deploy.rollouts import stop_controller
 
     connect()
     _app(name)
     stop_controller(name)
+    disable(name)
     serve.delete(name)
 
 

@@ -244,6 +244,122 @@ class RolloutSection(_Document):
     )
 
 
+RetrainState = Literal["pending", "running", "succeeded", "failed", "cancelled"]
+RetrainThen = Literal["register", "canary", "shadow", "deploy"]
+RetrainTrigger = Literal["manual", "drift", "schedule", "performance"]
+ConfigValue = int | float | str | bool | None
+
+
+class RetrainTrial(_Document):
+    """One Ray Tune trial of a retrain, as it runs."""
+
+    trial_id: str = Field(description="Tune's trial id.")
+    status: Literal["PENDING", "RUNNING", "PAUSED", "TERMINATED", "ERROR"] = Field(description="Tune's trial status.")
+    config: dict[str, ConfigValue] = Field(description="The trial's hyperparameters.")
+    metric: float | None = Field(description="The trial's last reported value of the retrain metric.")
+    iterations: int = Field(ge=0, description="Results reported so far (epochs or boosting rounds).")
+    stopped_early: bool = Field(description="Whether the scheduler (ASHA) stopped it before its last iteration.")
+    error: str | None = Field(description="Why it failed (the exception's last line), or null.")
+
+
+class CurvePoint(_Document):
+    """The best metric so far at a moment of the retrain."""
+
+    t: float = Field(ge=0, description="Seconds since the retrain started.")
+    value: float = Field(description="Best value of the metric so far.")
+
+
+class GateRow(_Document):
+    """Champion and challenger scored on one data set by the evaluation gate."""
+
+    dataset: Literal["held_out", "recent"] = Field(
+        description="held_out: reference and caller rows no trial trained on; recent: the newest labelled captured "
+        "rows."
+    )
+    rows: int = Field(ge=0, description="Rows scored.")
+    champion: float | None = Field(description="The champion's metric, or null when it could not be scored.")
+    challenger: float | None = Field(description="The new version's metric.")
+    delta: float | None = Field(description="challenger - champion, signed so that positive is better.")
+
+
+class RetrainGate(_Document):
+    """The evaluation gate: is the new version better than the champion on data it did not train on?"""
+
+    passed: bool = Field(description="Whether the new version may serve.")
+    metric: str = Field(description="The metric compared.")
+    min_improvement: float = Field(
+        description="How much better (in the metric's units) the new version must be on recent (else held-out) rows."
+    )
+    max_regression: float = Field(description="How much worse it may be on held-out rows when recent rows decide.")
+    rows: list[GateRow] = Field(description="One comparison per data set.")
+    reason: str = Field(description="One line for a person: why it passed or failed.")
+
+
+class RetrainData(_Document):
+    """Exactly what a retrain trained and was evaluated on (recorded with the new version)."""
+
+    rows: int = Field(ge=0, description="Labelled rows in all.")
+    train_rows: int = Field(ge=0, description="Rows the trials trained on.")
+    valid_rows: int = Field(ge=0, description="Rows the trials were scored on (the metric Tune optimizes).")
+    test_rows: int = Field(ge=0, description="Held-out rows for the evaluation gate.")
+    from_reference: int = Field(ge=0, description="Rows from the deployment's labelled reference data.")
+    from_captured: int = Field(ge=0, description="Rows from captured traffic with feedback labels.")
+    from_user: int = Field(ge=0, description="Rows passed as data= by the caller.")
+    content_hash: str = Field(description="SHA-256 of the rows and labels, in order.")
+    since: float | None = Field(description="Oldest captured row used, seconds since the epoch, or null.")
+    until: float | None = Field(description="Newest captured row used, or null.")
+
+
+class RetrainSection(_Document):
+    """The deployment's running or last retrain (Ray Tune in a Ray Job)."""
+
+    retrain_id: str = Field(description="Id of the retrain; also its Ray Job's submission id.")
+    state: RetrainState = Field(description="pending, running; succeeded, failed and cancelled are final.")
+    trigger: RetrainTrigger = Field(description="What started it.")
+    started_at: float = Field(description="When it started, seconds since the epoch.")
+    updated_at: float = Field(description="When this section was last written.")
+    ended_at: float | None = Field(description="When it ended, or null while it runs.")
+    time_budget_s: float | None = Field(description="Tune's time budget, or null without one.")
+    metric: str = Field(description="What Tune optimizes, e.g. accuracy or rmse.")
+    mode: Literal["max", "min"] = Field(description="Whether a larger metric is better.")
+    scheduler: Literal["asha", "fifo"] = Field(description="Tune's trial scheduler.")
+    num_samples: int = Field(ge=1, description="Trials planned.")
+    parent_version: str | None = Field(description="The version that served when the retrain started.")
+    trials: list[RetrainTrial] = Field(description="Every trial so far.")
+    best_curve: list[CurvePoint] = Field(description="Best metric so far over time, oldest first.")
+    best_trial: str | None = Field(description="Id of the best trial so far, or null.")
+    data: RetrainData | None = Field(description="What it trains on, once gathered.")
+    version: str | None = Field(description="The registered new version (alias challenger), or null.")
+    gate: RetrainGate | None = Field(description="The evaluation gate's verdict, or null before it ran.")
+    then: RetrainThen = Field(description="What happens to a new version that passes the gate.")
+    mlflow_run_id: str | None = Field(description="The MLflow parent run (one child run per trial).")
+    message: str = Field(description="One line for a person: progress, or how it ended.")
+
+
+class RetrainEvent(_Document):
+    """One decision of an auto-retrain policy."""
+
+    t: float = Field(description="When, seconds since the epoch.")
+    trigger: RetrainTrigger = Field(description="What fired.")
+    action: Literal["started", "skipped", "finished"] = Field(
+        description="started or skipped a retrain on a trigger, or a retrain it started finished."
+    )
+    retrain_id: str | None = Field(description="The retrain it started, or null.")
+    reason: str = Field(description="One line: why it started or was skipped (cooldown, one running, ...).")
+
+
+class AutoRetrainSection(_Document):
+    """The deployment's auto-retrain policy, running in the cluster."""
+
+    on: Literal["drift", "schedule", "performance"] = Field(description="What triggers a retrain.")
+    then: RetrainThen = Field(description="What happens to a new version that passes the gate.")
+    cooldown_s: float = Field(ge=0, description="Least seconds between two retrains it starts.")
+    every_s: float | None = Field(description="The schedule's period (on=schedule), or null.")
+    min_metric: float | None = Field(description="The performance floor (on=performance), or null.")
+    last_started_at: float | None = Field(description="When it last started a retrain, or null.")
+    events: list[RetrainEvent] = Field(description="Its recent decisions, oldest first (at most 50).")
+
+
 class StatusDocument(_Document):
     """The one status document of a deployment, built in the cluster; every view renders it."""
 
@@ -266,6 +382,8 @@ class StatusDocument(_Document):
     quality: QualitySection | None = Field(None, description="Data-quality counters, or null without capture.")
     performance: PerformanceSection | None = Field(None, description="Metrics from labels, or null before any.")
     rollout: RolloutSection | None = Field(None, description="The current or last rollout, or null if none.")
+    retrain: RetrainSection | None = Field(None, description="The running or last retrain, or null if none.")
+    auto_retrain: AutoRetrainSection | None = Field(None, description="The auto-retrain policy, or null if none.")
 
 
 class VersionDocument(_Document):

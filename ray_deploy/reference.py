@@ -60,7 +60,7 @@ def prepare_reference(
 
     Returns ``(frame, predictions)``: a DataFrame of named columns (arrays give ``x0``, ``x1``, ...) and
     the model's outputs (None when the model cannot run here). More rows than ``spec.reference_rows`` are
-    sampled uniformly.
+    sampled uniformly (:func:`reference_rows` picks them, so labels can be picked alike).
     """
     import mlflow
     import numpy as np
@@ -70,8 +70,8 @@ def prepare_reference(
     from ray_deploy.registry import model_uri
 
     rows = _rows(data)
-    if rows > spec.reference_rows:
-        keep = np.sort(np.random.default_rng(0).choice(rows, spec.reference_rows, replace=False))
+    keep = reference_rows(rows, spec)
+    if keep is not None:
         data = data.iloc[keep] if hasattr(data, "iloc") else np.asarray(data)[keep]
     signature = mlflow.models.get_model_info(model_uri(name, version)).signature
     schema = InputSchema.from_signature(signature) or InputSchema()
@@ -90,6 +90,41 @@ def prepare_reference(
     return frame.reset_index(drop=True), predictions
 
 
+def reference_rows(rows: int, spec: DriftSpec) -> Any:
+    """The row positions kept of a reference of ``rows`` rows (sorted), or None to keep them all.
+
+    Example:
+        >>> reference_rows(50, DriftSpec()) is None
+        True
+    """
+    import numpy as np
+
+    if rows <= spec.reference_rows:
+        return None
+    return np.sort(np.random.default_rng(0).choice(rows, spec.reference_rows, replace=False))
+
+
+def reference_labels(labels: Any, rows: int, spec: DriftSpec) -> Any:
+    """The labels of the reference rows kept (the training labels, for retraining), as a 1-D array.
+
+    Raises:
+        ConfigError: when there is not one label per reference row.
+
+    Example:
+        >>> reference_labels(y_train, len(X_train), DriftSpec())[:3]
+        array([0, 2, 1])
+    """
+    import numpy as np
+
+    values = np.asarray(labels.to_numpy() if hasattr(labels, "to_numpy") else labels)
+    if values.ndim != 1 or len(values) != rows:
+        raise ConfigError(
+            f"reference_labels needs one label per reference row: got shape {values.shape} for {rows} rows"
+        )
+    keep = reference_rows(rows, spec)
+    return values if keep is None else values[keep]
+
+
 def _predict(model: Any, kind: str, name: str, version: str, model_input: Any, predict_method: str) -> Any:
     from ray_deploy.package import _run, with_predict_method
 
@@ -103,8 +138,9 @@ def _predict(model: Any, kind: str, name: str, version: str, model_input: Any, p
     return _run(with_predict_method(model, kind, method), kind, model_input, method)  # type: ignore[arg-type]
 
 
-def save_reference(name: str, version: str, frame: Any, predictions: Any) -> None:
-    """Log the reference (and predictions) as Parquet artifacts and tag the model version with their run."""
+def save_reference(name: str, version: str, frame: Any, predictions: Any, labels: Any = None) -> None:
+    """Log the reference (with predictions, and labels when known) as Parquet artifacts and tag the model version
+    with their run."""
     import pandas as pd
     from mlflow import MlflowClient
 
@@ -124,6 +160,8 @@ def save_reference(name: str, version: str, frame: Any, predictions: Any) -> Non
             pd.DataFrame(predictions.reshape(len(predictions), -1), columns=columns).to_parquet(
                 Path(folder) / "predictions.parquet"
             )
+        if labels is not None:
+            pd.DataFrame({"label": list(labels)}).to_parquet(Path(folder) / "labels.parquet")
         client.log_artifacts(run_id, folder, ARTIFACT_DIR)
     client.set_model_version_tag(name, version, RUN_TAG, run_id)
 
@@ -145,3 +183,20 @@ def load_reference(name: str, version: str) -> tuple[Any, Any] | None:
         table = pd.read_parquet(folder / "predictions.parquet")
         predictions = table["prediction"].to_numpy() if list(table.columns) == ["prediction"] else table.to_numpy()
     return frame, predictions
+
+
+def load_reference_labels(name: str, version: str) -> Any:
+    """The labels of a version's reference rows (``deploy(reference_labels=...)``), or None when it has none."""
+    import mlflow
+    import pandas as pd
+    from mlflow import MlflowClient
+    from mlflow.exceptions import MlflowException
+
+    run_id = (MlflowClient().get_model_version(name, version).tags or {}).get(RUN_TAG)
+    if not run_id:
+        return None
+    try:
+        path = mlflow.artifacts.download_artifacts(run_id=run_id, artifact_path=f"{ARTIFACT_DIR}/labels.parquet")
+    except (MlflowException, OSError):
+        return None
+    return pd.read_parquet(path)["label"].to_numpy()

@@ -117,7 +117,8 @@ class VersionWindow:
         predictions_seen: Predictions offered to the reservoir.
         metric: The labelled metric, higher is better (accuracy, or -rmse), or None without labels.
         labels: Labels the metric is computed from.
-        fairness: Headline fairness metrics of the labelled predictions (``FairnessReport.summary()``), or None.
+        fairness: Headline fairness metrics of the labelled predictions (``FairnessReport.summary()``), or
+            ``{"error": why}`` when they cannot be computed, or None (no fairness gate, or no labels yet).
         capacity: Reservoir size.
         seed: Seed of the reservoir's random choices (deterministic tests).
 
@@ -136,7 +137,7 @@ class VersionWindow:
     predictions_seen: int = 0
     metric: float | None = None
     labels: int = 0
-    fairness: dict[str, float] | None = None
+    fairness: dict[str, Any] | None = None
     capacity: int = _RESERVOIR
     seed: int = 0
     _rng: random.Random = field(init=False, repr=False, compare=False)
@@ -453,12 +454,15 @@ def accuracy_gate(champion: VersionWindow, challenger: VersionWindow, gates: Gat
     return _gate("accuracy", status, champion.metric, challenger.metric, limit, message)
 
 
-def fairness_gate_adapter(metric: str = "demographic_parity_difference", max_increase: float = 0.05) -> Gate:
-    """A rollout gate (for ``extra_gates``) around :func:`ray_deploy.fairness.fairness_gate`.
+def fairness_gate_adapter(metric: str | None = None, max_increase: float | None = None) -> Gate:
+    """A rollout gate around :func:`ray_deploy.fairness.fairness_gate`.
 
     It compares the windows' ``fairness`` summaries (``FairnessReport.summary()`` of each version's labelled
     predictions, set by the Monitor): the champion is "before", the challenger "after". It waits while either
-    summary is missing or a version has fewer than ``gates.min_labels`` labels.
+    summary is missing or a version has fewer than ``gates.min_labels`` labels. A window whose ``fairness`` holds
+    ``{"error": "..."}`` (the Monitor could not compute it: a missing column, not a binary classifier) fails the
+    gate with that message. ``metric`` and ``max_increase`` default to the spec's ``gates.fairness_metric`` and
+    ``gates.max_fairness_increase``; :func:`evaluate_gates` runs it by itself when ``gates.sensitive`` is set.
 
     Example:
         >>> a, b = VersionWindow(labels=40), VersionWindow(labels=40)
@@ -468,6 +472,12 @@ def fairness_gate_adapter(metric: str = "demographic_parity_difference", max_inc
     """
 
     def fairness(champion: VersionWindow, challenger: VersionWindow, gates: GateSpec) -> dict[str, Any]:
+        name = metric or gates.fairness_metric
+        limit = gates.max_fairness_increase if max_increase is None else max_increase
+        for window in (challenger, champion):
+            problem = (window.fairness or {}).get("error")
+            if problem:
+                return _gate("fairness", "fail", None, None, limit, f"fairness cannot be computed: {problem}")
         for who, window in (("challenger", challenger), ("champion", champion)):
             if window.fairness is None or window.labels < gates.min_labels:
                 return _gate(
@@ -475,13 +485,13 @@ def fairness_gate_adapter(metric: str = "demographic_parity_difference", max_inc
                     "waiting",
                     None,
                     None,
-                    max_increase,
+                    limit,
                     f"fairness waiting for labels: {window.labels} of {gates.min_labels} {who} labels",
                 )
         from ray_deploy.fairness import fairness_gate
 
         assert champion.fairness is not None and challenger.fairness is not None
-        verdict = fairness_gate(champion.fairness, challenger.fairness, max_increase=max_increase, metric=metric)
+        verdict = fairness_gate(champion.fairness, challenger.fairness, max_increase=limit, metric=name)
         status = "pass" if verdict.passed else "fail"
         return _gate(
             "fairness", status, verdict.before, verdict.after, verdict.max_increase, f"fairness {verdict.reason}"
@@ -491,18 +501,23 @@ def fairness_gate_adapter(metric: str = "demographic_parity_difference", max_inc
 
 
 BUILTIN_GATES: tuple[Gate, ...] = (error_rate_gate, latency_gate, prediction_shift_gate, accuracy_gate)
+_SPEC_FAIRNESS_GATE = fairness_gate_adapter()
 
 
 def evaluate_gates(
     champion: VersionWindow, challenger: VersionWindow, gates: GateSpec, extra_gates: Iterable[Gate] = ()
 ) -> list[dict[str, Any]]:
-    """Every built-in gate's verdict, then each extra gate's, in order.
+    """Every built-in gate's verdict (with ``fairness`` when ``gates.sensitive`` names columns), then each extra
+    gate's, in order.
 
     Example:
         >>> [g["gate"] for g in evaluate_gates(VersionWindow(), VersionWindow(), GateSpec())]
         ['error_rate', 'p99_latency', 'prediction_shift', 'accuracy']
+        >>> [g["gate"] for g in evaluate_gates(VersionWindow(), VersionWindow(), GateSpec(sensitive=("sex",)))][-1]
+        'fairness'
     """
-    return [gate(champion, challenger, gates) for gate in (*BUILTIN_GATES, *extra_gates)]
+    builtin = (*BUILTIN_GATES, _SPEC_FAIRNESS_GATE) if gates.sensitive else BUILTIN_GATES
+    return [gate(champion, challenger, gates) for gate in (*builtin, *extra_gates)]
 
 
 # --- the state machine --------------------------------------------------------------------------------------------
@@ -646,7 +661,7 @@ def decide(
         champion: The champion's window since the current step began.
         challenger: The challenger's window since the current step began.
         now: The current time, seconds since the epoch.
-        extra_gates: More gates, e.g. ``[fairness_gate_adapter()]``.
+        extra_gates: More gates (the fairness gate is built in when ``spec.gates.sensitive`` is set).
 
     Returns:
         ``("wait" | "advance" | "promote" | "rollback" | "await_approval", new state)``. ``advance`` starts the

@@ -153,13 +153,15 @@ def start(
             f"a rollout of {name!r} is already running; promote, roll back or abort it first "
             f"(ray_deploy.get({name!r}).rollout)"
         )
+    spec = spec or RolloutSpec()
+    _check_sensitive(name, spec)
     version, kind = _challenger(name, model_or_version, sample_input, config)
     if version == champion:
         raise ConfigError(f"version {version} already serves {name!r}; a rollout needs another version")
     state = start_rollout(
         uuid.uuid4().hex[:12],
         mode,  # type: ignore[arg-type]
-        spec or RolloutSpec(),
+        spec,
         champion,
         version,
         time.time(),
@@ -183,6 +185,28 @@ def start(
         raise
     controller.run.remote()
     return Rollout(name)
+
+
+def _check_sensitive(name: str, spec: RolloutSpec) -> None:
+    """Fail early when the fairness gate's sensitive columns are not among the serving version's input columns."""
+    sensitive = list(spec.gates.sensitive)
+    if not sensitive:
+        return
+    from ray_deploy.deployment import Deployment
+
+    try:
+        names = Deployment(name)._input_names()
+    except Exception:  # no signature to check against: the gate reports a missing column while it runs
+        log.debug("rollout of %s: could not read the input columns to check gates.sensitive", name, exc_info=True)
+        return
+    if names is None:
+        return
+    missing = [c for c in sensitive if c not in names]
+    if missing:
+        raise ConfigError(
+            f"gates.sensitive names {missing}, which {name!r} does not take as input (its columns: {list(names)}); "
+            "pass input columns that name the groups, e.g. gates={'sensitive': ['sex']}"
+        )
 
 
 def _challenger(name: str, model_or_version: Any, sample_input: Any, config: dict[str, Any]) -> tuple[str, str]:
@@ -317,7 +341,7 @@ class RolloutController:
         from mlflow import MlflowClient
 
         await asyncio.to_thread(MlflowClient().set_registered_model_alias, self.name, CHALLENGER, self.state.challenger)
-        await self._monitor().rollout_begin.remote()
+        await self._monitor().rollout_begin.remote(self.state.spec.gates.sensitive, self.state.started_at)
         await self._apply()
         await self._publish({}, None, None)
 
@@ -336,14 +360,15 @@ class RolloutController:
     async def _tick(self) -> None:
         from ray_deploy.rollout import VersionWindow, decide
 
-        observation = await self._monitor().rollout_observation.remote(False)
+        gates = self.state.spec.gates
+        observation = await self._monitor().rollout_observation.remote(False, gates.sensitive, self.state.started_at)
         champion = observation["windows"].get(self.state.champion) or VersionWindow()
         challenger = observation["windows"].get(self.state.challenger) or VersionWindow()
         now = time.time()
         decision, self.state = decide(self.state, champion, challenger, now)
         if decision == "advance":
             await self._apply()
-            await self._monitor().rollout_observation.remote(True)
+            await self._monitor().rollout_observation.remote(True, (), self.state.started_at)
         elif decision == "promote":
             await self._finish_promoted()
         elif decision == "rollback":

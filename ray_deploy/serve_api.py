@@ -54,6 +54,17 @@ def _client() -> Any:
     return client
 
 
+def deployment_handle(app: str, deployment: str) -> Any:
+    """A handle on a deployment of an application, without asking the controller whether it exists first.
+
+    ``serve.get_deployment_handle`` checks against the controller's deployment list, which a driver started as a
+    Ray Job was seen to get without the app's deployments; calls on a missing deployment fail when made instead.
+    """
+    from ray import serve
+
+    return serve.get_deployment_handle(deployment, app_name=app, _check_exists=False)
+
+
 def serve_details() -> dict[str, Any]:
     """Serve's view of every application (what the dashboard's ``/api/serve/applications/`` shows)."""
     details: dict[str, Any] = _client().get_serve_details()

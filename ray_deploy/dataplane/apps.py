@@ -65,7 +65,7 @@ def build_model_app(
 
     # A stable code version: a redeploy that changes only the version, options or split reconfigures the running
     # replicas in place (Serve restarts every replica of an unversioned deployment on each deploy).
-    code = code_version(name, settings, dashboard_url)
+    code = code_version(name, settings)
     is_torch = kind == "torch"
     actor_options: dict[str, Any] = {"num_cpus": options.num_cpus, "num_gpus": options.num_gpus}
     if options.memory:
@@ -124,17 +124,19 @@ def build_model_app(
     )
 
 
-def code_version(name: str, settings: Settings, dashboard_url: str) -> str:
+def code_version(name: str, settings: Settings) -> str:
     """What the replicas' code and constructor arguments depend on; a change restarts them.
 
     Example:
-        >>> code_version("iris", Settings.from_env(), "")
+        >>> code_version("iris", Settings.from_env())
         '0.1.0-3f9a2c1b7e'
     """
     from importlib import metadata
 
     version = metadata.version("ray-deploy")
-    parts = [version, name, settings.mlflow_uri, settings.capture_uri, settings.endpoint, dashboard_url]
+    # Not the dashboard URL: each process names it as it reaches it (a notebook 127.0.0.1, an actor or a Ray Job the
+    # node's address), and a redeploy from a rollout controller or a retrain job must not restart the replicas.
+    parts = [version, name, settings.mlflow_uri, settings.capture_uri, settings.endpoint]
     return f"{version}-{hashlib.sha1(json.dumps(parts).encode()).hexdigest()[:10]}"
 
 

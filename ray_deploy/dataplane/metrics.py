@@ -1,7 +1,7 @@
 """Prometheus metrics of the data plane and the monitoring, recorded through ``ray.util.metrics``.
 
-Replicas record request metrics (:class:`RequestMetrics`), the Monitor records drift, data-quality and model
-metrics (:class:`MonitorMetrics`). Ray's metrics agent on every node serves them on its Prometheus endpoint
+Replicas record request metrics (:class:`RequestMetrics`), the Monitor records drift, data-quality, model and
+rollout metrics (:class:`MonitorMetrics`). Ray's metrics agent on every node serves them on its Prometheus endpoint
 (``ray start --metrics-export-port``; the local head uses ``RAY_DEPLOY_METRICS_PORT``, default 8090).
 
 Ray prefixes every application metric with ``ray_`` when it exports it, and Prometheus counters get
@@ -18,6 +18,7 @@ Example:
     >>> requests.observe(status=200, latency_ms=3.2, version="4", rows=2)
     >>> monitor = MonitorMetrics("iris")
     >>> monitor.drift(status_document["drift"])      # None is skipped
+    >>> monitor.rollout(status_document["rollout"])  # share, state, failing gates, outcome once per rollout
 """
 
 from __future__ import annotations
@@ -27,7 +28,7 @@ import math
 from collections.abc import Mapping
 from typing import Any
 
-from ray_deploy.documents import DriftSection, PerformanceSection, QualitySection
+from ray_deploy.documents import DriftSection, PerformanceSection, QualitySection, RolloutSection
 
 log = logging.getLogger("ray.serve")
 
@@ -90,7 +91,29 @@ METRICS: dict[str, tuple[str, tuple[str, ...], str]] = {
         ("deployment", "metric", "version"),
         "Model quality from delayed labels: accuracy, precision, recall, f1, auc, mae, rmse, r2.",
     ),
+    "deploy_rollout_share": (
+        "gauge",
+        ("deployment", "mode", "challenger"),
+        "The rollout challenger's traffic share (shadow: the mirrored fraction); 0 once the rollout ended.",
+    ),
+    "deploy_rollout_state": (
+        "gauge",
+        ("deployment",),
+        "Rollout state: 0 none or ended, 1 running, 2 paused or awaiting approval.",
+    ),
+    "deploy_rollout_gate_failed": (
+        "gauge",
+        ("deployment", "gate"),
+        "1 when the gate fails in the rollout's latest step, else 0; after a rollback it shows the failing gate "
+        "until the next rollout starts.",
+    ),
+    "deploy_rollout_outcomes": (
+        "counter",
+        ("deployment", "outcome"),
+        "Rollouts ended, once per rollout id; outcome: promoted, rolled_back, aborted, finished (shadow, A/B).",
+    ),
 }
+ROLLOUT_STATES = {"running": 1, "paused": 2, "awaiting_approval": 2}  # every other state (ended) is 0
 
 
 def exported_names(name: str) -> list[str]:
@@ -203,6 +226,10 @@ class MonitorMetrics(_Guarded):
         self._metrics: dict[str, Any] = {}
         # running totals already counted, to turn the section's totals into counter increments
         self._counted: dict[tuple[str, ...], int] = {}
+        # rollout gauges set so far (to zero them when they stop applying) and rollout ids whose outcome is counted
+        self._shares: set[tuple[str, str]] = set()
+        self._gates: set[str] = set()
+        self._ended: set[str] = set()
 
     def _metric(self, name: str) -> Any:
         metric = self._metrics.get(name)
@@ -272,3 +299,33 @@ class MonitorMetrics(_Guarded):
                         gauge.set(float(value), tags={"metric": metric, "version": str(version)})
         except Exception:
             self._failed("performance")
+
+    def rollout(self, section: Mapping[str, Any] | RolloutSection | None) -> None:
+        """Record the rollout section (``documents.RolloutSection``): share, state, failing gates, outcome.
+
+        The share and gate gauges of an earlier rollout (another challenger, a gate no longer evaluated) go to 0;
+        an ended rollout counts its outcome once per rollout id, however often its final section is recorded.
+        """
+        if section is None:
+            return
+        try:
+            rollout = RolloutSection.model_validate(section)
+            running = rollout.state not in ("promoted", "rolled_back", "aborted", "finished")
+            share = self._metric("deploy_rollout_share")
+            current = (rollout.mode, rollout.challenger)
+            for mode, challenger in self._shares - {current}:
+                share.set(0.0, tags={"mode": mode, "challenger": challenger})
+            share.set(float(rollout.share) if running else 0.0, tags={"mode": current[0], "challenger": current[1]})
+            self._shares = {current}
+            self._metric("deploy_rollout_state").set(ROLLOUT_STATES.get(rollout.state, 0))
+            failing = {g.gate for g in rollout.history[-1].gates if g.status == "fail"} if rollout.history else set()
+            step_gates = {g.gate for g in rollout.history[-1].gates} if rollout.history else set()
+            gate_failed = self._metric("deploy_rollout_gate_failed")
+            for gate in sorted(self._gates | step_gates):
+                gate_failed.set(1 if gate in failing else 0, tags={"gate": gate})
+            self._gates |= step_gates
+            if not running and rollout.rollout_id not in self._ended:
+                self._ended.add(rollout.rollout_id)
+                self._metric("deploy_rollout_outcomes").inc(1, tags={"outcome": rollout.state})
+        except Exception:
+            self._failed("rollout")

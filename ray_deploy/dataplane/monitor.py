@@ -19,6 +19,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections.abc import Sequence
 from typing import Any
 
 from ray_deploy import serve_api
@@ -64,7 +65,12 @@ class Monitor:
         self._metrics: Any = None
         self.rollouts = RolloutWatch()
         self._rollout_active = False
+        self._rollout_sensitive: tuple[str, ...] = ()
+        self._rollout_began = 0.0
+        self._fairness: tuple[float, Any, dict[str, dict[str, Any]]] = (0.0, None, {})
         self._aliases: tuple[float, str | None, dict[str, str]] = (0.0, None, {})
+        self.retrain: dict[str, Any] | None = None
+        self.auto_retrain: dict[str, Any] | None = None
         if mlflow_uri:
             import mlflow
 
@@ -195,25 +201,58 @@ class Monitor:
 
     # ---- rollouts (the controller in the cluster reads and writes these) ---------------------------------------
 
-    def rollout_begin(self) -> None:
-        """Start measuring per version for a new rollout."""
+    def rollout_begin(self, sensitive: Sequence[str] = (), began_at: float | None = None) -> None:
+        """Start measuring per version for a new rollout (fairness per ``sensitive`` column group, when given)."""
         self.rollouts.take(reset=True)
         self.rollouts.reset_outcomes()
         self._rollout_active = True
+        self._rollout_sensitive = tuple(sensitive)
+        self._rollout_began = time.time() if began_at is None else float(began_at)
+        self._fairness = (0.0, None, {})
 
-    def rollout_observation(self, reset: bool = False) -> dict[str, Any]:
-        """Both versions' windows since the step began (with labelled metrics), and the shadow pairs."""
+    def rollout_observation(
+        self, reset: bool = False, sensitive: Sequence[str] | None = None, since: float | None = None
+    ) -> dict[str, Any]:
+        """Both versions' windows since the step began (with labelled metrics and, with ``sensitive`` columns, the
+        fairness of the labelled rows captured since the rollout began), and the shadow pairs.
+
+        ``sensitive`` and ``since`` default to what :meth:`rollout_begin` was given (the controller passes them
+        on every tick, so a restarted Monitor still knows them).
+        """
         answer = self.rollouts.take(reset)
         if self.watch is not None:
-            performance = self.watch.performance_section(time.time()) or {}
-            counts = self.watch.labels.counts_by_version(time.time())
+            now = time.time()
+            performance = self.watch.performance_section(now) or {}
+            counts = self.watch.labels.counts_by_version(now)
             for version, metrics in (performance.get("by_version") or {}).items():
                 metric = metrics.get("accuracy")
                 if metric is None and metrics.get("rmse") is not None:
                     metric = -float(metrics["rmse"])  # higher is better
                 window = answer["windows"].setdefault(version, _new_window())
                 window.set_metric(metric, counts.get(version, 0))
+            columns = self._rollout_sensitive if sensitive is None else tuple(sensitive)
+            if columns:
+                began = self._rollout_began if since is None else float(since)
+                for version, summary in self._rollout_fairness(columns, began, now).items():
+                    answer["windows"].setdefault(version, _new_window()).fairness = summary
         return answer
+
+    def _rollout_fairness(self, sensitive: tuple[str, ...], since: float, now: float) -> dict[str, dict[str, Any]]:
+        """Fairness per version of the labelled rows captured since ``since``; recomputed at most every 10 s."""
+        from ray_deploy.dataplane.rollout_watch import FAIRNESS_EVERY_S, fairness_by_version
+
+        computed_at, key, cached = self._fairness
+        if key == (sensitive, since) and now - computed_at < FAIRNESS_EVERY_S:
+            return cached
+        try:
+            assert self.watch is not None
+            rows = self.watch.store.read(since=since, with_labels=True)
+            fairness = fairness_by_version(rows, sensitive)
+        except Exception:  # a failed read must neither stop the ticks nor fail the gate: keep the last values
+            log.warning("%s: could not compute the rollout's fairness; retrying in 10 s", self.name, exc_info=True)
+            fairness = cached if key == (sensitive, since) else {}
+        self._fairness = (now, (sensitive, since), fairness)
+        return fairness
 
     def rollout_outcomes(self, metric: str, versions: list[str]) -> dict[str, list[float]]:
         """Per-request outcomes per version for an A/B test (``error_rate``, ``latency_ms`` or a label metric)."""
@@ -226,6 +265,17 @@ class Monitor:
         """The controller's latest rollout section (shown in the status document)."""
         self.rollouts.section = section
         self._rollout_active = active
+        self._monitor_metrics().rollout(section)
+
+    # ---- retraining (the retrain job and the auto-retrain policy write these) --------------------------------
+
+    def set_retrain(self, section: dict[str, Any] | None) -> None:
+        """The running or last retrain's section (``documents.RetrainSection``), shown in the status document."""
+        self.retrain = section
+
+    def set_auto_retrain(self, section: dict[str, Any] | None) -> None:
+        """The auto-retrain policy's section (``documents.AutoRetrainSection``), or None when it is off."""
+        self.auto_retrain = section
 
     def _require_watch(self) -> Any:
         if self.watch is None:
@@ -234,13 +284,17 @@ class Monitor:
             raise NotReady(f"{self.name!r} has no capture store; set RAY_DEPLOY_CAPTURE_URI and redeploy")
         return self.watch
 
-    def _export_metrics(self, now: float) -> None:
-        if self.watch is None:
-            return
+    def _monitor_metrics(self) -> Any:
         if self._metrics is None:
             from ray_deploy.dataplane.metrics import MonitorMetrics
 
             self._metrics = MonitorMetrics(self.name)
+        return self._metrics
+
+    def _export_metrics(self, now: float) -> None:
+        if self.watch is None:
+            return
+        self._monitor_metrics()
         self._metrics.drift(self.watch.drift_section())
         self._metrics.quality(self.watch.quality_section())
         self._metrics.performance(self.watch.performance_section(now))
@@ -266,6 +320,8 @@ class Monitor:
         )
         doc["history"] = self.history.points(now)
         doc["rollout"] = self.rollouts.section
+        doc["retrain"] = self.retrain
+        doc["auto_retrain"] = self.auto_retrain
         if self.watch is not None and self.capture.enabled:
             doc["drift"] = self.watch.drift_section()
             doc["quality"] = self.watch.quality_section()

@@ -10,12 +10,15 @@ Example:
     >>> watch = RolloutWatch()
     >>> watch.observe(samples)
     >>> windows = watch.take(reset=True)["windows"]
+    >>> fairness_by_version(store.read(since=began, with_labels=True), ("sex",))
+    {'3': {'demographic_parity_difference': 0.04, ...}, '4': {...}}
 """
 
 from __future__ import annotations
 
 import threading
 from collections import OrderedDict, deque
+from collections.abc import Sequence
 from typing import Any
 
 from ray_deploy.rollout import VersionWindow
@@ -23,6 +26,7 @@ from ray_deploy.status import Sample
 
 MAX_PAIRS = 20_000
 MAX_OUTCOMES = 50_000
+FAIRNESS_EVERY_S = 10.0  # the controller asks every second; the labelled rows are read at most this often
 
 
 def scalar_predictions(outputs: Any) -> list[Any]:
@@ -38,6 +42,77 @@ def scalar_predictions(outputs: Any) -> list[Any]:
     if shape is not None and len(shape) == 2:
         return [int(i) for i in outputs.argmax(axis=1)]
     return [v.item() if hasattr(v, "item") else v for v in list(outputs)]
+
+
+def _stored_column(rows: Any, column: str) -> str | None:
+    """The captured column of input ``column`` (an input named like a metadata column is stored as ``input.<name>``)."""
+    from ray_deploy.capture_store import META_COLUMNS
+
+    if column in META_COLUMNS or column in ("prediction", "label"):
+        column = f"input.{column}"
+    return column if column in rows.columns else None
+
+
+def _predicted_class(value: Any) -> Any:
+    """A row's predicted class: the value itself, or the index of the largest probability of a probability row."""
+    if isinstance(value, list | tuple) or getattr(value, "ndim", 0) == 1:
+        values = list(value)
+        return max(range(len(values)), key=values.__getitem__) if values else None
+    return value.item() if hasattr(value, "item") else value
+
+
+def fairness_by_version(rows: Any, sensitive: Sequence[str]) -> dict[str, dict[str, Any]]:
+    """Headline fairness metrics per version of the labelled captured rows (pure; for the rollout's fairness gate).
+
+    Args:
+        rows: Captured rows with labels (``CaptureStore.read(with_labels=True)``): ``version``, ``prediction``,
+            ``label`` and the input columns; rows without a label are left out.
+        sensitive: The input columns naming the groups (``GateSpec.sensitive``).
+
+    Returns:
+        ``{version: FairnessReport.summary()}`` for each version with labelled rows, or ``{version: {"error":
+        why}}`` where it cannot be computed (a sensitive column is not captured, the task is not binary
+        classification); the fairness gate fails with that message. Never raises for such data problems.
+
+    Example:
+        >>> rows = pd.DataFrame({"version": ["1"] * 4, "sex": ["F", "F", "M", "M"],
+        ...                      "prediction": [1, 0, 1, 1], "label": [1, 0, 0, 1]})
+        >>> fairness_by_version(rows, ["sex"])["1"]["demographic_parity_difference"]
+        0.5
+    """
+    from ray_deploy.errors import ConfigError
+    from ray_deploy.fairness import fairness_metrics
+
+    if rows is None or not len(rows) or "label" not in rows.columns or "version" not in rows.columns:
+        return {}
+    labelled = rows[rows["label"].notna()]
+    if not len(labelled):
+        return {}
+    missing = [c for c in sensitive if _stored_column(labelled, c) is None]
+    answer: dict[str, dict[str, Any]] = {}
+    for version, group in labelled.groupby(labelled["version"].astype(str), sort=True):
+        if missing:
+            inputs = sorted(
+                c
+                for c in group.columns
+                if c not in ("request_id", "row", "t", "version", "latency_ms", "status", "prediction", "label")
+            )
+            answer[str(version)] = {
+                "error": f"sensitive column(s) {missing} are not among the captured inputs {inputs}; "
+                "set gates.sensitive to input columns the model receives"
+            }
+            continue
+        if "prediction" not in group.columns:
+            answer[str(version)] = {"error": "the captured rows hold no predictions"}
+            continue
+        frame = group[[_stored_column(group, c) for c in sensitive]]  # type: ignore[list-item]
+        frame.columns = list(sensitive)
+        predicted = [_predicted_class(v) for v in group["prediction"].tolist()]
+        try:
+            answer[str(version)] = dict(fairness_metrics(group["label"].tolist(), predicted, frame).summary())
+        except ConfigError as exc:
+            answer[str(version)] = {"error": f"{exc} (the fairness gate needs a binary classifier)"}
+    return answer
 
 
 class RolloutWatch:

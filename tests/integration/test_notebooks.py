@@ -18,6 +18,7 @@ def test_there_are_tutorials() -> None:
         "01_quickstart.ipynb",
         "02_pytorch.ipynb",
         "03_monitoring.ipynb",
+        "04_closed_loop.ipynb",
         "05_explain_and_fairness.ipynb",
     ]
 
@@ -31,6 +32,6 @@ def test_notebook_runs_top_to_bottom(path: Path, cluster: ray_deploy.ClusterInfo
     outputs = [o for cell in notebook.cells if cell.cell_type == "code" for o in cell.outputs]
     assert not [o for o in outputs if o.output_type == "error"]
     # every tutorial cleans up after itself
-    assert {"quickstart", "digits", "monitored-cancer", "explained"}.isdisjoint(
+    assert {"quickstart", "digits", "monitored-cancer", "closed-loop-nb", "explained"}.isdisjoint(
         d["name"] for d in ray_deploy.list_deployments()
     )

@@ -98,6 +98,18 @@ def test_the_split_holds_its_share_and_an_abort_sends_everything_back(rolled: ra
     assert {predict(rolled, i).json()["model_version"] for i in range(50)} == {rolled.version}
 
 
+def test_a_fairness_gate_on_a_column_the_model_does_not_take_is_refused_at_start(
+    rolled: ray_deploy.Deployment,
+) -> None:
+    versions = len(rolled.versions())
+    with pytest.raises(
+        ray_deploy.ConfigError, match=r"gates.sensitive names \['sex'\].*its columns: \['a', 'b', 'c'\]"
+    ):
+        canary(rolled, right, sensitive=["sex"])
+    assert len(rolled.versions()) == versions  # refused before the challenger was registered
+    assert rolled.status()["rollout"] is None or rolled.status()["rollout"]["state"] != "running"
+
+
 def test_sticky_header_keeps_one_caller_on_one_version(rolled: ray_deploy.Deployment) -> None:
     rollout = rolled.canary(always_zero, steps=(0.5, 1.0), step_s=3600, sticky_header="x-user", sample_input=FRAME[:5])
     by_user = {

@@ -21,6 +21,8 @@ FIXTURE_DOCUMENTS: dict[str, Any] = {
     "cluster-disconnected.json": documents.ClusterDocument,
     "status.json": documents.StatusDocument,
     "status-deploying.json": documents.StatusDocument,
+    "status-retrain-running.json": documents.StatusDocument,
+    "status-retrain-finished.json": documents.StatusDocument,
     "versions.json": [documents.VersionDocument],
     "action.json": documents.ActionDocument,
     "error.json": documents.ErrorDocument,

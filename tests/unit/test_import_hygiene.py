@@ -9,9 +9,9 @@ import ray_deploy
 
 PACKAGE = Path(ray_deploy.__file__).parent
 REPO = PACKAGE.parent
-# What replica code may import from ray_deploy: the errors, config, documents, the Ray adapter,
-# the pure decision and compute modules (status, explain, explanation, drift, alarms, performance, rollout), the capture
-# store, the reference data loader, and itself.
+# What replica code may import from ray_deploy: the errors, config, documents, the Ray adapter, the pure decision and
+# compute modules (status, explain, explanation, fairness, drift, alarms, performance, rollout), the capture store, the
+# reference data loader, and itself.
 DATAPLANE_MAY_IMPORT = {
     "ray_deploy.errors",
     "ray_deploy.config",
@@ -20,6 +20,7 @@ DATAPLANE_MAY_IMPORT = {
     "ray_deploy.status",
     "ray_deploy.explain",
     "ray_deploy.explanation",
+    "ray_deploy.fairness",
     "ray_deploy.drift",
     "ray_deploy.alarms",
     "ray_deploy.performance",

@@ -468,3 +468,169 @@ def test_rollout_errors_print_one_line(
     for cell in ("%rollback churn", "%versions churn", "%shadow churn --version 2"):
         _, err = run(shell, capsys, cell)
         assert one_line(err) == "ModelNotFound: no deployment named 'churn'; deployed: ['fraud']"
+
+
+# ---- %retrain and %auto_retrain --------------------------------------------------------------------------
+
+
+class _FakeRetrainResult:
+    """What ``ray_deploy.retrain(..., wait=False)`` returns: its status is the running retrain fixture's."""
+
+    def __init__(self, name: str) -> None:
+        from tests.unit.fake_manager import fixture
+
+        self.name, self.retrain_id = name, "retrain-iris-0123456789ab"
+        self.section = fixture("status-retrain-running.json")["retrain"]
+
+    def status(self) -> dict[str, Any]:
+        return self.section
+
+
+class _FakeAutoRetrain:
+    """What ``ray_deploy.get`` returns for %auto_retrain: records every policy call."""
+
+    def __init__(self, name: str, calls: list[tuple[Any, ...]]) -> None:
+        self.name, self.calls = name, calls
+
+    def auto_retrain(self, on: str | None = None, **options: Any) -> None:
+        self.calls.append((self.name, on, options))
+
+
+@pytest.fixture()
+def retrains(monkeypatch: pytest.MonkeyPatch) -> tuple[list[tuple[Any, ...]], list[Any]]:
+    """``ray_deploy.retrain`` and ``ray_deploy.get`` record their calls; ``display`` too. Returns (calls, shown)."""
+    import ray_deploy
+
+    calls: list[tuple[Any, ...]] = []
+
+    def retrain(name: str, **options: Any) -> _FakeRetrainResult:
+        calls.append((name, options))
+        return _FakeRetrainResult(name)
+
+    monkeypatch.setattr(ray_deploy, "retrain", retrain, raising=False)
+    monkeypatch.setattr(ray_deploy, "get", lambda name: _FakeAutoRetrain(name, calls))
+    shown: list[Any] = []
+    monkeypatch.setattr("IPython.display.display", lambda obj, **_: shown.append(obj))
+    return calls, shown
+
+
+def test_retrain_magics_are_registered_with_full_help(
+    shell: InteractiveShell, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert {"retrain", "auto_retrain"} <= set(shell.magics_manager.magics["line"])
+    out, _ = run(shell, capsys, "%retrain?")
+    for text in ("%retrain", "--trials", "--cpus", "--gpus", "--budget", "--scheduler", "--then", "--metric", "-o"):
+        assert text in out, f"%retrain? does not mention {text}"
+    out, _ = run(shell, capsys, "%auto_retrain?")
+    for text in ("%auto_retrain", "--on", "--then", "--cooldown", "--every", "--min-metric", "--trials", "--off"):
+        assert text in out, f"%auto_retrain? does not mention {text}"
+
+
+def test_retrain_passes_the_given_options_and_shows_the_panel(
+    shell: InteractiveShell, capsys: pytest.CaptureFixture[str], retrains: tuple[list[Any], list[Any]]
+) -> None:
+    calls, shown = retrains
+    cell = (
+        "%retrain iris --trials 16 --cpus 2 --gpus 0.5 --budget 300 --scheduler fifo --then canary --metric f1 -o job"
+    )
+    _, err = run(shell, capsys, cell)
+    assert err == ""
+    assert calls == [
+        (
+            "iris",
+            {
+                "num_samples": 16,
+                "resources_per_trial": {"cpu": 2.0, "gpu": 0.5},
+                "time_budget_s": 300.0,
+                "scheduler": "fifo",
+                "then": "canary",
+                "metric": "f1",
+                "wait": False,
+            },
+        )
+    ]
+    assert shell.user_ns["job"].retrain_id == "retrain-iris-0123456789ab"
+    (page,) = shown  # no kernel here: the static HTML of the retrain
+    assert "retrain: iris" in page.data and "data-state='running'" in page.data and "3f2a_00001" in page.data
+    calls.clear()
+    run(shell, capsys, "%retrain iris")
+    run(shell, capsys, "%retrain iris --gpus 1")
+    assert calls == [
+        ("iris", {"wait": False}),
+        ("iris", {"resources_per_trial": {"cpu": 1.0, "gpu": 1.0}, "wait": False}),
+    ]
+
+
+@pytest.mark.parametrize(
+    ("cell", "expected"),
+    [
+        ("%retrain", "the following arguments are required: name"),
+        ("%retrain iris --trials many", "argument --trials: invalid int value: 'many'"),
+        ("%retrain iris --gpus half", "argument --gpus: invalid float value: 'half'"),
+        ("%retrain iris --budget", "argument --budget: expected one argument"),
+        ("%retrain iris --scheduler pbt", "argument --scheduler: invalid choice: 'pbt'"),
+        ("%retrain iris --then promote", "argument --then: invalid choice: 'promote'"),
+        ("%retrain iris -o 1st", "-o '1st': give a Python variable name"),
+        ("%retrain iris extra", "unrecognized arguments: extra"),
+        ("%auto_retrain", "the following arguments are required: name"),
+        ("%auto_retrain iris", "%auto_retrain needs --on drift|schedule|performance or --off"),
+        ("%auto_retrain iris --on weather", "argument --on: invalid choice: 'weather'"),
+        ("%auto_retrain iris --on drift --cooldown soon", "argument --cooldown: invalid float value: 'soon'"),
+        ("%auto_retrain iris --off --on drift", "%auto_retrain --off takes no other option, got --on"),
+    ],
+)
+def test_retrain_usage_errors_print_one_line(
+    shell: InteractiveShell,
+    capsys: pytest.CaptureFixture[str],
+    retrains: tuple[list[Any], list[Any]],
+    cell: str,
+    expected: str,
+) -> None:
+    calls, _ = retrains
+    _, err = run(shell, capsys, cell)
+    line = one_line(err)
+    assert line.startswith("UsageError: ")
+    assert expected in line
+    assert calls == []  # nothing reached the cluster
+
+
+def test_auto_retrain_sets_and_turns_off_the_policy(
+    shell: InteractiveShell, capsys: pytest.CaptureFixture[str], retrains: tuple[list[Any], list[Any]]
+) -> None:
+    calls, _ = retrains
+    out, err = run(shell, capsys, "%auto_retrain iris --on drift --then canary --cooldown 600 --trials 4")
+    assert err == ""
+    assert out.strip() == "auto-retrain of 'iris' is on: retrain on drift (then canary, cooldown_s 600, num_samples 4)"
+    run(shell, capsys, "%auto_retrain iris --on schedule --every 3600")
+    run(shell, capsys, "%auto_retrain iris --on performance --min-metric 0.8")
+    out, err = run(shell, capsys, "%auto_retrain iris --off")
+    assert (out.strip(), err) == ("auto-retrain of 'iris' is off", "")
+    assert calls == [
+        ("iris", "drift", {"then": "canary", "cooldown_s": 600.0, "num_samples": 4}),
+        ("iris", "schedule", {"every_s": 3600.0}),
+        ("iris", "performance", {"min_metric": 0.8}),
+        ("iris", None, {}),
+    ]
+
+
+def test_retrain_errors_print_one_line(
+    shell: InteractiveShell, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import ray_deploy
+
+    def no_labels(name: str, **options: Any) -> Any:
+        raise ConfigError(f"no labelled rows to retrain {name!r} on: send labels with feedback() or pass data=")
+
+    monkeypatch.setattr(ray_deploy, "retrain", no_labels, raising=False)
+    _, err = run(shell, capsys, "%retrain iris -o job")
+    assert one_line(err) == (
+        "ConfigError: no labelled rows to retrain 'iris' on: send labels with feedback() or pass data="
+    )
+    assert "job" not in shell.user_ns
+
+    def missing(name: str) -> Any:
+        raise ModelNotFound(f"no deployment named {name!r}; deployed: ['fraud']")
+
+    monkeypatch.setattr(ray_deploy, "get", missing)
+    _, err = run(shell, capsys, "%auto_retrain churn --on drift")
+    assert one_line(err) == "ModelNotFound: no deployment named 'churn'; deployed: ['fraud']"

@@ -119,6 +119,40 @@ def performance_section() -> dict[str, Any]:
     }
 
 
+def rollout_section(
+    state: str = "running", rollout_id: str = "r1", challenger: str = "4", share: float = 0.25, failing: str = ""
+) -> dict[str, Any]:
+    def gate(name: str) -> dict[str, Any]:
+        status = "fail" if name == failing else "pass"
+        return {"gate": name, "status": status, "champion": 0.0, "challenger": 0.1, "threshold": 0.02, "message": name}
+
+    final = state in ("promoted", "rolled_back", "aborted", "finished")
+    step = {
+        "index": 1,
+        "share": share,
+        "started_at": 1.0,
+        "ended_at": 2.0 if final else None,
+        "decision": {"rolled_back": "rollback", "promoted": "promote"}.get(state, "running"),
+        "gates": [gate("error_rate"), gate("p99_latency")],
+    }
+    return {
+        "rollout_id": rollout_id,
+        "mode": "canary",
+        "state": state,
+        "champion": "3",
+        "challenger": challenger,
+        "share": share,
+        "step": 1,
+        "steps": [0.05, share, 1.0],
+        "started_at": 0.0,
+        "updated_at": 2.0,
+        "message": "step 2/3",
+        "history": [step],
+        "traffic": {},
+        "report": {},
+    }
+
+
 def test_names_and_exported_names() -> None:
     assert all(name.startswith("deploy_") for name in METRICS)
     assert exported_names("deploy_requests") == ["ray_deploy_requests_total"]
@@ -142,6 +176,8 @@ def test_real_ray_metric_objects_accept_every_recording(caplog: pytest.LogCaptur
     monitor.drift(drift_section())
     monitor.quality(quality_section())
     monitor.performance(performance_section())
+    monitor.rollout(rollout_section())
+    monitor.rollout(rollout_section(state="rolled_back", failing="error_rate"))
     assert caplog.records == []
 
 
@@ -247,7 +283,43 @@ def test_missing_sections_are_skipped(recorders: dict[str, Recorder], caplog: py
     monitor.drift(None)
     monitor.quality(None)
     monitor.performance(None)
+    monitor.rollout(None)
     assert recorders == {} and caplog.records == []
+
+
+def test_rollout_share_state_and_gates(recorders: dict[str, Recorder]) -> None:
+    monitor = MonitorMetrics("churn")
+    monitor.rollout(rollout_section())
+    share, state = recorders["deploy_rollout_share"], recorders["deploy_rollout_state"]
+    gate_failed = recorders["deploy_rollout_gate_failed"]
+    assert share.get(mode="canary", challenger="4") == 0.25
+    assert state.get() == 1
+    assert gate_failed.get(gate="error_rate") == 0 and gate_failed.get(gate="p99_latency") == 0
+    monitor.rollout(rollout_section(state="awaiting_approval", share=1.0))
+    assert state.get() == 2 and share.get(mode="canary", challenger="4") == 1.0
+    monitor.rollout(rollout_section(state="paused"))
+    assert state.get() == 2
+    assert "deploy_rollout_outcomes" not in recorders  # nothing ended yet
+
+
+def test_rollout_outcome_counted_once_per_rollout(recorders: dict[str, Recorder]) -> None:
+    monitor = MonitorMetrics("churn")
+    monitor.rollout(rollout_section())
+    for _ in range(3):  # the final section is published more than once (tick, then a status read)
+        monitor.rollout(rollout_section(state="rolled_back", failing="error_rate"))
+    outcomes, gate_failed = recorders["deploy_rollout_outcomes"], recorders["deploy_rollout_gate_failed"]
+    assert outcomes.get(outcome="rolled_back") == 1
+    assert gate_failed.get(gate="error_rate") == 1  # why it rolled back, until the next rollout
+    assert recorders["deploy_rollout_state"].get() == 0
+    assert recorders["deploy_rollout_share"].get(mode="canary", challenger="4") == 0
+    # the next rollout, of another challenger: the old share and the old failure go to 0
+    monitor.rollout(rollout_section(rollout_id="r2", challenger="5", share=0.05))
+    assert recorders["deploy_rollout_share"].get(mode="canary", challenger="4") == 0
+    assert recorders["deploy_rollout_share"].get(mode="canary", challenger="5") == 0.05
+    assert gate_failed.get(gate="error_rate") == 0
+    monitor.rollout(rollout_section(rollout_id="r2", challenger="5", state="promoted", share=1.0))
+    monitor.rollout(rollout_section(rollout_id="r2", challenger="5", state="promoted", share=1.0))
+    assert outcomes.get(outcome="promoted") == 1 and outcomes.get(outcome="rolled_back") == 1
 
 
 def test_bad_sections_never_raise_and_warn_once(
@@ -258,6 +330,7 @@ def test_bad_sections_never_raise_and_warn_once(
     monitor.drift({"state": "on fire"})
     monitor.quality({"rows": -1})
     monitor.performance(["not", "a", "section"])  # type: ignore[arg-type]
+    monitor.rollout({"mode": "sideways"})
     assert len(caplog.records) == 1 and "could not record drift metrics" in caplog.records[0].getMessage()
     monitor.drift(drift_section())  # a good section after bad ones still counts
     assert recorders["deploy_drift_alarm"].get() == 1

@@ -357,6 +357,54 @@ def test_extra_gates_take_part_in_the_decision() -> None:
     assert decision == "advance"
 
 
+def test_the_fairness_gate_is_built_in_when_the_spec_names_sensitive_columns() -> None:
+    assert "fairness" not in [g["gate"] for g in evaluate_gates(*healthy(), GATES)]
+    gates = GATES.model_copy(update={"sensitive": ("sex",), "max_fairness_increase": 0.1})
+    spec = SPEC.model_copy(update={"gates": gates})
+    champion, challenger = healthy()
+    # no labels yet: the fairness gate waits and does not hold the step
+    decision, state = decide(canary(spec=spec), champion, challenger, now=60.0)
+    fairness = [g for g in state.history[0]["gates"] if g["gate"] == "fairness"]
+    assert decision == "advance" and fairness[0]["status"] == "waiting" and fairness[0]["threshold"] == 0.1
+    # with labels: the spec's metric and limit decide
+    for w, dpd in ((champion, 0.10), (challenger, 0.18)):
+        w.labels = 40
+        w.fairness = {"demographic_parity_difference": dpd, "disparate_impact": 0.9}
+    assert decide(canary(spec=spec), champion, challenger, now=60.0)[0] == "advance"  # +0.08 <= 0.1
+    challenger.fairness = {"demographic_parity_difference": 0.25, "disparate_impact": 0.9}
+    decision, state = decide(canary(spec=spec), champion, challenger, now=1.0)
+    assert decision == "rollback" and "demographic_parity_difference increased by 0.15" in state.reason
+    # another metric from the spec
+    ratio = SPEC.model_copy(update={"gates": gates.model_copy(update={"fairness_metric": "disparate_impact"})})
+    assert decide(canary(spec=ratio), champion, challenger, now=60.0)[0] == "advance"
+    challenger.fairness = {"demographic_parity_difference": 0.25, "disparate_impact": 0.7}
+    assert decide(canary(spec=ratio), champion, challenger, now=1.0)[0] == "rollback"
+
+
+def test_a_fairness_that_cannot_be_computed_fails_the_gate_with_the_reason() -> None:
+    gates = GATES.model_copy(update={"sensitive": ("sex",)})
+    champion, challenger = healthy()
+    challenger.fairness = {"error": "fairness metrics are for binary classification; found 3 labels [0, 1, 2]"}
+    result = evaluate_gates(champion, challenger, gates)[-1]
+    assert result["gate"] == "fairness" and result["status"] == "fail"
+    assert result["message"].startswith("fairness cannot be computed: fairness metrics are for binary")
+    GateResult.model_validate(result)
+
+
+def test_the_gate_spec_validates_its_fairness_settings() -> None:
+    from pydantic import ValidationError
+
+    from ray_deploy.fairness import HEADLINE_METRICS
+
+    assert GateSpec.model_fields["fairness_metric"].annotation.__args__ == HEADLINE_METRICS  # type: ignore[union-attr]
+    assert GateSpec(sensitive=["sex", "age"]).sensitive == ("sex", "age")  # type: ignore[arg-type]
+    for bad in ({"fairness_metric": "accuracy"}, {"sensitive": ("sex", "sex")}, {"sensitive": ("",)}):
+        with pytest.raises(ValidationError):
+            GateSpec(**bad)  # type: ignore[arg-type]
+    with pytest.raises(ValidationError):
+        GateSpec(max_fairness_increase=-0.1)
+
+
 def test_messages_while_running_say_where_the_canary_is() -> None:
     state = canary()
     champion, challenger = healthy()

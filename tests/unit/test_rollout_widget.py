@@ -269,3 +269,30 @@ def test_a_failing_first_fetch_shows_why_and_keeps_trying(made: list[RolloutWidg
             break
         deadline.wait(0.01)
     assert widget.state == "running"
+
+
+def test_a_failing_refresh_backs_off_and_says_so_then_recovers(made: list[RolloutWidget]) -> None:
+    """The shared refresher (``jupyter_ext.refresher``): doubling delay while the fetch fails, then back to normal."""
+    results: list[Any] = [ConnectionError("down"), ConnectionError("down"), section(state="paused")]
+    notes: list[str] = []
+
+    def fetch() -> dict[str, Any] | None:
+        result = results.pop(0) if results else section(state="paused")
+        if isinstance(result, Exception):
+            raise result
+        return result
+
+    widget = make(made, fetch=fetch, section=section(), interval_s=0.01, start=False)
+    widget.note.observe(lambda change: notes.append(change["new"]), names="value")
+    widget.start()
+    waited = threading.Event()
+    for _ in range(500):
+        if widget.state == "paused":
+            break
+        waited.wait(0.01)
+    widget.stop(timeout_s=5)
+    assert widget.state == "paused" and not widget.running
+    assert notes[:2] == [
+        "refresh failed (ConnectionError: down); retrying in 0.02s",
+        "refresh failed (ConnectionError: down); retrying in 0.04s",
+    ]

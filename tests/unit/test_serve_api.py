@@ -53,3 +53,11 @@ def test_a_pinned_code_version_survives_options_and_reaches_the_deploy_arguments
     from ray.serve._private import client
 
     assert "deployment._version or get_random_string()" in inspect.getsource(client)
+
+
+def test_deployment_handle_can_skip_the_existence_check() -> None:
+    import inspect
+
+    from ray import serve
+
+    assert "_check_exists" in inspect.signature(serve.get_deployment_handle).parameters

@@ -276,6 +276,148 @@ export interface IRolloutSection {
   report: Record<string, MetricValue>;
 }
 
+/** Where a retrain is (`RetrainState`); succeeded, failed and cancelled are final. */
+export type RetrainState = 'pending' | 'running' | 'succeeded' | 'failed' | 'cancelled';
+
+/** What happens to a new version that passes the evaluation gate (`RetrainThen`). */
+export type RetrainThen = 'register' | 'canary' | 'shadow' | 'deploy';
+
+/** What started a retrain (`RetrainTrigger`). */
+export type RetrainTrigger = 'manual' | 'drift' | 'schedule' | 'performance';
+
+/** What an auto-retrain policy watches (`AutoRetrainSection.on`). */
+export type AutoRetrainOn = 'drift' | 'schedule' | 'performance';
+
+/** Ray Tune's status of a trial (`RetrainTrial.status`). */
+export type TrialStatus = 'PENDING' | 'RUNNING' | 'PAUSED' | 'TERMINATED' | 'ERROR';
+
+/** A hyperparameter value (`ConfigValue`). */
+export type ConfigValue = number | string | boolean | null;
+
+/** One Ray Tune trial of a retrain, as it runs (`RetrainTrial`). */
+export interface IRetrainTrial {
+  trial_id: string;
+  status: TrialStatus;
+  /** The trial's hyperparameters. */
+  config: Record<string, ConfigValue>;
+  /** The trial's last reported value of the retrain metric. */
+  metric: number | null;
+  /** Results reported so far (epochs or boosting rounds). */
+  iterations: number;
+  /** Whether the scheduler (ASHA) stopped it before its last iteration. */
+  stopped_early: boolean;
+  /** Why it failed (the exception's last line), or null. */
+  error: string | null;
+}
+
+/** The best metric so far at a moment of the retrain (`CurvePoint`). */
+export interface ICurvePoint {
+  /** Seconds since the retrain started. */
+  t: number;
+  value: number;
+}
+
+/** Champion and challenger scored on one data set by the evaluation gate (`GateRow`). */
+export interface IGateRow {
+  /** held_out: rows no trial trained or was tuned on; recent: the newest labelled captured rows. */
+  dataset: 'held_out' | 'recent';
+  rows: number;
+  champion: number | null;
+  challenger: number | null;
+  /** challenger - champion, signed so that positive is better. */
+  delta: number | null;
+}
+
+/** The evaluation gate's verdict (`RetrainGate`). */
+export interface IRetrainGate {
+  passed: boolean;
+  metric: string;
+  /** How much better (in the metric's units) the new version must be on recent (else held-out) rows. */
+  min_improvement: number;
+  /** How much worse it may be on held-out rows when recent rows decide. */
+  max_regression: number;
+  rows: IGateRow[];
+  /** One line for a person: why it passed or failed. */
+  reason: string;
+}
+
+/** Exactly what a retrain trained and was evaluated on (`RetrainData`). */
+export interface IRetrainData {
+  rows: number;
+  train_rows: number;
+  valid_rows: number;
+  test_rows: number;
+  from_reference: number;
+  from_captured: number;
+  from_user: number;
+  /** SHA-256 of the rows and labels, in order. */
+  content_hash: string;
+  /** Oldest captured row used, seconds since the epoch, or null. */
+  since: number | null;
+  until: number | null;
+}
+
+/** The deployment's running or last retrain: Ray Tune in a Ray Job (`RetrainSection`). */
+export interface IRetrainSection {
+  /** Also its Ray Job's submission id. */
+  retrain_id: string;
+  state: RetrainState;
+  trigger: RetrainTrigger;
+  started_at: number;
+  updated_at: number;
+  /** When it ended, or null while it runs. */
+  ended_at: number | null;
+  time_budget_s: number | null;
+  /** What Tune optimizes, e.g. accuracy or rmse. */
+  metric: string;
+  mode: 'max' | 'min';
+  scheduler: 'asha' | 'fifo';
+  /** Trials planned. */
+  num_samples: number;
+  /** The version that served when the retrain started. */
+  parent_version: string | null;
+  trials: IRetrainTrial[];
+  /** Best metric so far over time, oldest first. */
+  best_curve: ICurvePoint[];
+  best_trial: string | null;
+  /** What it trains on, once gathered. */
+  data: IRetrainData | null;
+  /** The registered new version (alias challenger), or null. */
+  version: string | null;
+  /** The evaluation gate's verdict, or null before it ran. */
+  gate: IRetrainGate | null;
+  then: RetrainThen;
+  mlflow_run_id: string | null;
+  /** One line for a person: progress, or how it ended. */
+  message: string;
+}
+
+/** One decision of an auto-retrain policy (`RetrainEvent`). */
+export interface IRetrainEvent {
+  t: number;
+  trigger: RetrainTrigger;
+  /** started or skipped a retrain on a trigger, or a retrain it started finished. */
+  action: 'started' | 'skipped' | 'finished';
+  retrain_id: string | null;
+  /** One line: why it started or was skipped (cooldown, one running, ...). */
+  reason: string;
+}
+
+/** The deployment's auto-retrain policy, running in the cluster (`AutoRetrainSection`). */
+export interface IAutoRetrainSection {
+  on: AutoRetrainOn;
+  then: RetrainThen;
+  /** Least seconds between two retrains it starts. */
+  cooldown_s: number;
+  /** The schedule's period (on=schedule), or null. */
+  every_s: number | null;
+  /** The performance floor (on=performance), or null. */
+  min_metric: number | null;
+  last_started_at: number | null;
+  /** Its recent decisions, oldest first (at most 50). */
+  events: IRetrainEvent[];
+}
+
 /** The one status document per deployment (`StatusDocument`, built in the cluster). */
 export interface IStatusDocument {
   name: string;
@@ -304,6 +446,10 @@ export interface IStatusDocument {
   performance: IPerformanceSection | null;
   /** The current or last rollout, or null if none. */
   rollout: IRolloutSection | null;
+  /** The running or last retrain, or null if none. */
+  retrain: IRetrainSection | null;
+  /** The auto-retrain policy, or null if none. */
+  auto_retrain: IAutoRetrainSection | null;
 }
 
 /** `GET deployments` (`DeploymentList`). */

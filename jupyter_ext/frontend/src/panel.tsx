@@ -17,8 +17,10 @@ import type {
   IActionDocument,
   IDeploymentDetails,
   IDriftSection,
+  IAutoRetrainSection,
   IPerformanceSection,
   IQualitySection,
+  IRetrainSection,
   IRolloutSection,
   IStatusDocument
 } from './api';
@@ -40,6 +42,7 @@ import {
   validateScale
 } from './model';
 import { createRefreshPoll } from './poll';
+import { autoRetrainView, lastEventTime, retrainView } from './retrain';
 
 /** Command that inserts the `ray_deploy.get(...)` snippet (registered in index.ts). */
 export const INSERT_SNIPPET_COMMAND = 'ray-deploy:insert-snippet';
@@ -413,6 +416,94 @@ function RolloutBlock(props: {
   );
 }
 
+/**
+ * The details' Retrain block: the running retrain (state, trials done of planned, best metric, elapsed and the
+ * time left of its budget) or the last outcome (message, new version, the evaluation gate), then the
+ * auto-retrain policy line with its last decision. Either section may be null; null when both are.
+ */
+function RetrainBlock(props: {
+  retrain: IRetrainSection | null;
+  autoRetrain: IAutoRetrainSection | null;
+}): JSX.Element | null {
+  const { retrain, autoRetrain } = props;
+  if (retrain === null && autoRetrain === null) {
+    return null;
+  }
+  const view = retrain === null ? null : retrainView(retrain, Date.now() / 1000);
+  const auto = autoRetrain === null ? null : autoRetrainView(autoRetrain);
+  return (
+    <div className="jp-RayDeploy-retrain" data-testid="ray-deploy-retrain-block" data-state={view?.state ?? 'none'}>
+      <h4 className="jp-RayDeploy-subTitle">Retrain</h4>
+      {view !== null ? (
+        <>
+          <div className="jp-RayDeploy-clusterLine">
+            <span data-testid="ray-deploy-retrain-title">{view.title}</span>
+            <span
+              className={`jp-RayDeploy-badge jp-RayDeploy-badge-${view.badge}`}
+              data-testid="ray-deploy-retrain-state"
+            >
+              {view.state}
+            </span>
+          </div>
+          <div className="jp-RayDeploy-muted" data-testid="ray-deploy-retrain-progress">
+            {[view.trials, view.best, view.final ? `took ${view.elapsed}` : `${view.elapsed} elapsed`, view.remaining]
+              .filter(part => part !== '')
+              .join(' · ')}
+          </div>
+          <div className="jp-RayDeploy-muted" data-testid="ray-deploy-retrain-message">
+            {view.message}
+          </div>
+          {view.version ? <div data-testid="ray-deploy-retrain-version">{view.version}</div> : null}
+          {view.gate !== null ? (
+            <>
+              <div
+                className={`jp-RayDeploy-gate jp-mod-${view.gate.passed ? 'pass' : 'fail'}`}
+                data-testid="ray-deploy-retrain-gate"
+                data-passed={String(view.gate.passed)}
+                title={view.gate.reason}
+              >
+                {view.gate.passed ? '✓' : '✗'} {view.gate.label}
+              </div>
+              <table className="jp-RayDeploy-table" data-testid="ray-deploy-retrain-gate-rows">
+                <thead>
+                  <tr>
+                    <th>data</th>
+                    <th>rows</th>
+                    <th>champion</th>
+                    <th>challenger</th>
+                    <th>delta</th>
+                  </tr>
+                </thead>
+                <tbody>
+                  {view.gate.rows.map(row => (
+                    <tr key={row.dataset}>
+                      <td>{row.dataset}</td>
+                      <td>{row.rows}</td>
+                      <td>{row.champion}</td>
+                      <td>{row.challenger}</td>
+                      <td>{row.delta}</td>
+                    </tr>
+                  ))}
+                </tbody>
+              </table>
+            </>
+          ) : null}
+        </>
+      ) : null}
+      {auto !== null ? (
+        <div className="jp-RayDeploy-muted" data-testid="ray-deploy-auto-retrain">
+          auto-retrain {auto.policy}
+          {auto.lastEvent !== null ? (
+            <div title={lastEventTime(auto)} data-testid="ray-deploy-auto-retrain-event">
+              last: {auto.lastEvent}
+            </div>
+          ) : null}
+        </div>
+      ) : null}
+    </div>
+  );
+}
+
 /** The details' Drift block: state, drifted features with their effect sizes, AUC, windows, the last alarm. */
 function DriftBlock({ drift }: { drift: IDriftSection }): JSX.Element | null {
   const view = driftView(drift);
@@ -645,6 +736,7 @@ function DeploymentDetails(props: {
           onRollback={rollout => void onRollback(rollout)}
         />
       ) : null}
+      <RetrainBlock retrain={doc.retrain} autoRetrain={doc.auto_retrain} />
       {doc.drift !== null ? <DriftBlock drift={doc.drift} /> : null}
       {doc.quality !== null ? <QualityBlock quality={doc.quality} /> : null}
       {doc.performance !== null ? <PerformanceBlock performance={doc.performance} /> : null}

@@ -9,19 +9,26 @@ import type {
   ActionKind,
   AlarmLevel,
   ActionStatus,
+  AutoRetrainOn,
   IActionDocument,
+  IAutoRetrainSection,
   DriftState,
   IClusterDocument,
   IDeploymentDetails,
   IDeploymentList,
   IRayDeployApi,
+  IRetrainSection,
   IRolloutSection,
   IStatusDocument,
   IVersionInfo,
   GateStatus,
+  RetrainState,
+  RetrainThen,
+  RetrainTrigger,
   RolloutMode,
   RolloutState,
-  StepDecision
+  StepDecision,
+  TrialStatus
 } from '../src/api';
 import { ApiError } from '../src/api';
 import actionJson from './fixtures/action.json';
@@ -29,6 +36,8 @@ import clusterDisconnectedJson from './fixtures/cluster-disconnected.json';
 import clusterJson from './fixtures/cluster.json';
 import errorJson from './fixtures/error.json';
 import statusDeployingJson from './fixtures/status-deploying.json';
+import statusRetrainFinishedJson from './fixtures/status-retrain-finished.json';
+import statusRetrainRunningJson from './fixtures/status-retrain-running.json';
 import statusJson from './fixtures/status.json';
 import versionsJson from './fixtures/versions.json';
 
@@ -83,6 +92,53 @@ function rolloutFromJson(rollout: Widened<IRolloutSection> | null): IRolloutSect
   };
 }
 
+const RETRAIN_STATES: RetrainState[] = ['pending', 'running', 'succeeded', 'failed', 'cancelled'];
+const RETRAIN_THENS: RetrainThen[] = ['register', 'canary', 'shadow', 'deploy'];
+const RETRAIN_TRIGGERS: RetrainTrigger[] = ['manual', 'drift', 'schedule', 'performance'];
+const TRIAL_STATUSES: TrialStatus[] = ['PENDING', 'RUNNING', 'PAUSED', 'TERMINATED', 'ERROR'];
+const AUTO_RETRAIN_ONS: AutoRetrainOn[] = ['drift', 'schedule', 'performance'];
+
+/** A retrain section from JSON, its literal fields checked. */
+function retrainFromJson(retrain: Widened<IRetrainSection> | null): IRetrainSection | null {
+  if (retrain === null) {
+    return null;
+  }
+  const { gate } = retrain;
+  return {
+    ...retrain,
+    state: oneOf(retrain.state, RETRAIN_STATES),
+    trigger: oneOf(retrain.trigger, RETRAIN_TRIGGERS),
+    mode: oneOf(retrain.mode, ['max', 'min'] as const),
+    scheduler: oneOf(retrain.scheduler, ['asha', 'fifo'] as const),
+    then: oneOf(retrain.then, RETRAIN_THENS),
+    trials: retrain.trials.map(trial => ({ ...trial, status: oneOf(trial.status, TRIAL_STATUSES) })),
+    gate:
+      gate === null
+        ? null
+        : {
+            ...gate,
+            rows: gate.rows.map(row => ({ ...row, dataset: oneOf(row.dataset, ['held_out', 'recent'] as const) }))
+          }
+  };
+}
+
+/** An auto-retrain section from JSON, its literal fields checked. */
+function autoRetrainFromJson(auto: Widened<IAutoRetrainSection> | null): IAutoRetrainSection | null {
+  if (auto === null) {
+    return null;
+  }
+  return {
+    ...auto,
+    on: oneOf(auto.on, AUTO_RETRAIN_ONS),
+    then: oneOf(auto.then, RETRAIN_THENS),
+    events: auto.events.map(event => ({
+      ...event,
+      trigger: oneOf(event.trigger, RETRAIN_TRIGGERS),
+      action: oneOf(event.action, ['started', 'skipped', 'finished'] as const)
+    }))
+  };
+}
+
 /** A status document from its JSON fixture, its literal fields checked. */
 function statusFromJson(doc: Widened<IStatusDocument>): IStatusDocument {
   const { drift, performance } = doc;
@@ -109,7 +165,9 @@ function statusFromJson(doc: Widened<IStatusDocument>): IStatusDocument {
             ...performance,
             task: performance.task === null ? null : oneOf(performance.task, ['classification', 'regression'] as const)
           },
-    rollout: rolloutFromJson(doc.rollout)
+    rollout: rolloutFromJson(doc.rollout),
+    retrain: retrainFromJson(doc.retrain),
+    auto_retrain: autoRetrainFromJson(doc.auto_retrain)
   };
 }
 
@@ -129,6 +187,16 @@ export const CLUSTER_DISCONNECTED: IClusterDocument = clusterDisconnectedJson;
 export const STATUS: IStatusDocument = statusFromJson(statusJson);
 /** A deployment 'churn' still deploying: no version, no traffic, no history, no monitoring sections, no rollout. */
 export const STATUS_DEPLOYING: IStatusDocument = statusFromJson(statusDeployingJson);
+/**
+ * 'iris' retraining by hand (no rollout, no policy): 5 of 8 trials started (3 terminated, one stopped early by
+ * ASHA, one errored, one running), best accuracy 0.953, 95 s into a 300 s budget.
+ */
+export const STATUS_RETRAIN_RUNNING: IStatusDocument = statusFromJson(statusRetrainRunningJson);
+/**
+ * 'iris' after a retrain its drift policy started succeeded: v3 passed the gate (held-out and recent rows) and
+ * its canary runs (the rollout of `STATUS`); the policy (on drift → canary, 1 h cooldown) has three events.
+ */
+export const STATUS_RETRAIN_FINISHED: IStatusDocument = statusFromJson(statusRetrainFinishedJson);
 /** The registry versions of 'iris'. */
 export const VERSIONS: IVersionInfo[] = versionsJson;
 /** A scale action just submitted. */
