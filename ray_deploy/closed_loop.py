@@ -159,7 +159,7 @@ def run(
         num_samples=num_samples,
         resources_per_trial={"cpu": cpus_per_trial},
         max_regression=0.05,
-        rollout=RolloutSpec(steps=(0.5, 1.0), step_s=5, gates=GateSpec(min_requests=10, max_prediction_shift=1.0)),
+        rollout=RolloutSpec(steps=(0.5, 1.0), step_s=10, gates=GateSpec(min_requests=10, max_prediction_shift=1.0)),
     )
     step("2. auto-retrain on: a drift alarm retrains (Ray Tune), the gate judges, a canary rolls the winner out")
     with Traffic(dep.url, drifted=False, max_requests=2 * WINDOW_ROWS // ROWS_PER_REQUEST) as before:
@@ -167,7 +167,7 @@ def run(
     before_accuracy = before.accuracy() or 0.0
     step(f"3. {before.sent} requests like the training data: accuracy {before_accuracy:.2f}, drift stays ok")
     facts: dict[str, Any] = {"first_version": first, "accuracy_before_drift": before_accuracy}
-    with Traffic(dep.url, drifted=True, max_requests=2000, pause_s=0.1, seed=10_000) as drifted:
+    with Traffic(dep.url, drifted=True, max_requests=3000, pause_s=0.05, seed=10_000) as drifted:
         _wait(lambda: drift_state(dep) == "alarm", 90, "the drift alarm")
         facts["accuracy_on_drift"] = drifted.accuracy()
         step(

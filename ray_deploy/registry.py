@@ -9,6 +9,7 @@ Example:
 from __future__ import annotations
 
 import logging
+from datetime import datetime, timezone
 from typing import Any
 
 from ray_deploy.config import Settings
@@ -135,9 +136,31 @@ def versions_frame(name: str, serving: str | None) -> Any:
                 "deployed_by": tags.get("ray_deploy.deployed_by"),
                 "model_kind": tags.get("ray_deploy.model_kind"),
                 "parent_version": tags.get("ray_deploy.parent_version"),
+                "trained_on": _trained_on(tags),
+                "gate": tags.get("ray_deploy.gate"),
+                "retrain_run": tags.get("ray_deploy.retrain_run"),
                 "reference": "yes" if tags.get("ray_deploy.reference_run") else None,
                 "run_id": info.run_id,
                 **{f"metric.{k}": v for k, v in sorted(metrics.items())},
             }
         )
     return pd.DataFrame(rows)
+
+
+def _trained_on(tags: dict[str, str]) -> str | None:
+    """What a retrained version learned from, as its retrain recorded it: rows, content hash, captured time range.
+
+    Example:
+        >>> _trained_on({"ray_deploy.data_rows": "4300", "ray_deploy.data_hash": "f16e67e5...", ...})
+        '4300 rows, sha256 f16e67e525e9, captured 2026-11-28 15:41:40..15:42:33 UTC'
+    """
+    rows = tags.get("ray_deploy.data_rows")
+    if not rows:
+        return None
+    text = f"{rows} rows, sha256 {tags.get('ray_deploy.data_hash', '')[:12]}"
+    since, _, until = tags.get("ray_deploy.data_range", "").partition("..")
+    try:
+        start, end = (datetime.fromtimestamp(float(t), timezone.utc) for t in (since, until))
+    except ValueError:  # no captured rows: no time range
+        return text
+    return f"{text}, captured {start:%Y-%m-%d %H:%M:%S}..{end:%H:%M:%S} UTC"

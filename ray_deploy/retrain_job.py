@@ -430,6 +430,10 @@ def _register(
         "ray_deploy.task": task,
     }
     _tag_version(name, version, lineage)
+    run_id = _mlflow().get_model_version(name, version).run_id
+    for key, value in (outcome.best_metrics or {}).items():  # the version's recorded metrics (versions() shows them)
+        if run_id and _number(value) and key in _LOGGED:
+            _mlflow().log_metric(run_id, key, float(value))
     _mlflow().set_registered_model_alias(name, "challenger", version)
     inputs = features(trained, champion.input_kind)
     spec = DriftSpec()

@@ -717,7 +717,9 @@ def decide(
     ended = _end(state, now, results, "advance")
     nxt = state.step + 1
     share = state.spec.steps[nxt]
-    baseline = champion.copy() if enough else state.baseline
+    # the champion's window to compare later steps with (at share 1.0 it gets no traffic): this step's when it had
+    # enough, else the one these gates compared with (it may hold fewer than min_requests but is all there is)
+    baseline = champion.copy() if enough or state.baseline is None else state.baseline
     return "advance", replace(
         ended,
         step=nxt,

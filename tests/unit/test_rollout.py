@@ -461,3 +461,20 @@ def test_an_ab_test_keeps_its_share_and_rolls_back_only_on_user_visible_failures
     assert decision == "rollback" and "error_rate" in state.reason
     with pytest.raises(ConfigError, match="share must lie in"):
         start_rollout("ab2", "ab", SPEC, "2", "3", now=0.0, share=1.5)
+
+
+def test_a_thinly_loaded_first_step_still_leaves_a_baseline_for_the_full_share() -> None:
+    spec = RolloutSpec(steps=(0.5, 1.0), step_s=10, gates=GateSpec(min_requests=10, max_prediction_shift=1.0))
+    state = start_rollout("r", "canary", spec, "1", "2", now=0.0)
+    champion, challenger = VersionWindow(), VersionWindow()
+    for _ in range(6):  # fewer champion requests than min_requests (of many rows each): the gates use what there is
+        champion.add(200, 10.0, [1] * 20)
+    for _ in range(12):
+        challenger.add(200, 11.0, [1])
+    decision, state = decide(state, champion, challenger, now=11.0)
+    assert decision == "advance" and state.baseline is not None and state.baseline.requests == 6
+    full = VersionWindow()
+    for _ in range(12):
+        full.add(200, 11.0, [1])
+    decision, state = decide(state, VersionWindow(), full, now=22.0)  # at share 1.0 the champion gets nothing
+    assert decision == "promote", state.reason
