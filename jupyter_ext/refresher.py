@@ -21,7 +21,7 @@ from typing import Any
 
 from ray_deploy.errors import ModelNotFound
 
-__all__ = ["MAX_BACKOFF_S", "Refresher"]
+__all__ = ["MAX_BACKOFF_S", "Refresher", "Refreshing"]
 
 log = logging.getLogger(__name__)
 
@@ -99,3 +99,49 @@ class Refresher:
             delay = self._interval_s()
             if self._stop.is_set() or not self._show(value):
                 return
+
+
+class Refreshing:
+    """What a live widget does through its :class:`Refresher`: report, start and stop refreshing, refresh now.
+
+    A widget using it sets ``self._refresher``, ``self.deleted`` and ``self._fetch`` and defines ``update(value)``;
+    ``_finished()`` says when nothing will change any more (an ended rollout or retrain), so starting is a no-op.
+
+    Example:
+        >>> class Card(Refreshing, widgets.VBox): ...
+        >>> card.start(); card.running
+        True
+    """
+
+    _refresher: Refresher
+    _fetch: Callable[[], Any]
+    deleted: bool
+
+    def update(self, value: Any) -> None:
+        raise NotImplementedError
+
+    def _finished(self) -> bool:
+        return False
+
+    @property
+    def running(self) -> bool:
+        """Whether the background refresher is alive."""
+        return self._refresher.running
+
+    @property
+    def _thread(self) -> threading.Thread | None:
+        return self._refresher.thread
+
+    def start(self) -> None:
+        """Refresh every ``interval_s`` from a daemon thread (no-op when running, deleted or finished)."""
+        if self.running or self.deleted or self._finished():
+            return
+        self._refresher.start()
+
+    def stop(self, timeout_s: float | None = None) -> None:
+        """Stop refreshing; waits up to ``timeout_s`` for the thread to end (None: do not wait)."""
+        self._refresher.stop(timeout_s)
+
+    def refresh(self) -> None:
+        """Fetch now and show it (raises what the fetch raises)."""
+        self.update(self._fetch())

@@ -30,7 +30,7 @@ from typing import Any
 
 import ipywidgets as widgets
 
-from jupyter_ext.refresher import Refresher
+from jupyter_ext.refresher import Refresher, Refreshing
 from ray_deploy.errors import ModelNotFound
 
 __all__ = [
@@ -353,7 +353,7 @@ def retrain_text(name: str, section: dict[str, Any] | None, now: float | None = 
     return "\n".join(lines)
 
 
-class RetrainPanel(widgets.VBox):
+class RetrainPanel(Refreshing, widgets.VBox):
     """The live view of a deployment's retrain, with a Cancel button.
 
     ``result`` is the :class:`ray_deploy.retrain.RetrainResult` to show (default: the deployment's last retrain,
@@ -432,15 +432,6 @@ class RetrainPanel(widgets.VBox):
         """The retrain's state as last shown, or None without a retrain."""
         return None if self.section is None else str(self.section.get("state"))
 
-    @property
-    def running(self) -> bool:
-        """Whether the background refresher is alive."""
-        return self._refresher.running
-
-    @property
-    def _thread(self) -> threading.Thread | None:
-        return self._refresher.thread
-
     def result(self) -> Any:
         """The :class:`RetrainResult` the Cancel button acts on (built from the shown section's retrain id)."""
         if self._result is None:
@@ -456,15 +447,8 @@ class RetrainPanel(widgets.VBox):
 
     # ---- refreshing ----------------------------------------------------------------------------
 
-    def start(self) -> None:
-        """Refresh every ``interval_s`` from a daemon thread (no-op when running, deleted or the retrain ended)."""
-        if self.running or self.deleted or is_final(self.section):
-            return
-        self._refresher.start()
-
-    def stop(self, timeout_s: float | None = None) -> None:
-        """Stop refreshing; waits up to ``timeout_s`` for the thread to end (None: do not wait)."""
-        self._refresher.stop(timeout_s)
+    def _finished(self) -> bool:
+        return is_final(self.section)
 
     def close(self) -> None:
         """Close the panel and its parts; the refresher stops."""
@@ -472,10 +456,6 @@ class RetrainPanel(widgets.VBox):
         for part in _descendants(self):
             part.close()
         super().close()
-
-    def refresh(self) -> None:
-        """Fetch the retrain section now and show it (raises what the fetch raises)."""
-        self.update(self._fetch())
 
     def update(self, section: dict[str, Any] | None) -> None:
         """Show a retrain section (or none) in place: only the parts that changed are replaced."""

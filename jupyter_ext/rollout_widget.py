@@ -27,7 +27,7 @@ from typing import Any
 
 import ipywidgets as widgets
 
-from jupyter_ext.refresher import Refresher
+from jupyter_ext.refresher import Refresher, Refreshing
 from jupyter_ext.widgets import FINAL_ROLLOUT_STATES, percent
 from ray_deploy.errors import ModelNotFound
 
@@ -233,7 +233,7 @@ def rollout_text(name: str, section: dict[str, Any] | None) -> str:
     return "\n".join(lines)
 
 
-class RolloutWidget(widgets.VBox):
+class RolloutWidget(Refreshing, widgets.VBox):
     """The live view of a deployment's rollout, with pause/resume, promote and roll back buttons.
 
     ``rollout`` is the :class:`ray_deploy.Rollout` the buttons act on (default: ``deployment.rollout``, the one
@@ -307,15 +307,6 @@ class RolloutWidget(widgets.VBox):
         """The rollout's state as last shown, or None without a rollout."""
         return None if self.section is None else str(self.section.get("state"))
 
-    @property
-    def running(self) -> bool:
-        """Whether the background refresher is alive."""
-        return self._refresher.running
-
-    @property
-    def _thread(self) -> threading.Thread | None:
-        return self._refresher.thread
-
     def deployment(self) -> Any:
         """The deployment the widget shows (``ray_deploy.get(name)`` unless one was given)."""
         if self._deployment is None:
@@ -326,15 +317,8 @@ class RolloutWidget(widgets.VBox):
 
     # ---- refreshing ----------------------------------------------------------------------------
 
-    def start(self) -> None:
-        """Refresh every ``interval_s`` from a daemon thread (no-op when running, deleted or the rollout ended)."""
-        if self.running or self.deleted or is_final(self.section):
-            return
-        self._refresher.start()
-
-    def stop(self, timeout_s: float | None = None) -> None:
-        """Stop refreshing; waits up to ``timeout_s`` for the thread to end (None: do not wait)."""
-        self._refresher.stop(timeout_s)
+    def _finished(self) -> bool:
+        return is_final(self.section)
 
     def close(self) -> None:
         """Close the widget and its parts; the refresher stops."""
@@ -342,10 +326,6 @@ class RolloutWidget(widgets.VBox):
         for part in (self.body, self.pause_button, self.promote_button, self.rollback_button, self.buttons, self.note):
             part.close()
         super().close()
-
-    def refresh(self) -> None:
-        """Fetch the rollout section now and show it (raises what the fetch raises)."""
-        self.update(self._fetch())
 
     def update(self, section: dict[str, Any] | None) -> None:
         """Show a rollout section (or none); the buttons follow its state."""

@@ -30,7 +30,7 @@ import ipywidgets as widgets
 from pydantic import ValidationError
 
 from jupyter_ext.history_plot import HistoryPoint, history_png
-from jupyter_ext.refresher import Refresher
+from jupyter_ext.refresher import Refresher, Refreshing
 from ray_deploy.cluster import on_shutdown
 from ray_deploy.errors import ModelNotFound, RayDeployError
 
@@ -276,7 +276,7 @@ def history_points(doc: dict[str, Any]) -> list[HistoryPoint]:
         return []
 
 
-class DeploymentCard(widgets.VBox):
+class DeploymentCard(Refreshing, widgets.VBox):
     """A live card of one deployment: state, version, replicas, QPS, p50/p99, errors, history plot, the running
     rollout, the drift badge and model metric (when the document has them), links.
 
@@ -343,25 +343,6 @@ class DeploymentCard(widgets.VBox):
             log.info("no status yet for %r", self.name, exc_info=True)
             return {"name": self.name, "state": "UNKNOWN", "message": f"status unavailable ({exc}); retrying"}
 
-    @property
-    def running(self) -> bool:
-        """Whether the background refresher is alive."""
-        return self._refresher.running
-
-    @property
-    def _thread(self) -> threading.Thread | None:
-        return self._refresher.thread
-
-    def start(self) -> None:
-        """Start refreshing every ``interval_s`` from a daemon thread (no-op when already running)."""
-        if self.running or self.deleted:
-            return
-        self._refresher.start()
-
-    def stop(self, timeout_s: float | None = None) -> None:
-        """Stop refreshing; waits up to ``timeout_s`` for the thread to end (None: do not wait)."""
-        self._refresher.stop(timeout_s)
-
     def close(self) -> None:
         """Close the card and its parts; the refresher stops."""
         self.stop()
@@ -369,10 +350,6 @@ class DeploymentCard(widgets.VBox):
         for part in _descendants(self):
             part.close()
         super().close()
-
-    def refresh(self) -> None:
-        """Fetch the status document now and show it (raises what the fetch raises)."""
-        self.update(self._fetch())
 
     def update(self, doc: dict[str, Any]) -> None:
         """Show a status document: values, title, links, message, and its history (redrawn when it changed)."""

@@ -191,9 +191,9 @@ def run(
         steps = " → ".join(f"{h['share']:.0%} {h['decision']}" for h in rollout["history"])
         step(f"8. canary of version {rollout['challenger']}: {steps}; {rollout['state']}")
         served_from = drifted.sent
-        _wait(lambda: drifted.sent >= served_from + 20, 60, "traffic on the new version")
+        _wait(lambda: drifted.sent >= served_from + 5, 60, "traffic on the new version")
     facts["promoted_version"] = dep.version if rollout["state"] == "promoted" else None
-    after = Traffic(dep.url, drifted=True, max_requests=20, pause_s=0.0, seed=50_000)
+    after = Traffic(dep.url, drifted=True, max_requests=10, pause_s=0.0, seed=50_000)
     for _ in range(after.max_requests):
         after.send_one()
     facts["accuracy_after"] = after.accuracy()
