@@ -39,7 +39,7 @@ jstest: install
 	cd $(FRONTEND) && (test -d node_modules || npm ci) && npm test --silent
 
 test: lint jstest
-	$(PY) -m pytest -q -rs
+	$(PY) -m pytest -q -rs --durations=20
 
 bench: install
 	$(PY) bench/serving.py

@@ -303,6 +303,9 @@ class ModelServer:
                 'the body must be {"request_ids": ["<id>", ...], "labels": [<label>, ...]} (equal lengths; '
                 "the ids are the request_id of predict answers or the id of V2 infer answers)"
             )
+        unknown = sorted(set(body) - {"request_ids", "labels"})
+        if unknown:
+            raise BadRequest(f"unknown fields {unknown} in the feedback body; send only request_ids and labels")
         answer = await _remote(
             self._monitor.feedback.remote(body["request_ids"], body.get("labels")),
             self._predictor.options.request_timeout_s,

@@ -161,6 +161,9 @@ def test_labels_give_model_metrics_and_unknown_ids_come_back(monitored: ray_depl
     assert performance["unknown_ids"] == 1
     bad = requests.post(f"{monitored.url}/feedback", json={"request_ids": ids[:2], "labels": [1]}, timeout=30)
     assert bad.status_code == 400 and "equal lengths" in bad.json()["error"]
+    extra = {"request_ids": ids[:1], "labels": [1], "label": 1}
+    bad = requests.post(f"{monitored.url}/feedback", json=extra, timeout=30)
+    assert bad.status_code == 400 and "unknown fields ['label']" in bad.json()["error"]
 
 
 def test_garbage_moves_quality_counters_and_nothing_crashes(monitored: ray_deploy.Deployment) -> None:
