@@ -21,7 +21,7 @@ from typing import Any
 from ray_deploy.config import DeployOptions
 from ray_deploy.dataplane.schema import InputSchema
 from ray_deploy.dataplane.served_model import check_version, model_uri
-from ray_deploy.errors import BadRequest, PayloadTooLarge, RayDeployError, SchemaMismatch
+from ray_deploy.errors import PayloadTooLarge, RayDeployError, SchemaMismatch
 
 log = logging.getLogger("ray.serve")
 
@@ -81,18 +81,8 @@ class Explainer:
 
     async def explain_request(self, body: Any, version: str | None = None) -> dict[str, Any]:
         """The HTTP route's body: ``{"instances": [...]}`` or ``{"dataframe_split": {...}}``."""
-        if not isinstance(body, dict):
-            raise BadRequest(f"the request body must be a JSON object, got {type(body).__name__}")
         target = await self._target(version)
-        if "instances" in body:
-            rows = target.schema.from_instances(body["instances"])
-        elif "dataframe_split" in body:
-            rows = target.schema.from_dataframe_split(body["dataframe_split"])
-        else:
-            raise BadRequest(
-                'the body needs "instances": [[...], ...] or "dataframe_split": {"columns": [...], "data": [[...]]}; '
-                f"got keys {sorted(body)}"
-            )
+        rows = target.schema.from_body(body)
         return await self._explain(target, rows, "auto", None)
 
     async def _target(self, version: str | None) -> _Explainable:

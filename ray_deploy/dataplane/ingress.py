@@ -336,19 +336,8 @@ class ModelServer:
 
     async def _predict(self, request: Request, version: str | None) -> tuple[Response, _Served]:
         body = await read_json(request, self._max_bytes)
-        if not isinstance(body, dict):
-            raise BadRequest(f"the request body must be a JSON object, got {type(body).__name__}")
         loaded = await self._pool.get(version)
-        schema = loaded.schema or InputSchema()
-        if "instances" in body:
-            model_input = schema.from_instances(body["instances"])
-        elif "dataframe_split" in body:
-            model_input = schema.from_dataframe_split(body["dataframe_split"])
-        else:
-            raise BadRequest(
-                'the body needs "instances": [[...], ...] or "dataframe_split": {"columns": [...], "data": [[...]]}; '
-                f"got keys {sorted(body)}"
-            )
+        model_input = (loaded.schema or InputSchema()).from_body(body)
         request_id = self._request_id()
         output = await self._predictor.run(loaded, model_input, request_id, self._is_current(loaded))
         payload = {"predictions": to_jsonable(output), "model_version": loaded.version, "request_id": request_id}

@@ -29,6 +29,8 @@ from ray_deploy.dataplane.columns import Column, coerce, column_of, integer_sche
 from ray_deploy.dataplane.v2 import v2_datatype
 from ray_deploy.errors import BadRequest, SchemaMismatch
 
+_ENVELOPES = ("instances", "dataframe_split")
+
 
 @dataclass(frozen=True)
 class InputSchema:
@@ -126,6 +128,27 @@ class InputSchema:
         return _element_schema(np.dtype(self.tensor_dtype))
 
     # ---- the envelopes -------------------------------------------------------------------
+
+    def from_body(self, body: Any) -> Any:
+        """A predict or explain body: exactly one of ``instances`` and ``dataframe_split``, nothing else.
+
+        Example:
+            >>> InputSchema(columns=(Column("a", "double"),)).from_body({"instances": [{"a": 1}]})["a"].tolist()
+            [1.0]
+        """
+        if not isinstance(body, dict):
+            raise BadRequest(f"the request body must be a JSON object, got {type(body).__name__}")
+        envelopes = [key for key in _ENVELOPES if key in body]
+        unknown = sorted(set(body) - set(_ENVELOPES))
+        if len(envelopes) != 1 or unknown:
+            problem = f"unknown fields {unknown}" if unknown else f"got keys {sorted(body)}"
+            raise BadRequest(
+                'the body needs exactly one of "instances": [[...], ...] or "dataframe_split": {"columns": [...], '
+                f'"data": [[...]]}}, and no other field; {problem}'
+            )
+        if envelopes == ["instances"]:
+            return self.from_instances(body["instances"])
+        return self.from_dataframe_split(body["dataframe_split"])
 
     def from_instances(self, instances: Any) -> Any:
         """``{"instances": [...]}``: rows as lists (positional) or dicts (by field name).

@@ -46,7 +46,7 @@ def test_explain_limits_and_bad_input(churn: Churn) -> None:
         ({"instances": too_many}, 413, "explain_max_rows=1000"),
         ({"instances": [{"age": 30.0, "income": 40.0, "plan": "basic", "zip": "x"}]}, 422, "unknown field 'zip'"),
         ({"instances": [[1.0, 2.0]]}, 422, "has 2 values, expected 3"),
-        ({"rows": []}, 400, 'needs "instances"'),
+        ({"rows": []}, 400, 'needs exactly one of "instances"'),
     ]
     for body, status, fragment in cases:
         answer = requests.post(f"{dep.url}/explain", json=body, timeout=300)

@@ -57,7 +57,7 @@ def test_model_routes(summer: ray_deploy.Deployment) -> None:
 BAD_REQUESTS = [
     ("malformed JSON", "/predict", b'{"instances": [[1, 2', 400, "not valid JSON"),
     ("empty body", "/predict", b"", 400, "the request body is empty"),
-    ("wrong envelope", "/predict", b'{"rows": [[1, 2, 3]]}', 400, 'needs "instances"'),
+    ("wrong envelope", "/predict", b'{"rows": [[1, 2, 3]]}', 400, 'needs exactly one of "instances"'),
     ("wrong type", "/predict", b'{"instances": [["a", "b", "c"]]}', 422, "expected float64 numbers, got strings"),
     ("wrong shape", "/predict", b'{"instances": [[1, 2]]}', 422, "expected shape [-1, 3]"),
     ("wrong V2 field names", "/infer", b'{"inputs": [{"nom": "x"}]}', 400, "is missing ['name', 'shape'"),
