@@ -22,9 +22,21 @@ import aiohttp
 import torch
 
 import ray_deploy
+from ray_deploy.keys import auth_headers
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from serving import CONCURRENCY, HOST, MODELS, Budget, Result, http_call, log, measure, parse_args  # noqa: E402
+from serving import (  # noqa: E402
+    CONCURRENCY,
+    HOST,
+    JSON_HEADERS,
+    MODELS,
+    Budget,
+    Result,
+    http_call,
+    log,
+    measure,
+    parse_args,
+)
 
 NAME = "bench-rollout"
 LENIENT = {"min_requests": 10**6, "max_prediction_shift": 1.0, "max_p99_ratio": 100.0, "max_error_rate_increase": 1.0}
@@ -32,10 +44,11 @@ LENIENT = {"min_requests": 10**6, "max_prediction_shift": 1.0, "max_p99_ratio": 
 
 async def measure_rows(url: str, row: list[list[float]], label: str, budget: Budget) -> list[Result]:
     body = json.dumps({"instances": row}).encode()
+    headers = {**JSON_HEADERS, **auth_headers()}
     results = []
     async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=0)) as session:
         for concurrency in CONCURRENCY:
-            rec = await measure(http_call(session, url, body), concurrency, budget)
+            rec = await measure(http_call(session, url, body, headers), concurrency, budget)
             results.append(rec.result("small", label, concurrency))
     return results
 

@@ -7,6 +7,15 @@ p50/p99 latency, requests/s, errors, and the ratios to plain Ray Serve over HTTP
 model shows what ray-deploy's default dynamic batching of torch models buys, and the notes give what request
 capture costs: ray-deploy's throughput over HTTP with capture on relative to capture off (target: at least 0.95x).
 
+The data plane needs an API key: every HTTP request sends ``ray_deploy.auth_headers()`` (the project's admin key,
+no rate limit), so the ``ray-deploy, HTTP`` row is auth on. Two more rows, against the same capture-on
+deployment, give what API-key auth costs: ``auth off`` (``ray_deploy.set_auth(False)`` for the measurement,
+cluster-wide, and on again afterwards, even on failure) and ``rate-limited key`` (a key of
+``ray_deploy.create_key`` with the ``predict`` scope, for that deployment only, and a rate limit too high to be
+reached, so the row measures admission, not refusals; revoked afterwards). The notes relate the two (target: at
+least 0.95x at concurrency 32). The run expects auth on when it starts, and turns it off for a few seconds per
+model and concurrency: run it beside no one who relies on the same cluster refusing keyless requests.
+
 Run it with ``make bench`` (which runs ``python bench/serving.py``), or directly:
 
     python bench/serving.py                     # 300 requests or 15 s per measurement, whichever ends first
@@ -29,8 +38,8 @@ import math
 import os
 import sys
 import time
-from collections.abc import Awaitable, Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Mapping
+from contextlib import asynccontextmanager, contextmanager
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -44,6 +53,7 @@ from starlette.requests import Request
 
 import ray_deploy
 from ray_deploy.config import DeployOptions, Settings
+from ray_deploy.keys import auth_enabled, auth_headers, create_key, revoke_key, set_auth
 
 CONCURRENCY = (1, 32)
 REPLICA_CPUS = 1.0
@@ -55,13 +65,30 @@ IN_PROCESS = "in-process"
 PLAIN_HTTP = "plain Ray Serve, HTTP"
 OURS_HTTP = "ray-deploy, HTTP"
 OURS_HTTP_NO_CAPTURE = "ray-deploy, HTTP, capture off"
+OURS_HTTP_AUTH_OFF = "ray-deploy, HTTP, auth off"
+OURS_HTTP_LIMITED_KEY = "ray-deploy, HTTP, rate-limited key"
 OURS_HANDLE = "ray-deploy, handle"
-TARGETS = (IN_PROCESS, PLAIN_HTTP, OURS_HTTP, OURS_HTTP_NO_CAPTURE, OURS_HANDLE)
+TARGETS = (
+    IN_PROCESS,
+    PLAIN_HTTP,
+    OURS_HTTP,
+    OURS_HTTP_NO_CAPTURE,
+    OURS_HTTP_LIMITED_KEY,
+    OURS_HTTP_AUTH_OFF,
+    OURS_HANDLE,
+)
 """The order of the table's rows within a model and concurrency."""
 SERVED_REPLICAS = 3
 """Replicas deployed at once per model (plain Serve, ray-deploy, ray-deploy with capture off), REPLICA_CPUS each."""
 CAPTURE_TARGET = 0.95
 """Least acceptable req/s with capture on relative to capture off, at the highest concurrency."""
+AUTH_TARGET = 0.95
+"""Least acceptable req/s with auth on (a rate-limited key) relative to auth off, at the highest concurrency."""
+BENCH_RATE_LIMIT = "1000000/s"
+"""The rate limit of the rate-limited key: far above what one client reaches, so no request is refused."""
+AUTH_SWITCH_S = 30.0
+"""Longest wait for a replica to follow ``set_auth`` (they refresh their key table within about 5 s)."""
+AUTH_POLL_S = 0.25
 
 Call = Callable[[], Awaitable[bool]]
 """One request against a target; True when it was answered successfully."""
@@ -263,9 +290,9 @@ async def measure(call: Call, concurrency: int, budget: Budget) -> Recorder:
     return await drive(call, concurrency, budget.requests, budget.seconds)
 
 
-def http_call(session: aiohttp.ClientSession, url: str, body: bytes) -> Call:
+def http_call(session: aiohttp.ClientSession, url: str, body: bytes, headers: Mapping[str, str]) -> Call:
     async def call() -> bool:
-        async with session.post(url, data=body, headers=JSON_HEADERS) as response:
+        async with session.post(url, data=body, headers=headers) as response:
             await response.read()
             return response.status == 200
 
@@ -280,9 +307,11 @@ def handle_call(handle: Any, row: np.ndarray) -> Call:
     return call
 
 
-async def check_http(session: aiohttp.ClientSession, url: str, body: bytes, expected: np.ndarray) -> None:
+async def check_http(
+    session: aiohttp.ClientSession, url: str, body: bytes, headers: Mapping[str, str], expected: np.ndarray
+) -> None:
     """Fail before measuring when a target does not answer with the in-process predictions."""
-    async with session.post(url, data=body, headers=JSON_HEADERS) as response:
+    async with session.post(url, data=body, headers=headers) as response:
         text = await response.text()
     if response.status != 200:
         raise RuntimeError(f"POST {url} answered {response.status}: {text[:500]}")
@@ -294,39 +323,106 @@ def check_predictions(where: str, got: np.ndarray, expected: np.ndarray) -> None
         raise RuntimeError(f"{where} predicted {got.tolist()}, in-process gives {expected.tolist()}")
 
 
+# ---- API keys -------------------------------------------------------------------------------------------------
+
+
+def with_key(key: str) -> dict[str, str]:
+    """The request headers that send ``key``."""
+    return {**JSON_HEADERS, "Authorization": f"Bearer {key}"}
+
+
+async def wait_for_keyless(session: aiohttp.ClientSession, url: str, body: bytes, status: int) -> None:
+    """Poll ``url`` with a request without a key until it answers ``status`` (200: auth off, 401: auth on), for
+    at most :data:`AUTH_SWITCH_S`."""
+    deadline = time.monotonic() + AUTH_SWITCH_S
+    while True:
+        async with session.post(url, data=body, headers=JSON_HEADERS) as response:
+            await response.read()
+        if response.status == status:
+            return
+        if time.monotonic() >= deadline:
+            raise RuntimeError(
+                f"POST {url} without an API key answered {response.status}, not {status}, "
+                f"after {AUTH_SWITCH_S:g} s of polling"
+            )
+        await asyncio.sleep(AUTH_POLL_S)
+
+
+@asynccontextmanager
+async def auth_off(session: aiohttp.ClientSession, url: str, body: bytes) -> AsyncIterator[None]:
+    """Turn API-key auth off for the cluster until ``url`` answers without a key; on the way out (also on a
+    failure) turn it on again and wait until ``url`` refuses keyless requests once more."""
+    try:
+        set_auth(False)
+        await wait_for_keyless(session, url, body, 200)
+        yield
+    finally:
+        set_auth(True)
+        await wait_for_keyless(session, url, body, 401)
+
+
+@contextmanager
+def limited_key(deployment: str) -> Iterator[str]:
+    """A ``predict`` key for ``deployment`` only, with a rate limit it never reaches; revoked on the way out."""
+    key = create_key(f"bench-{deployment}", deployments=[deployment], scopes=("predict",), rate_limit=BENCH_RATE_LIMIT)
+    try:
+        yield key
+    finally:
+        revoke_key(key)
+
+
 async def measure_served(
     spec: ModelSpec, module: torch.nn.Module, where: Served, row: torch.Tensor, budget: Budget
 ) -> list[Result]:
-    """Both concurrencies against plain Serve over HTTP, ray-deploy over HTTP (capture on and off) and ray-deploy's
-    handle (capture on).
+    """Both concurrencies against plain Serve over HTTP, ray-deploy over HTTP (capture on and off; auth on with the
+    project key, with a rate-limited key, and off) and ray-deploy's handle (capture on).
 
-    Capture off is measured before capture on, so the Monitor's Parquet writes that trail a capture-on run land on
-    the handle rows (capture on as well), not on the capture-off row it is compared with.
+    Compared rows are measured one after the other: capture off just before capture on, so the Monitor's Parquet
+    writes that trail a capture-on run do not land on the capture-off row; and the rate-limited key right after
+    auth off, each just after the wait for the replica to follow an auth switch.
     """
     body = json.dumps({"instances": row.tolist()}).encode()
     array = row.numpy()
     with torch.inference_mode():
         expected = module(row).numpy()
     handle = serve.get_app_handle(where.ours_name)
+    admin = {**JSON_HEADERS, **auth_headers()}  # plain Serve gets it too: the same request everywhere
     connector = aiohttp.TCPConnector(limit=max(CONCURRENCY))
     timeout = aiohttp.ClientTimeout(total=REQUEST_TIMEOUT_S)
+    results: list[Result] = []
+
+    async def row_of(target: str, call: Call, concurrency: int) -> None:
+        log(f"{spec.name}: {target}, concurrency {concurrency}")
+        rec = await measure(call, concurrency, budget)
+        results.append(rec.result(spec.name, target, concurrency))
+
     async with aiohttp.ClientSession(connector=connector, timeout=timeout) as session:
-        await check_http(session, where.plain_url, body, expected)
-        await check_http(session, where.ours_url, body, expected)
-        await check_http(session, where.no_capture_url, body, expected)
+        await check_http(session, where.plain_url, body, admin, expected)
+        await check_http(session, where.ours_url, body, admin, expected)
+        await check_http(session, where.no_capture_url, body, admin, expected)
         check_predictions(f"handle {where.ours_name}", np.asarray(await handle.predict.remote(array)), expected)
-        calls = {
-            PLAIN_HTTP: http_call(session, where.plain_url, body),
-            OURS_HTTP_NO_CAPTURE: http_call(session, where.no_capture_url, body),
-            OURS_HTTP: http_call(session, where.ours_url, body),
-            OURS_HANDLE: handle_call(handle, array),
-        }
-        results = []
-        for concurrency in CONCURRENCY:
-            for target, call in calls.items():
-                log(f"{spec.name}: {target}, concurrency {concurrency}")
-                rec = await measure(call, concurrency, budget)
-                results.append(rec.result(spec.name, target, concurrency))
+        if not auth_enabled():
+            raise RuntimeError(
+                "API-key auth is off on this cluster (a run of this benchmark that was killed leaves it off): turn "
+                "it on first, with ray_deploy.set_auth(True) or RAY_DEPLOY_AUTH=on"
+            )
+        await wait_for_keyless(session, where.ours_url, body, 401)
+        with limited_key(where.ours_name) as key:
+            await check_http(session, where.ours_url, body, with_key(key), expected)
+            plain = http_call(session, where.plain_url, body, admin)
+            no_capture = http_call(session, where.no_capture_url, body, admin)
+            ours = http_call(session, where.ours_url, body, admin)
+            keyless = http_call(session, where.ours_url, body, JSON_HEADERS)
+            limited = http_call(session, where.ours_url, body, with_key(key))
+            for concurrency in CONCURRENCY:
+                await row_of(PLAIN_HTTP, plain, concurrency)
+                await row_of(OURS_HTTP_NO_CAPTURE, no_capture, concurrency)
+                await row_of(OURS_HTTP, ours, concurrency)
+                async with auth_off(session, where.ours_url, body):
+                    await check_http(session, where.ours_url, body, JSON_HEADERS, expected)
+                    await row_of(OURS_HTTP_AUTH_OFF, keyless, concurrency)
+                await row_of(OURS_HTTP_LIMITED_KEY, limited, concurrency)
+                await row_of(OURS_HANDLE, handle_call(handle, array), concurrency)
     return sorted(results, key=lambda r: (r.concurrency, TARGETS.index(r.target)))
 
 
@@ -343,28 +439,58 @@ def add_ratios(results: list[Result]) -> None:
             r.p50_vs_plain = r.p50_ms / base.p50_ms
 
 
-def capture_ratios(results: list[Result], concurrency: int) -> dict[str, float | None]:
-    """Per model: ray-deploy's req/s over HTTP with capture on relative to capture off, at ``concurrency``."""
+def rps_ratios(results: list[Result], concurrency: int, target: str, base: str) -> dict[str, float | None]:
+    """Per model: the req/s of ``target`` relative to ``base``, at ``concurrency``."""
     rps = {(r.model, r.target): r.rps for r in results if r.concurrency == concurrency}
     ratios: dict[str, float | None] = {}
     for spec in MODELS:
-        on, off = rps.get((spec.name, OURS_HTTP)), rps.get((spec.name, OURS_HTTP_NO_CAPTURE))
+        on, off = rps.get((spec.name, target)), rps.get((spec.name, base))
         ratios[spec.name] = on / off if on is not None and off else None
     return ratios
 
 
-def capture_note(results: list[Result]) -> str:
+def capture_ratios(results: list[Result], concurrency: int) -> dict[str, float | None]:
+    """Per model: ray-deploy's req/s over HTTP with capture on relative to capture off, at ``concurrency``."""
+    return rps_ratios(results, concurrency, OURS_HTTP, OURS_HTTP_NO_CAPTURE)
+
+
+def auth_ratios(results: list[Result], concurrency: int) -> dict[str, float | None]:
+    """Per model: ray-deploy's req/s over HTTP with a rate-limited key relative to auth off, at ``concurrency``."""
+    return rps_ratios(results, concurrency, OURS_HTTP_LIMITED_KEY, OURS_HTTP_AUTH_OFF)
+
+
+def ratio_summary(
+    ratios: Callable[[list[Result], int], dict[str, float | None]], results: list[Result], target: float
+) -> str:
+    """``"<ratios> at concurrency 32: ... (target: ..., met); at concurrency 1: ..."`` for a note."""
     top = max(CONCURRENCY)
-    ratios = capture_ratios(results, top)
-    figures = ", ".join(f"{model} {capture_ratio(value)}" for model, value in ratios.items())
-    met = all(value is not None and value >= CAPTURE_TARGET for value in ratios.values())
-    at_one = ", ".join(f"{model} {capture_ratio(value)}" for model, value in capture_ratios(results, 1).items())
+    at_top = ratios(results, top)
+    figures = ", ".join(f"{model} {capture_ratio(value)}" for model, value in at_top.items())
+    met = all(value is not None and value >= target for value in at_top.values())
+    at_one = ", ".join(f"{model} {capture_ratio(value)}" for model, value in ratios(results, 1).items())
+    return (
+        f"req/s at concurrency {top}: {figures} (target: at least {target:.2f}×, {'met' if met else 'NOT met'}); "
+        f"at concurrency 1: {at_one}."
+    )
+
+
+def capture_note(results: list[Result]) -> str:
     return (
         f"- Request capture: `{OURS_HTTP}` captures every request (the default: inputs and outputs shipped in the "
         f"background to the deployment's Monitor, which writes Parquet); `{OURS_HTTP_NO_CAPTURE}` is a second "
         "deployment of the same model with `capture=False` and the same options, measured just before it. "
-        f"Capture on / off req/s at concurrency {top}: {figures} (target: at least {CAPTURE_TARGET:.2f}×, "
-        f"{'met' if met else 'NOT met'}); at concurrency 1: {at_one}."
+        f"Capture on / off {ratio_summary(capture_ratios, results, CAPTURE_TARGET)}"
+    )
+
+
+def auth_note(results: list[Result]) -> str:
+    return (
+        f"- API keys: `{OURS_HTTP}` and the other HTTP rows send the project's default key (scope admin, no rate "
+        f"limit); `{OURS_HTTP_LIMITED_KEY}` sends a key with scope predict for that deployment only and a rate "
+        f"limit of {BENCH_RATE_LIMIT} (never reached: the row measures admission, not refusals); "
+        f"`{OURS_HTTP_AUTH_OFF}` sends no key, with auth turned off cluster-wide (`ray_deploy.set_auth(False)`) "
+        "just for it. Both run against the capture-on deployment, one after the other. "
+        f"Auth on (rate-limited key) / auth off {ratio_summary(auth_ratios, results, AUTH_TARGET)}"
     )
 
 
@@ -382,6 +508,7 @@ def markdown(results: list[Result], budget: Budget) -> str:
         f"{ours.batch_size(True)} rows, max_ongoing_requests {ours.ongoing_requests(True)}), over HTTP (`/predict`) "
         "and over the Serve handle (`predict.remote`).",
         capture_note(results),
+        auth_note(results),
         f"- One replica each with num_cpus={REPLICA_CPUS:g}; load from one asyncio client on the same machine "
         f"({os.cpu_count()} CPUs): {budget.requests} requests or {budget.seconds:g} s per row, whichever ends "
         f"first, after a warm-up; ray {ray.__version__}, torch {torch.__version__}.",
@@ -421,6 +548,7 @@ def write_json(path: Path, results: list[Result], budget: Budget) -> None:
         "models": {spec.name: list(spec.widths) for spec in MODELS},
         "results": [asdict(r) for r in results],
         "capture_on_vs_off_rps": {str(c): capture_ratios(results, c) for c in CONCURRENCY},
+        "auth_limited_key_vs_off_rps": {str(c): auth_ratios(results, c) for c in CONCURRENCY},
     }
     path.write_text(json.dumps(doc, indent=2))
 
@@ -470,9 +598,9 @@ def main(argv: list[str] | None = None) -> int:
         # a local head started here offers the machine's CPUs, and at least one per replica deployed at once (only
         # one target is loaded at a time, so the logical CPUs beyond the cores are never busy together)
         os.environ["RAY_DEPLOY_NUM_CPUS"] = str(max(os.cpu_count() or 1, math.ceil(wanted)))
-    info = ray_deploy.connect()
-    log(f"cluster {info.address}, {info.cpus:g} CPU; endpoint {info.endpoint}")
-    try:
+    try:  # connect inside: --stop-cluster also stops a head started here that could not be connected to
+        info = ray_deploy.connect()
+        log(f"cluster {info.address}, {info.cpus:g} CPU; endpoint {info.endpoint}")
         if info.cpus < wanted:
             log(
                 f"the cluster offers {info.cpus:g} CPU, the {SERVED_REPLICAS} replicas deployed per model need "

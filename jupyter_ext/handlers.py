@@ -22,6 +22,7 @@ from pydantic import BaseModel
 from tornado import web
 
 from jupyter_ext.manager import DeploymentManager, Manager, RayDeployServer
+from ray_deploy.audit import acting_as, parse_since
 from ray_deploy.config import parse_options
 from ray_deploy.documents import ErrorDocument
 from ray_deploy.errors import BadRequest, ModelNotFound, RayDeployError
@@ -41,6 +42,13 @@ class _Handler(APIHandler):
         """The manager that computes every answer (``settings["ray_deploy_manager"]``)."""
         manager: Manager = self.settings[MANAGER_SETTING]
         return manager
+
+    @property
+    def identity(self) -> str:
+        """Who acts, for the audit log: ``jupyter:<username>`` of the authenticated Jupyter user."""
+        user = self.current_user
+        name = getattr(user, "username", None) or getattr(user, "name", None) or str(user or "anonymous")
+        return f"jupyter:{name}"
 
     def reply(self, doc: BaseModel, status: int = 200) -> None:
         """Answer with a wire document as JSON."""
@@ -121,7 +129,8 @@ class DeploymentHandler(_Handler):
 
     @web.authenticated
     async def delete(self, name: str) -> None:
-        self.reply(await self.manager.delete(name), 202)
+        with acting_as(self.identity):
+            self.reply(await self.manager.delete(name), 202)
 
 
 class ScaleHandler(_Handler):
@@ -130,7 +139,8 @@ class ScaleHandler(_Handler):
     @web.authenticated
     async def post(self, name: str) -> None:
         low, high = _scale_body(self.json_body())
-        self.reply(await self.manager.scale(name, low, high), 202)
+        with acting_as(self.identity):
+            self.reply(await self.manager.scale(name, low, high), 202)
 
 
 class PromoteHandler(_Handler):
@@ -141,7 +151,8 @@ class PromoteHandler(_Handler):
         body = self.json_body() if self.request.body else {}
         if body:
             raise BadRequest(f"the promote body takes no fields, got {sorted(body)}; send {{}} or nothing")
-        self.reply(await self.manager.promote(name), 202)
+        with acting_as(self.identity):
+            self.reply(await self.manager.promote(name), 202)
 
 
 class RollbackHandler(_Handler):
@@ -151,7 +162,17 @@ class RollbackHandler(_Handler):
     @web.authenticated
     async def post(self, name: str) -> None:
         to_version = _rollback_body(self.json_body() if self.request.body else {})
-        self.reply(await self.manager.rollback(name, to_version), 202)
+        with acting_as(self.identity):
+            self.reply(await self.manager.rollback(name, to_version), 202)
+
+
+class AuditHandler(_Handler):
+    """``GET deployments/<name>/audit[?since=1h]``: the deployment's audit entries and the log's chain check."""
+
+    @web.authenticated
+    async def get(self, name: str) -> None:
+        since = self.get_query_argument("since", None)
+        self.reply(await self.manager.audit(name, parse_since(since) if since else None))
 
 
 class ActionHandler(_Handler):
@@ -169,7 +190,7 @@ class NotFoundHandler(_Handler):
         raise ModelNotFound(
             f"no route {self.request.method} /{API}/{path}; routes: GET cluster, POST cluster/start, GET deployments, "
             "GET/DELETE deployments/<name>, POST deployments/<name>/scale, POST deployments/<name>/promote, "
-            "POST deployments/<name>/rollback, GET actions/<id>"
+            "POST deployments/<name>/rollback, GET deployments/<name>/audit, GET actions/<id>"
         )
 
     @web.authenticated
@@ -236,6 +257,7 @@ def routes(base_url: str) -> list[tuple[str, type[_Handler]]]:
         (f"deployments/{name}/scale", ScaleHandler),
         (f"deployments/{name}/promote", PromoteHandler),
         (f"deployments/{name}/rollback", RollbackHandler),
+        (f"deployments/{name}/audit", AuditHandler),
         (r"actions/(?P<action_id>[^/]+)", ActionHandler),
         (r"(?P<path>.*)", NotFoundHandler),
     ]

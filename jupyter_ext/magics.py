@@ -381,8 +381,90 @@ class RayDeployMagics(Magics):
         with _user_errors("promote"):
             args = parse_argstring(self.promote, line)
             deployment = ray_deploy.get(args.name)
-            deployment.promote()
+            if deployment.promote() is False:
+                print(
+                    f"the promotion of {args.name!r} awaits approval by a second person "
+                    f"(%approve {args.name} VERSION, as someone else)"
+                )
+                return
             print(f"promoted {args.name!r}: version {deployment.version} is the champion")
+
+    @magic_arguments()
+    @argument("name", help="deployment name")
+    @argument("version", help="the challenger version whose promotion you approve, e.g. 4")
+    @line_magic
+    def approve(self, line: str) -> None:
+        """Approve a promotion that waits for a second person: ``%approve NAME VERSION``.
+
+        For deployments deployed with ``require_approval=True``; you must not be the one who started the rollout
+        or asked to promote it. The approval is recorded in the audit log (``%audit NAME``).
+        """
+        with _user_errors("approve"):
+            args = parse_argstring(self.approve, line)
+            ray_deploy.get(args.name).approve(args.version)
+            print(f"approved version {args.version} of {args.name!r} as {_identity()}")
+
+    @magic_arguments()
+    @argument("name", nargs="?", help="deployment name (default: every deployment)")
+    @argument("--since", metavar="WHEN", help="only newer entries: 30m, 1h, 2d, an ISO time or epoch seconds")
+    @argument("-o", "--output", metavar="VAR", help="store the audit DataFrame in this notebook variable")
+    @line_magic
+    def audit(self, line: str) -> None:
+        """The audit trail (who deployed, scaled, promoted, approved, ...): ``%audit [NAME] [--since 1h] [-o VAR]``.
+
+        Shows a table of time, who, action, deployment, before, after, outcome and evidence, and whether the log's
+        hash chain is intact (an edited, deleted or reordered entry is reported).
+        """
+        with _user_errors("audit"):
+            args = parse_argstring(self.audit, line)
+            output = _output_name(args.output)
+            from ray_deploy.audit import audit_log, parse_since, verify_audit
+
+            since = parse_since(args.since) if args.since else None
+            table = audit_log(args.name, since)
+            self._store(output, table)
+            from IPython.display import display
+
+            shown = table.drop(columns=["hash"]) if len(table) else table
+            if len(shown):
+                display(shown)
+            else:
+                print(f"no audit entries{' of ' + repr(args.name) if args.name else ''}")
+            print(repr(verify_audit()))
+
+    @magic_arguments()
+    @argument("command", nargs="?", default="list", choices=["list", "create", "revoke", "default"])
+    @argument("target", nargs="?", help="create: the key's name; revoke: the key id")
+    @argument("--deployments", metavar="A,B", help="create: the deployments it may call (default: all)")
+    @argument("--scopes", metavar="S,S", default="predict", help="create: predict, read, ... (default: predict)")
+    @argument("--rate-limit", metavar="N/s", help="create: e.g. 100/s or 6000/m")
+    @argument("--expires-in", type=float, metavar="S", help="create: seconds until it expires")
+    @argument("-o", "--output", metavar="VAR", help="store the result (table or secret) in this variable")
+    @line_magic
+    def keys(self, line: str) -> None:
+        """API keys of the data plane: ``%keys [list]``, ``%keys create NAME [--deployments a,b] [--scopes
+        predict,read] [--rate-limit 100/s] [--expires-in 3600]``, ``%keys revoke KEY_ID``, ``%keys default``.
+
+        A created key's secret is shown once; store it with ``-o``.
+        """
+        with _user_errors("keys"):
+            args = parse_argstring(self.keys, line)
+            output = _output_name(args.output)
+            call = keys_call(args)
+            from ray_deploy import keys as key_api
+
+            result = getattr(key_api, call[0])(*call[1], **call[2])
+            self._store(output, result)
+            if args.command == "create":
+                print(f"created key {args.target!r}; its secret (shown once): {result}")
+            elif args.command == "revoke":
+                print(f"revoked key {args.target}")
+            elif args.command == "default":
+                print(result)
+            else:
+                from IPython.display import display
+
+                display(result)
 
     @magic_arguments()
     @argument("name", help="deployment name")
@@ -595,6 +677,47 @@ def register(ipython: Any) -> None:
         >>> register(get_ipython())
     """
     ipython.register_magics(RayDeployMagics)
+
+
+def _identity() -> str:
+    from ray_deploy.audit import current_identity
+
+    return current_identity()
+
+
+def _csv(text: str | None) -> list[str] | None:
+    """``a,b`` as ``["a", "b"]`` (None when not given)."""
+    if text is None:
+        return None
+    return [part.strip() for part in text.split(",") if part.strip()]
+
+
+def keys_call(args: Any) -> tuple[str, tuple[Any, ...], dict[str, Any]]:
+    """The ``ray_deploy.keys`` call a parsed ``%keys`` (or ``ray-deploy keys``) line makes: function, args, kwargs.
+
+    Example:
+        >>> keys_call(Namespace(command="revoke", target="k1", ...))
+        ('revoke_key', ('k1',), {})
+    """
+    if args.command == "create":
+        if not args.target:
+            raise UsageError("keys create needs a name, e.g. `keys create ci --scopes predict`")
+        options: dict[str, Any] = {
+            "deployments": _csv(args.deployments),
+            "scopes": tuple(_csv(args.scopes) or ("predict",)),
+            "rate_limit": args.rate_limit,
+            "expires_in_s": args.expires_in,
+        }
+        return "create_key", (args.target,), options
+    if args.target is not None and args.command != "revoke":
+        raise UsageError(f"keys {args.command} takes no argument, got {args.target!r}")
+    if args.command == "revoke":
+        if not args.target:
+            raise UsageError("keys revoke needs a key id, e.g. `keys revoke 3f2a9c1b`; see `keys list`")
+        return "revoke_key", (args.target,), {}
+    if args.command == "default":
+        return "default_key", (), {}
+    return "list_keys", (), {}
 
 
 def _output_name(name: str | None) -> str | None:

@@ -43,6 +43,7 @@ from ray_deploy.dashboard import (
 )
 from ray_deploy.documents import (
     ActionDocument,
+    AuditTrail,
     ClusterDocument,
     DeploymentDetails,
     DeploymentList,
@@ -52,6 +53,7 @@ from ray_deploy.documents import (
 )
 from ray_deploy.errors import ModelNotFound, RayDeployError
 from ray_deploy.jobs import action_status, start_local_cluster, submit_action
+from ray_deploy.keys import project_headers
 from ray_deploy.status import model_apps, status_document
 
 log = logging.getLogger(__name__)
@@ -116,6 +118,10 @@ class Manager(Protocol):
 
     async def action(self, action_id: str) -> ActionDocument:
         """The current state of an action."""
+        ...
+
+    async def audit(self, name: str, since: float | None) -> AuditTrail:
+        """The audit entries of a deployment (since ``since``) and the log's chain check."""
         ...
 
 
@@ -210,7 +216,12 @@ class DeploymentManager:
         settings = self.settings
         client = self.dashboard(settings)
         try:
-            rows = await fetch_model_list(settings.endpoint, self.config.request_timeout_s)
+            rows = await fetch_model_list(
+                settings.endpoint,
+                self.config.request_timeout_s,
+                project_headers(settings),
+                str(settings.tls_cert) if settings.tls_cert else None,
+            )
         except RayDeployError as exc:
             log.info("ray-deploy: the endpoint does not list the deployments, using Serve's details: %s", exc)
             apps = await self._model_apps(client)
@@ -259,6 +270,21 @@ class DeploymentManager:
             'SUCCEEDED'
         """
         return await action_status(self.dashboard(), action_id)
+
+    async def audit(self, name: str, since: float | None = None) -> AuditTrail:
+        """The deployment's audit entries (newest 200, oldest first) and the whole log's hash-chain check.
+
+        Read straight from the audit file (``Settings.audit_path``, on the head node where the server runs next to
+        a local cluster): this process is not a Ray driver, and only the ``ray-deploy-audit`` actor writes it.
+
+        Example:
+            >>> (await manager.audit("iris")).verification.ok
+            True
+        """
+        from ray_deploy.audit import trail_document
+
+        doc = await asyncio.to_thread(trail_document, self.settings.audit_path, name, since)
+        return AuditTrail.model_validate(doc)
 
     # ---- changes -----------------------------------------------------------------------------
 

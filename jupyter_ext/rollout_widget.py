@@ -429,10 +429,12 @@ class RolloutWidget(Refreshing, widgets.VBox):
             getattr(rollout, action)()
             return f"{'paused' if action == 'pause' else 'resumed'} the rollout of {self.name}"
         if action == "promote":
-            if self._rollout is not None:
-                self._rollout.promote()
-            else:
-                self.deployment().promote()
+            promoted = self._rollout.promote() if self._rollout is not None else self.deployment().promote()
+            if promoted is False:  # the deployment requires approval by a second person
+                return (
+                    f"the promotion of v{section.get('challenger')} of {self.name} awaits approval by a second "
+                    f"person: %approve {self.name} {section.get('challenger')}"
+                )
             return f"promoted v{section.get('challenger')} of {self.name}: it is the champion"
         if action == "rollback":
             if self._rollout is not None and not is_final(section):

@@ -11,6 +11,8 @@ Importing this package is cheap: Ray, MLflow and the ML libraries load when firs
 
 from __future__ import annotations
 
+import typing as _typing
+
 __version__ = "0.1.0"
 
 from ray_deploy.cluster import ClusterInfo, cluster_info, connect, shutdown
@@ -30,16 +32,29 @@ from ray_deploy.errors import (
     ClusterError,
     ConfigError,
     DeploymentFailed,
+    Forbidden,
     InsufficientResources,
+    IntegrityError,
     ModelFailed,
     ModelNotFound,
     NotReady,
     PayloadTooLarge,
+    RateLimited,
     RayDeployError,
     RequestTimeout,
     SchemaMismatch,
+    Unauthorized,
 )
 from ray_deploy.retraining import RetrainResult, retrain
+
+if _typing.TYPE_CHECKING:  # the lazy names below, typed for checkers
+    from ray_deploy.audit import acting_as, audit_log, verify_audit
+    from ray_deploy.drift_report import DriftReport
+    from ray_deploy.explanation import Explanation
+    from ray_deploy.fairness import FairnessReport
+    from ray_deploy.keys import auth_headers, create_key, default_key, list_keys, revoke_key, set_auth
+    from ray_deploy.mitigation import Mitigation, mitigate
+    from ray_deploy.rollouts import Rollout
 
 __all__ = [
     "AutoRetrainSpec",
@@ -55,13 +70,16 @@ __all__ = [
     "DriftSpec",
     "Explanation",
     "FairnessReport",
+    "Forbidden",
     "GateSpec",
     "InsufficientResources",
-    "ModelFailed",
+    "IntegrityError",
     "Mitigation",
+    "ModelFailed",
     "ModelNotFound",
     "NotReady",
     "PayloadTooLarge",
+    "RateLimited",
     "RayDeployError",
     "RequestTimeout",
     "RetrainResult",
@@ -70,16 +88,26 @@ __all__ = [
     "RolloutSpec",
     "SchemaMismatch",
     "Settings",
+    "Unauthorized",
     "__version__",
+    "acting_as",
+    "audit_log",
+    "auth_headers",
     "cluster_info",
     "connect",
+    "create_key",
+    "default_key",
     "delete",
     "deploy",
     "get",
     "list_deployments",
+    "list_keys",
     "mitigate",
     "retrain",
+    "revoke_key",
+    "set_auth",
     "shutdown",
+    "verify_audit",
 ]
 
 # Result classes of explanations, fairness, drift and rollouts load pandas or Ray; they load when first used.
@@ -90,6 +118,15 @@ _LAZY = {
     "FairnessReport": "ray_deploy.fairness",
     "Mitigation": "ray_deploy.mitigation",
     "mitigate": "ray_deploy.mitigation",
+    "acting_as": "ray_deploy.audit",
+    "audit_log": "ray_deploy.audit",
+    "verify_audit": "ray_deploy.audit",
+    "auth_headers": "ray_deploy.keys",
+    "create_key": "ray_deploy.keys",
+    "default_key": "ray_deploy.keys",
+    "list_keys": "ray_deploy.keys",
+    "revoke_key": "ray_deploy.keys",
+    "set_auth": "ray_deploy.keys",
 }
 
 

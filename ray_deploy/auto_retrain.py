@@ -22,6 +22,7 @@ import os
 import time
 from typing import Any
 
+from ray_deploy import audit
 from ray_deploy.config import AutoRetrainSpec, Settings
 from ray_deploy.retraining import FINAL, NAMESPACE
 
@@ -31,6 +32,7 @@ TICK_S = 2.0
 RESUBSCRIBE_S = 10.0
 MAX_EVENTS = 50
 REPEAT_SKIP_S = 60.0  # a trigger that keeps firing while skipped is recorded at most this often
+CONTROLLER = "controller:auto-retrain"
 
 
 def controller_name(name: str) -> str:
@@ -58,17 +60,30 @@ def enable(name: str, spec: AutoRetrainSpec, retrain_options: dict[str, Any] | N
     connect()
     Deployment(name).status()  # raises ModelNotFound for an unknown name
     check_resources(spec.retrain.resources_per_trial)
-    disable(name)
+    replaced = stop(name)
     actor = ray.remote(AutoRetrainController).options(  # type: ignore[attr-defined]
         name=controller_name(name), namespace=NAMESPACE, lifetime="detached", num_cpus=0, max_concurrency=4
     )
     controller: Any = actor.remote(name, spec, retrain_options or {}, Settings.from_env().to_env())
-    ray.get(controller.begin.remote(), timeout=120)
+    after = spec.model_dump(mode="json")
+    try:
+        ray.get(controller.begin.remote(), timeout=120)
+    except Exception as exc:
+        audit.record("auto_retrain_enable", deployment=name, after=after, outcome=f"failed: {exc}")
+        raise
     controller.run.remote()
+    audit.record("auto_retrain_enable", deployment=name, before={"enabled": replaced}, after=after)
 
 
 def disable(name: str) -> None:
     """Stop the auto-retrain policy of ``name`` (a retrain it started goes on); no-op without one."""
+    if stop(name):
+        audit.record("auto_retrain_disable", deployment=name, before={"enabled": True}, after={"enabled": False})
+
+
+def stop(name: str) -> bool:
+    """End the policy's actor without an audit event (``delete`` and a replacing ``enable`` record their own);
+    returns whether there was one."""
     import ray
 
     from ray_deploy.cluster import connect
@@ -76,13 +91,14 @@ def disable(name: str) -> None:
     connect()
     actor = _controller(name)
     if actor is None:
-        return
+        return False
     with contextlib.suppress(ray.exceptions.RayActorError):  # it died already: nothing to end
         ray.get(actor.end.remote(), timeout=60)
     ray.kill(actor)
     deadline = time.time() + 30
     while _controller(name) is not None and time.time() < deadline:
         time.sleep(0.2)
+    return True
 
 
 class AutoRetrainController:
@@ -168,7 +184,7 @@ class AutoRetrainController:
                 last = self.events[-1] if self.events else None
                 if last and last["action"] == "skipped" and time.time() - last["t"] < REPEAT_SKIP_S:
                     return
-                self._event("skipped", reason, None)
+                await self._event("skipped", reason, None)
             else:
                 await self._start(reason)
             await self._publish()
@@ -177,36 +193,50 @@ class AutoRetrainController:
         from ray_deploy.retraining import retrain
 
         retrain_spec = self.spec.retrain
+
+        def start() -> Any:
+            with audit.acting_as(CONTROLLER):  # the retrain's own events (started, finished) name the policy
+                return retrain(
+                    self.name,
+                    **self.options,
+                    **retrain_spec.model_dump(exclude={"rollout"}),
+                    rollout=retrain_spec.rollout,
+                    wait=False,
+                    trigger=self.spec.on,
+                )
+
         try:
-            result = await asyncio.to_thread(
-                retrain,
-                self.name,
-                **self.options,
-                **retrain_spec.model_dump(exclude={"rollout"}),
-                rollout=retrain_spec.rollout,
-                wait=False,
-                trigger=self.spec.on,
-            )
+            result = await asyncio.to_thread(start)
         except Exception as exc:  # recorded, and the next trigger tries again
-            self._event("skipped", f"{reason}; the retrain could not start: {exc}", None)
+            await self._event("skipped", f"{reason}; the retrain could not start: {exc}", None)
             return
         self.retrain_id = result.retrain_id
-        self._event("started", reason, result.retrain_id)
+        await self._event("started", reason, result.retrain_id)
 
     async def _record_outcome(self, section: dict[str, Any] | None) -> None:
         """When the retrain this policy started ends, record how."""
         if self.retrain_id is None or section is None or section.get("retrain_id") != self.retrain_id:
             return
         if section["state"] in FINAL:
-            self._event("finished", f"{section['state']}: {section['message']}", self.retrain_id)
+            await self._event("finished", f"{section['state']}: {section['message']}", self.retrain_id)
             self.retrain_id = None
             await self._publish()
 
-    def _event(self, action: str, reason: str, retrain_id: str | None) -> None:
+    async def _event(self, action: str, reason: str, retrain_id: str | None) -> None:
         event = {"t": time.time(), "trigger": self.spec.on, "action": action, "retrain_id": retrain_id}
         self.events.append({**event, "reason": reason})
         del self.events[:-MAX_EVENTS]
         log.info("auto-retrain of %s: %s (%s)", self.name, action, reason)
+        if action != "finished":  # how a retrain ended is the retrain's own event (retrain_finished)
+            await asyncio.to_thread(
+                audit.record,
+                "auto_retrain_trigger",
+                deployment=self.name,
+                after={"retrain_id": retrain_id},
+                outcome=action,
+                evidence={"trigger": self.spec.on, "reason": reason},
+                who=CONTROLLER,
+            )
 
     def section(self) -> dict[str, Any]:
         """The ``documents.AutoRetrainSection`` of this policy."""

@@ -1,5 +1,5 @@
 """The ``ray-deploy`` command line: ``up``, ``down``, ``status``, ``list``, ``deploy``, ``scale``, ``delete``,
-``versions``, ``promote``, ``rollback``.
+``versions``, ``promote``, ``approve``, ``rollback``, ``audit``, ``keys``.
 
 ``promote`` and ``rollback`` are also what the side panel's promote / roll back actions run as Ray Jobs.
 
@@ -11,6 +11,9 @@ Example:
     $ ray-deploy versions iris
     $ ray-deploy promote iris
     $ ray-deploy rollback iris --to 2
+    $ ray-deploy approve iris 4            # as a second person, when deployed with require_approval
+    $ ray-deploy audit iris --since 1h --verify
+    $ ray-deploy keys create ci --deployments iris --scopes predict --rate-limit 100/s --expires-in 3600
     $ ray-deploy down
 """
 
@@ -59,6 +62,29 @@ def _parser() -> argparse.ArgumentParser:
     rollback = sub.add_parser("rollback", help="serve the previous champion again (or --to a version)")
     rollback.add_argument("name")
     rollback.add_argument("--to", dest="to_version", metavar="VERSION", help="the registry version to serve, e.g. 2")
+    approve = sub.add_parser("approve", help="approve a promotion that waits for a second person")
+    approve.add_argument("name")
+    approve.add_argument("version", help="the challenger version, e.g. 4")
+    audit = sub.add_parser("audit", help="the audit trail: who changed what, when, and whether the log is intact")
+    audit.add_argument("name", nargs="?", help="a deployment (default: every deployment)")
+    audit.add_argument("--since", help="only newer entries: 30m, 1h, 2d, an ISO time or epoch seconds")
+    audit.add_argument("--verify", action="store_true", help="check the hash chain; exit 2 when it is broken")
+    audit.add_argument("--json", action="store_true", help="print JSON lines (one entry per line)")
+    keys = sub.add_parser("keys", help="data-plane API keys: create, list, revoke, default")
+    keys_sub = keys.add_subparsers(dest="keys_command", required=True)
+    create = keys_sub.add_parser("create", help="create a key; prints its secret once")
+    create.add_argument("key_name", metavar="NAME")
+    create.add_argument("--deployments", help="comma-separated deployments it may call (default: all)")
+    create.add_argument("--scopes", default="predict", help="comma-separated scopes, e.g. predict,read")
+    create.add_argument("--rate-limit", help="e.g. 100/s or 6000/m")
+    create.add_argument("--burst", type=int, help="requests it may send at once (default: one second's worth)")
+    create.add_argument("--expires-in", type=float, help="seconds until it expires")
+    keys_sub.add_parser("list", help="every key (never the secrets)")
+    revoke = keys_sub.add_parser("revoke", help="revoke a key by id")
+    revoke.add_argument("key_id")
+    keys_sub.add_parser("default", help="print the default key's secret")
+    switch = keys_sub.add_parser("auth", help="turn API-key auth on or off for the whole cluster, or show it")
+    switch.add_argument("state", choices=["on", "off", "status"])
     retrain = sub.add_parser("retrain", help="retrain a deployment with Ray Tune in the cluster (a Ray Job)")
     retrain.add_argument("name")
     retrain.add_argument("--trials", type=int, default=8, help="Tune trials (default 8)")
@@ -135,8 +161,19 @@ def _run(args: argparse.Namespace) -> None:
         print(table.to_string(index=False) if len(table) else f"{args.name} has no registered versions")
     elif args.command == "promote":
         dep = ray_deploy.get(args.name)
-        dep.promote()
-        print(f"promoted {dep.name}: version {dep.version} is the champion")
+        if dep.promote() is False:
+            print(f"the promotion of {dep.name} awaits approval by a second person: ray-deploy approve {dep.name} V")
+        else:
+            print(f"promoted {dep.name}: version {dep.version} is the champion")
+    elif args.command == "approve":
+        from ray_deploy.audit import current_identity
+
+        ray_deploy.get(args.name).approve(args.version)
+        print(f"approved version {args.version} of {args.name} as {current_identity()}")
+    elif args.command == "audit":
+        _audit(args)
+    elif args.command == "keys":
+        _keys(args)
     elif args.command == "retrain":
         result = ray_deploy.retrain(
             args.name,
@@ -159,6 +196,76 @@ def _run(args: argparse.Namespace) -> None:
         dep = ray_deploy.get(args.name)
         dep.rollback(to_version=args.to_version)
         print(f"rolled back {dep.name}: version {dep.version} is the champion")
+
+
+def keys_call(args: argparse.Namespace) -> tuple[str, tuple[Any, ...], dict[str, Any]]:
+    """The ``ray_deploy.keys`` call of a parsed ``keys`` command: function name, args, kwargs.
+
+    Example:
+        >>> keys_call(_parser().parse_args(["keys", "revoke", "k1"]))
+        ('revoke_key', ('k1',), {})
+    """
+    if args.keys_command == "create":
+        options: dict[str, Any] = {
+            "deployments": _csv(args.deployments),
+            "scopes": tuple(_csv(args.scopes) or ["predict"]),
+            "rate_limit": args.rate_limit,
+            "burst": args.burst,
+            "expires_in_s": args.expires_in,
+        }
+        return "create_key", (args.key_name,), options
+    if args.keys_command == "revoke":
+        return "revoke_key", (args.key_id,), {}
+    if args.keys_command == "default":
+        return "default_key", (), {}
+    if args.keys_command == "auth":
+        return ("auth_enabled", (), {}) if args.state == "status" else ("set_auth", (args.state == "on",), {})
+    return "list_keys", (), {}
+
+
+def _csv(text: str | None) -> list[str] | None:
+    return None if text is None else [part.strip() for part in text.split(",") if part.strip()]
+
+
+def _keys(args: argparse.Namespace) -> None:
+    from ray_deploy import keys
+
+    function, positional, options = keys_call(args)
+    result = getattr(keys, function)(*positional, **options)
+    if function == "create_key":
+        print(f"created key {args.key_name!r}; its secret (shown once, store it now):\n{result}")
+    elif function == "revoke_key":
+        print(f"revoked key {args.key_id}")
+    elif function == "default_key":
+        print(result)
+    elif function == "set_auth":
+        print(f"API-key auth is {args.state} (every replica within {keys.REVOCATION_S:g} s)")
+    elif function == "auth_enabled":
+        print(f"API-key auth is {'on' if result else 'OFF'}")
+    else:
+        print(result.to_string(index=False) if len(result) else "no keys")
+
+
+def _audit(args: argparse.Namespace) -> None:
+    from ray_deploy.audit import audit_entries, verify_audit
+
+    entries = audit_entries(args.name, args.since)
+    if args.json:
+        for entry in entries:
+            print(json.dumps(entry, sort_keys=True))
+    elif not entries:
+        print(f"no audit entries{' of ' + args.name if args.name else ''}")
+    for entry in [] if args.json else entries:
+        change = f"{json.dumps(entry['before'], sort_keys=True)} -> {json.dumps(entry['after'], sort_keys=True)}"
+        print(
+            f"{entry['time_iso'][:19]}  {entry['who']:<24} {entry['action']:<20} {entry['deployment'] or '-':<16} "
+            f"{entry['outcome']:<12} {change}"
+        )
+    if args.verify:
+        check = verify_audit()
+        print(repr(check), file=sys.stderr if args.json else sys.stdout)
+        if not check.ok:
+            raise SystemExit(2)
 
 
 def _print(doc: dict[str, Any], raw: bool) -> None:

@@ -25,6 +25,8 @@ import numpy as np
 import pandas as pd
 import requests
 
+from ray_deploy.keys import auth_headers
+
 FEATURES = ["a", "b", "c", "d"]
 ROWS_PER_REQUEST = 50
 WINDOW_ROWS = 200
@@ -67,6 +69,7 @@ class Traffic:
         self.sent = self.failed = 0
         self.correct = self.labelled = 0
         self._seed = seed
+        self._headers = auth_headers()
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._loop, name="closed-loop-traffic", daemon=True)
 
@@ -86,11 +89,11 @@ class Traffic:
         frame, labels = concept_data(ROWS_PER_REQUEST, seed=self._seed + self.sent, drifted=self.drifted)
         body = {"dataframe_split": {"columns": FEATURES, "data": frame.to_numpy().tolist()}}
         try:
-            answer = requests.post(f"{self.url}/predict", json=body, timeout=30)
+            answer = requests.post(f"{self.url}/predict", json=body, headers=self._headers, timeout=30)
             answer.raise_for_status()
             doc = answer.json()
             feedback = {"request_ids": [doc["request_id"]], "labels": [labels.tolist()]}
-            requests.post(f"{self.url}/feedback", json=feedback, timeout=30).raise_for_status()
+            requests.post(f"{self.url}/feedback", json=feedback, headers=self._headers, timeout=30).raise_for_status()
             self.correct += int((np.asarray(doc["predictions"]) == labels).sum())
             self.labelled += len(labels)
         except requests.RequestException:

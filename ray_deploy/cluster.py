@@ -21,10 +21,11 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from ray_deploy import serve_api
 from ray_deploy.config import Settings
-from ray_deploy.errors import ClusterError
+from ray_deploy.errors import ClusterError, ConfigError
 
 log = logging.getLogger(__name__)
 
@@ -79,13 +80,16 @@ def connect(address: str | None = None) -> ClusterInfo:
             target = f"127.0.0.1:{settings.ray_port}"
             if not _port_open(settings.ray_port):
                 _start_local_head(settings)
+        # a local head listening on loopback only: 127.0.0.1 must not be resolved to the routable IP
+        loopback = serve_api.loopback_node() if local and _head_is_loopback(settings) else contextlib.nullcontext()
         try:
-            ray.init(
-                address=target,
-                namespace=NAMESPACE,
-                log_to_driver=False,
-                logging_level=logging.WARNING,
-            )
+            with loopback:
+                ray.init(
+                    address=target,
+                    namespace=NAMESPACE,
+                    log_to_driver=False,
+                    logging_level=logging.WARNING,
+                )
         except Exception as exc:  # ray raises several types for an unreachable cluster
             raise ClusterError(
                 f"could not connect to the Ray cluster at {target}: {exc}. "
@@ -196,9 +200,29 @@ def _ensure_serve(settings: Settings) -> None:
 
     from ray_deploy.dataplane.apps import build_server_app
 
-    serve.start(http_options={"host": settings.http_host, "port": settings.http_port})
+    serve.start(http_options=http_options(settings))
     if SERVER_APP not in serve.status().applications:
         serve.run(build_server_app(), name=SERVER_APP, route_prefix="/v2", blocking=False)
+
+
+def http_options(settings: Settings) -> dict[str, Any]:
+    """Serve's HTTP options: host and port, plus the certificate and key when TLS is configured (HTTPS only).
+
+    Serve applies them when it starts on a cluster; on a cluster where Serve already runs they do not change.
+
+    Example:
+        >>> http_options(Settings.from_env())
+        {'host': '127.0.0.1', 'port': 8000}
+    """
+    options: dict[str, Any] = {"host": settings.http_host, "port": settings.http_port}
+    if settings.tls_cert is not None and settings.tls_key is not None:
+        for variable, path in (("RAY_DEPLOY_TLS_CERT", settings.tls_cert), ("RAY_DEPLOY_TLS_KEY", settings.tls_key)):
+            if not path.is_file():
+                raise ConfigError(
+                    f"{variable}={path} is not a file; point it at a PEM file, or unset both TLS settings"
+                )
+        options.update(ssl_certfile=str(settings.tls_cert), ssl_keyfile=str(settings.tls_key))
+    return options
 
 
 def _ensure_auth_token() -> None:
@@ -218,7 +242,9 @@ def _ensure_auth_token() -> None:
 
 def _start_local_head(settings: Settings) -> None:
     settings.home.mkdir(parents=True, exist_ok=True)
-    env = {**os.environ, "RAY_AUTH_MODE": os.environ.get("RAY_AUTH_MODE", "token")}
+    # single-node mode keeps the node IP at 127.0.0.1, so Ray's gRPC servers (GCS, raylet, object manager, workers,
+    # agents) and the metrics endpoint bind to loopback; see serve_api.SINGLE_NODE_ENV and cluster/README.md
+    env = {**os.environ, "RAY_AUTH_MODE": os.environ.get("RAY_AUTH_MODE", "token"), **serve_api.SINGLE_NODE_ENV}
     cmd = [
         _ray_cli(),
         "start",
@@ -227,9 +253,8 @@ def _start_local_head(settings: Settings) -> None:
         f"--port={settings.ray_port}",
         "--dashboard-host=127.0.0.1",
         f"--dashboard-port={settings.dashboard_port}",
-        # Prometheus endpoint of the node's metrics agent (Ray's and the ray_deploy_* metrics). Ray binds
-        # it to 127.0.0.1 only when the node IP is loopback, and `ray start` on Linux replaces a loopback
-        # --node-ip-address by the machine's routable IP, so it listens on all interfaces (see cluster/README.md).
+        # Prometheus endpoint of the node's metrics agent (Ray's and the ray_deploy_* metrics); Ray binds it to
+        # 127.0.0.1 because the node IP is loopback (single-node mode above).
         f"--metrics-export-port={settings.metrics_port}",
         "--disable-usage-stats",
         # fixed-by-default ports, chosen free so a second local cluster (e.g. tests) can run beside
@@ -251,8 +276,19 @@ def _start_local_head(settings: Settings) -> None:
     if proc.returncode != 0:
         raise ClusterError(f"could not start the local Ray head (exit {proc.returncode}): {output[-2000:]}")
     (settings.home / _HEAD_FILE).write_text(
-        json.dumps({"port": settings.ray_port, "session": proc.pid, "started": time.time()})
+        json.dumps({"port": settings.ray_port, "session": proc.pid, "started": time.time(), "loopback": True})
     )
+
+
+def _head_is_loopback(settings: Settings) -> bool:
+    """Whether the local head on this home was started in single-node (loopback-only) mode."""
+    head_file = settings.home / _HEAD_FILE
+    if not head_file.exists():
+        return False
+    try:
+        return bool(json.loads(head_file.read_text()).get("loopback"))
+    except (OSError, ValueError, AttributeError):
+        return False
 
 
 def _started_head_port(settings: Settings) -> int | None:

@@ -57,6 +57,13 @@ class DeployOptions(BaseModel):
         le=100_000,
         description="In-flight requests per replica (default: max(16, 2 x max_batch_size)).",
     )
+    max_queued_requests: int = Field(
+        256,
+        ge=1,
+        le=1_000_000,
+        description="Requests that may wait for a busy replica, per caller (proxy or handle); more are refused at "
+        "once with 503 and Retry-After instead of hanging.",
+    )
     max_body_mb: float = Field(10.0, gt=0, le=1024, description="Largest accepted request body, in MB.")
     request_timeout_s: float = Field(60.0, gt=0, le=3600, description="Longest a prediction may take.")
     explain_max_rows: int = Field(
@@ -67,6 +74,11 @@ class DeployOptions(BaseModel):
     )
     explain_timeout_s: float = Field(
         120.0, gt=0, le=3600, description="Longest an explanation may take before the request gets a 503."
+    )
+    require_approval: bool = Field(
+        False,
+        description="A challenger reaching 100% (promote() or a canary's last step) waits until a second person "
+        "(not the one who started the rollout or asked to promote) calls approve(version).",
     )
 
     @model_validator(mode="after")
@@ -393,6 +405,33 @@ class Settings(BaseModel):
     metrics_port: int = Field(
         ge=1, le=65535, description="RAY_DEPLOY_METRICS_PORT: the local head's Prometheus metrics port."
     )
+    tls_cert: Path | None = Field(
+        None,
+        description="RAY_DEPLOY_TLS_CERT: PEM certificate (chain) of the Serve HTTP endpoint; with RAY_DEPLOY_TLS_KEY "
+        "the endpoint serves HTTPS only.",
+    )
+    tls_key: Path | None = Field(None, description="RAY_DEPLOY_TLS_KEY: PEM private key of RAY_DEPLOY_TLS_CERT.")
+    audit_path: Path = Field(
+        None,  # type: ignore[assignment]  # filled in by the validator below: home/audit.jsonl
+        description="RAY_DEPLOY_AUDIT_PATH: the audit log (JSON lines, hash-chained), written only by the "
+        "ray-deploy-audit actor on the head node (default: <RAY_DEPLOY_HOME>/audit.jsonl).",
+    )
+
+    @model_validator(mode="before")
+    @classmethod
+    def _default_audit_path(cls, data: Any) -> Any:
+        if isinstance(data, dict) and data.get("audit_path") is None and data.get("home") is not None:
+            return {**data, "audit_path": Path(data["home"]) / "audit.jsonl"}
+        return data
+
+    @model_validator(mode="after")
+    def _check_tls(self) -> Settings:
+        if (self.tls_cert is None) != (self.tls_key is None):
+            raise ValueError(
+                f"TLS needs both RAY_DEPLOY_TLS_CERT ({self.tls_cert}) and RAY_DEPLOY_TLS_KEY ({self.tls_key}); "
+                "set both, or neither for plain HTTP"
+            )
+        return self
 
     @classmethod
     def from_env(cls) -> Settings:
@@ -412,6 +451,11 @@ class Settings(BaseModel):
                 autoscaler=env.get("RAY_DEPLOY_AUTOSCALER", "0") == "1",
                 capture_uri=env.get("RAY_DEPLOY_CAPTURE_URI") or str(home / "captures"),
                 metrics_port=int(env.get("RAY_DEPLOY_METRICS_PORT", "8090")),
+                tls_cert=_path_env("RAY_DEPLOY_TLS_CERT"),
+                tls_key=_path_env("RAY_DEPLOY_TLS_KEY"),
+                audit_path=Path(env["RAY_DEPLOY_AUDIT_PATH"]).expanduser()
+                if env.get("RAY_DEPLOY_AUDIT_PATH")
+                else None,
             )
         except (ValidationError, ValueError) as exc:
             raise ConfigError(f"invalid ray-deploy environment settings: {exc}") from None
@@ -419,8 +463,8 @@ class Settings(BaseModel):
     def to_env(self) -> dict[str, str]:
         """The environment variables that make :meth:`from_env` read these settings back (its inverse).
 
-        A variable whose setting is unset (``RAY_ADDRESS``, ``RAY_DEPLOY_NUM_CPUS``) is left out, so it must
-        be unset where the result is applied. Used to give another process (a Ray Job's CLI) the settings
+        A variable whose setting is unset (``RAY_ADDRESS``, ``RAY_DEPLOY_NUM_CPUS``, the TLS files) is left out, so
+        it must be unset where the result is applied. Used to give another process (a Ray Job's CLI) the settings
         of this one: same store, endpoint and ports.
 
         Example:
@@ -437,11 +481,15 @@ class Settings(BaseModel):
             "RAY_DEPLOY_AUTOSCALER": "1" if self.autoscaler else "0",
             "RAY_DEPLOY_CAPTURE_URI": self.capture_uri,
             "RAY_DEPLOY_METRICS_PORT": str(self.metrics_port),
+            "RAY_DEPLOY_AUDIT_PATH": str(self.audit_path),
         }
         if self.ray_address is not None:
             env["RAY_ADDRESS"] = self.ray_address
         if self.num_cpus is not None:
             env["RAY_DEPLOY_NUM_CPUS"] = str(self.num_cpus)
+        if self.tls_cert is not None and self.tls_key is not None:
+            env["RAY_DEPLOY_TLS_CERT"] = str(self.tls_cert)
+            env["RAY_DEPLOY_TLS_KEY"] = str(self.tls_key)
         return env
 
     @property
@@ -451,8 +499,19 @@ class Settings(BaseModel):
 
     @property
     def endpoint(self) -> str:
-        """Base URL of the HTTP API, e.g. ``http://127.0.0.1:8000``."""
-        return f"http://{self.http_host}:{self.http_port}"
+        """Base URL of the HTTP API, e.g. ``http://127.0.0.1:8000`` (``https://`` when TLS is configured)."""
+        return f"{'https' if self.tls else 'http'}://{self.http_host}:{self.http_port}"
+
+    @property
+    def tls(self) -> bool:
+        """Whether the Serve HTTP endpoint serves HTTPS (certificate and key configured)."""
+        return self.tls_cert is not None and self.tls_key is not None
+
+
+def _path_env(key: str) -> Path | None:
+    """An optional file path setting: None when the variable is unset or empty."""
+    value = os.environ.get(key)
+    return Path(value).expanduser().resolve() if value else None
 
 
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$")

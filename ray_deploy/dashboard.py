@@ -151,19 +151,22 @@ class DashboardClient:
         return _json(text, f"the Ray dashboard at {self.url}")
 
 
-async def fetch_model_list(endpoint: str, timeout_s: float = 10.0) -> list[dict[str, Any]]:
+async def fetch_model_list(
+    endpoint: str, timeout_s: float = 10.0, headers: dict[str, str] | None = None, cafile: str | None = None
+) -> list[dict[str, Any]]:
     """Every deployment with its status document, from ONE call: ``GET {endpoint}/v2/models?stats=1``.
 
     The ``/v2`` server app answers it from the deployments' Monitors, never from their model replicas, so
     a deployment scaled to zero is not woken up. Rows are returned as sent (``ray_deploy.documents.ModelRow``
-    describes them); a row's ``status`` may say that its Monitor did not answer.
+    describes them); a row's ``status`` may say that its Monitor did not answer. ``headers`` carry the API key;
+    ``cafile`` is the certificate to trust for an HTTPS endpoint with a self-signed one.
 
     Example:
         >>> [row["name"] for row in await fetch_model_list("http://127.0.0.1:8000")]
         ['iris']
     """
     url = f"{endpoint.rstrip('/')}{MODEL_LIST_ROUTE}?stats=1"
-    code, text = await _fetch("GET", url, timeout_s, f"the ray-deploy endpoint {endpoint}")
+    code, text = await _fetch("GET", url, timeout_s, f"the ray-deploy endpoint {endpoint}", headers, cafile=cafile)
     if code >= 400:
         raise UpstreamFailed(f"{url} answered HTTP {code}: {text[:300]}")
     doc = _json(text, url)
@@ -180,15 +183,24 @@ async def _fetch(
     what: str,
     headers: dict[str, str] | None = None,
     data: str | None = None,
+    cafile: str | None = None,
 ) -> tuple[int, str]:
     """Send one request; HTTP error statuses come back as codes, an unreachable server raises 503."""
+    import ssl
+
     import aiohttp
 
     timeout = aiohttp.ClientTimeout(total=timeout_s, sock_connect=min(3.0, timeout_s))
     try:
         async with (
             aiohttp.ClientSession(timeout=timeout) as session,
-            session.request(method, url, headers=headers, data=data) as response,
+            session.request(
+                method,
+                url,
+                headers=headers,
+                data=data,
+                ssl=ssl.create_default_context(cafile=cafile) if cafile else True,
+            ) as response,
         ):
             return response.status, await response.text(errors="replace")
     except (OSError, aiohttp.ClientError, asyncio.TimeoutError) as exc:  # refused, unreachable, timed out

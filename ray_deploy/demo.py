@@ -24,6 +24,7 @@ def main(name: str = "breast-cancer", requests_to_send: int = 200, closed_loop: 
     from sklearn.preprocessing import StandardScaler
 
     import ray_deploy
+    from ray_deploy.keys import auth_headers
 
     info = ray_deploy.connect()
     print(f"cluster: {info.address} ({info.cpus:g} CPU, {info.gpus:g} GPU), dashboard {info.dashboard_url}")
@@ -37,11 +38,15 @@ def main(name: str = "breast-cancer", requests_to_send: int = 200, closed_loop: 
     print(f"deployed {dep.name} version {dep.version} at {dep.url}")
 
     rows = X_test[:3].to_dict(orient="records")
-    answer = requests.post(f"{dep.url}/predict", json={"instances": rows}, timeout=30)
+    anonymous = requests.post(f"{dep.url}/predict", json={"instances": rows}, timeout=30)
+    print(f"without an API key: {anonymous.status_code} ({anonymous.json()['error'][:60]}...)")
+    http = requests.Session()
+    http.headers.update(auth_headers())  # the project's key (`ray-deploy keys default`)
+    answer = http.post(f"{dep.url}/predict", json={"instances": rows}, timeout=30)
     answer.raise_for_status()
     print(f"HTTP /predict for 3 rows -> {answer.json()['predictions']} (truth {y_test[:3].tolist()})")
 
-    bad = requests.post(f"{dep.url}/predict", json={"instances": [{"nonsense": 1}]}, timeout=30)
+    bad = http.post(f"{dep.url}/predict", json={"instances": [{"nonsense": 1}]}, timeout=30)
     print(f"a bad request gets {bad.status_code}: {bad.json()['error'][:90]}...")
 
     started = time.perf_counter()
@@ -51,7 +56,7 @@ def main(name: str = "breast-cancer", requests_to_send: int = 200, closed_loop: 
     with ThreadPoolExecutor(8) as pool:
         codes = list(
             pool.map(
-                lambda p: requests.post(f"{dep.url}/predict", json=p, timeout=30).status_code,
+                lambda p: http.post(f"{dep.url}/predict", json=p, timeout=30).status_code,
                 payloads,
             )
         )

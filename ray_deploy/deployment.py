@@ -15,6 +15,7 @@ import re
 import time
 from typing import TYPE_CHECKING, Any
 
+from ray_deploy import audit
 from ray_deploy.cluster import cluster_info, connect
 from ray_deploy.config import (
     CaptureSpec,
@@ -122,12 +123,21 @@ class Deployment:
         changes = {
             k: v for k, v in {"min_replicas": min_replicas, "max_replicas": max_replicas}.items() if v is not None
         }
-        new = parse_options(self.options, **changes, **options)
+        old = self.options
+        new = parse_options(old, **changes, **options)
         version = self.version
         if version is None:
             raise DeploymentFailed(f"deployment {self.name!r} has no serving version to scale; redeploy it")
         config = self._user_config()
-        _roll_out(self.name, version, config.get("kind", "pyfunc"), new, monitoring=_monitoring_of(config))
+        changed = sorted({*changes, *options})
+        before = {"version": version, **{k: getattr(old, k) for k in changed}}
+        after = {"version": version, **{k: getattr(new, k) for k in changed}}
+        try:
+            _roll_out(self.name, version, config.get("kind", "pyfunc"), new, monitoring=_monitoring_of(config))
+        except Exception as exc:
+            audit.record("scale", deployment=self.name, before=before, after=after, outcome=f"failed: {exc}")
+            raise
+        audit.record("scale", deployment=self.name, before=before, after=after)
         return self
 
     def delete(self) -> None:
@@ -313,15 +323,33 @@ class Deployment:
 
         return Rollout(self.name) if self.status().get("rollout") is not None else None
 
-    def promote(self) -> None:
+    def promote(self) -> bool:
         """Make the challenger the champion (atomically, with no failed requests).
+
+        With ``require_approval`` (a deploy option) the promotion waits instead, at ``awaiting_approval``, until a
+        second person calls :meth:`approve`; then this returns False.
 
         Example:
             >>> get("churn").promote()
+            True
         """
         from ray_deploy.rollouts import promote
 
-        promote(self.name)
+        return promote(self.name)
+
+    def approve(self, version: str | int) -> None:
+        """Approve the promotion of challenger ``version`` of a deployment deployed with ``require_approval=True``.
+
+        The approver is ``ray_deploy.audit.current_identity()`` (the OS user, the Jupyter user, or what
+        ``audit.acting_as`` sets) and must be a second person: not who started the rollout or asked to promote it
+        (that is refused with :class:`ray_deploy.rollout.ApprovalRefused`). The approval is in the audit log.
+
+        Example:
+            >>> get("churn").approve("4")   # as another user than the one who started the canary
+        """
+        from ray_deploy.rollouts import approve
+
+        approve(self.name, str(version))
 
     def rollback(self, to_version: str | None = None) -> None:
         """End the running rollout, or serve ``to_version`` (default: the version before the current one).
@@ -478,15 +506,63 @@ def deploy(
     the reference data too.
     A redeploy that omits ``capture``/``drift`` keeps the deployment's current ones.
 
+    Governance: ``require_approval=True`` makes every promotion of a challenger (``promote()`` or a canary's last
+    step) wait until a second person calls :meth:`Deployment.approve`; it is kept by a redeploy that does not
+    set it, and changed with ``scale(require_approval=False)``. Every deploy, scale, delete, promotion, rollback
+    and approval is written to the audit log (:func:`ray_deploy.audit.audit_log`).
+
     Example:
         >>> dep = deploy(clf, name="iris", sample_input=X[:5], min_replicas=0, max_replicas=2)
         >>> dep.version
         '1'
     """
-    from ray_deploy import registry
-
     validate_name(name)
     opts = parse_options(**options)
+    try:
+        return _deploy(
+            model,
+            name,
+            opts,
+            "require_approval" in options,
+            sample_input,
+            predict_method,
+            reference,
+            reference_labels,
+            capture,
+            drift,
+            show_progress,
+            timeout_s,
+        )
+    except Exception as exc:
+        import ray
+
+        if ray.is_initialized():  # a failure before connecting changed nothing on a cluster
+            first = str(exc).partition("\n")[0]
+            audit.record(
+                "deploy",
+                deployment=name,
+                after={"options": opts.model_dump(exclude_defaults=True)},
+                outcome=f"failed: {first}",
+            )
+        raise
+
+
+def _deploy(
+    model: Any,
+    name: str,
+    opts: DeployOptions,
+    approval_given: bool,
+    sample_input: Any,
+    predict_method: str,
+    reference: Any,
+    reference_labels: Any,
+    capture: CaptureSpec | dict[str, Any] | bool | None,
+    drift: DriftSpec | dict[str, Any] | None,
+    show_progress: bool,
+    timeout_s: float,
+) -> Deployment:
+    from ray_deploy import registry
+
     kind = model_kind(model)
     method = check_predict_method(model, kind, predict_method)
     reference = choose_reference(reference, sample_input)
@@ -503,6 +579,8 @@ def deploy(
         version = registry.register(model, kind, name, sample_input, method)
         progress.stage(1, f"version {version}")
         previous = Deployment(name)._user_config() if name in model_apps(serve_details()) else {}
+        if not approval_given and previous.get("options", {}).get("require_approval"):
+            opts = parse_options(opts, require_approval=True)  # a governance policy survives a redeploy
         monitoring = resolve_monitoring(name, previous, capture, drift)
         if reference is not None:
             frame, predictions = prepare_reference(model, kind, name, version, reference, method, monitoring.drift)
@@ -521,7 +599,24 @@ def deploy(
             raise
         progress.stage(2, f"version {version}")
     registry.set_champion(name, version)
+    audit.record(
+        "deploy",
+        deployment=name,
+        before={"version": previous.get("version"), **_replicas(previous.get("options", {}))} if previous else {},
+        after={
+            "version": version,
+            "kind": kind,
+            **_replicas(opts.model_dump()),
+            "require_approval": opts.require_approval,
+        },
+    )
     return Deployment(name)
+
+
+def _replicas(options: dict[str, Any]) -> dict[str, Any]:
+    """The replica range of deployment options (for the audit log's before/after)."""
+    full = DeployOptions(**options)
+    return {"min_replicas": full.min_replicas, "max_replicas": full.max_replicas}
 
 
 def registry_kind(kind: str, version: str, name: str) -> str:
@@ -604,7 +699,7 @@ def _wait_until_serving(name: str, version: str, started: float, timeout_s: floa
 
 def _root_cause(details: str) -> str:
     """The last ``SomeError: message`` line of a replica traceback (the user's actual exception)."""
-    causes = re.findall(r"^\s*(\w+(?:Error|Exception): .+)$", details, flags=re.MULTILINE)
+    causes = re.findall(r"^\s*(?:[A-Za-z_]\w*\.)*(\w+(?:Error|Exception): .+)$", details, flags=re.MULTILINE)
     if causes:
         return str(causes[-1]).strip()
     return details.splitlines()[0] if details else "unknown error"
@@ -691,14 +786,20 @@ def delete(name: str) -> None:
     """
     from ray import serve
 
-    from ray_deploy.auto_retrain import disable
+    from ray_deploy.auto_retrain import stop
     from ray_deploy.rollouts import stop_controller
 
     connect()
-    _app(name)
+    config = Deployment(name)._user_config()  # ModelNotFound for an unknown name
+    before = {"version": config.get("version"), **_replicas(config.get("options", {}))}
     stop_controller(name)
-    disable(name)
-    serve.delete(name)
+    stop(name)
+    try:
+        serve.delete(name)
+    except Exception as exc:
+        audit.record("delete", deployment=name, before=before, outcome=f"failed: {exc}")
+        raise
+    audit.record("delete", deployment=name, before=before, after={"version": None})
 
 
 def _app(name: str) -> dict[str, Any]:

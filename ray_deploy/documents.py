@@ -469,6 +469,48 @@ class ModelList(_Document):
     models: list[ModelRow] = Field(description="Every deployment, sorted by name.")
 
 
+class AuditEvent(_Document):
+    """One entry of the audit log (``ray_deploy.audit``): a change, who made it, and the hash chain link."""
+
+    time: float = Field(description="When it happened, seconds since the epoch.")
+    time_iso: str = Field(description="The same time as an ISO 8601 string (UTC).")
+    who: str = Field(
+        description="Who acted: user:<os user>, jupyter:<jupyter user>, key:<api key id>, or for automatic actions "
+        "controller:rollout / controller:auto-retrain."
+    )
+    action: str = Field(
+        description="What changed: deploy, scale, delete, canary_start, shadow_start, abtest_start, promote, "
+        "rollback, pause, resume, abort, approve, retrain_started, retrain_finished, auto_retrain_enable, "
+        "auto_retrain_disable, auto_retrain_trigger, key_create, key_revoke, auth_change, ..."
+    )
+    deployment: str | None = Field(description="The deployment it changed, or null (e.g. a cluster-wide key).")
+    before: dict[str, Any] = Field(description="What was there before, e.g. {'version': '3', 'replicas': 1}.")
+    after: dict[str, Any] = Field(description="What is there after, e.g. {'version': '4', 'replicas': 1}.")
+    outcome: str = Field(description="ok, failed: <message>, rolled_back, awaiting_approval, ...")
+    evidence: dict[str, Any] = Field(
+        description="For automatic actions, why: e.g. the failed gate and its numbers ({} for manual ones)."
+    )
+    prev_hash: str = Field(description="The previous entry's hash (64 zeros for the first entry).")
+    hash: str = Field(description="SHA-256 of the canonical JSON of this entry without 'hash' (prev_hash included).")
+
+
+class AuditVerificationDocument(_Document):
+    """Whether the audit log's hash chain is intact (``ray_deploy.verify_audit``)."""
+
+    ok: bool = Field(description="Every entry's hash matches its content and links to the entry before it.")
+    count: int = Field(ge=0, description="Entries in the log.")
+    broken_at: int | None = Field(description="Index (from 0) of the first entry that does not verify, or null.")
+    reason: str = Field(description="Why it does not verify ('' when it does).")
+
+
+class AuditTrail(_Document):
+    """``GET deployments/<name>/audit`` of the server extension: a deployment's audit entries and the chain check."""
+
+    deployment: str | None = Field(description="The deployment, or null for every deployment.")
+    entries: list[AuditEvent] = Field(description="Its audit entries, oldest first (the newest 200 at most).")
+    verification: AuditVerificationDocument = Field(description="The whole log's hash-chain check.")
+
+
 DOCUMENTS: tuple[type[BaseModel], ...] = (
     StatusDocument,
     DeploymentList,
@@ -478,6 +520,8 @@ DOCUMENTS: tuple[type[BaseModel], ...] = (
     ActionDocument,
     ErrorDocument,
     ModelList,
+    AuditEvent,
+    AuditTrail,
 )
 
 

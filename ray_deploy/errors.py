@@ -10,15 +10,19 @@ The tree (HTTP status in brackets)::
     RayDeployError [500]
     ├── ConfigError [400]
     ├── BadRequest [400]
+    ├── Unauthorized [401]
+    ├── Forbidden [403]
     ├── ModelNotFound [404]
     ├── MethodNotAllowed [405]
     ├── PayloadTooLarge [413]
     ├── SchemaMismatch [422]
+    ├── RateLimited [429]
     ├── NotReady [503]
     ├── ModelFailed [500]
     ├── RequestTimeout [504]
     ├── DeploymentFailed [500]
-    │   └── InsufficientResources [500]
+    │   ├── InsufficientResources [500]
+    │   └── IntegrityError [500]
     └── ClusterError [500]
 """
 
@@ -54,6 +58,18 @@ class BadRequest(RayDeployError):
     http_status = 400
 
 
+class Unauthorized(RayDeployError):
+    """No API key, or a key that is unknown, revoked or expired (send ``Authorization: Bearer <key>``)."""
+
+    http_status = 401
+
+
+class Forbidden(RayDeployError):
+    """A valid API key without the scope or the deployment the request needs."""
+
+    http_status = 403
+
+
 class ModelNotFound(RayDeployError):
     """No deployment, model or version with that name."""
 
@@ -76,6 +92,16 @@ class SchemaMismatch(RayDeployError):
     """The input does not match the model's registered signature."""
 
     http_status = 422
+
+
+class RateLimited(RayDeployError):
+    """The API key is over its rate limit; retry after ``retry_after_s`` seconds (the ``Retry-After`` header)."""
+
+    http_status = 429
+
+    def __init__(self, message: str, retry_after_s: float = 1.0, **details: Any) -> None:
+        super().__init__(message, **details)
+        self.retry_after_s = retry_after_s
 
 
 class NotReady(RayDeployError):
@@ -102,6 +128,11 @@ class DeploymentFailed(RayDeployError):
 
 class InsufficientResources(DeploymentFailed):
     """The cluster can never satisfy the resources a replica asks for."""
+
+
+class IntegrityError(DeploymentFailed):
+    """A model version's artifacts do not match the digest recorded when it was registered (tampered or
+    corrupted in the artifact store); nothing of them is unpickled. Re-register the model."""
 
 
 class ClusterError(RayDeployError):

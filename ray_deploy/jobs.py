@@ -23,6 +23,7 @@ import sys
 import uuid
 from typing import Any
 
+from ray_deploy import audit
 from ray_deploy.config import Settings
 from ray_deploy.dashboard import DashboardClient, UpstreamFailed
 from ray_deploy.documents import ActionDocument, ActionKind, ActionStatus
@@ -63,7 +64,9 @@ async def submit_action(
     """Submit ``ray-deploy <action> <name> <args>`` as a Ray Job; returns the action document (PENDING).
 
     The job's CLI gets this process's settings (``Settings.to_env``), so a redeploy (``scale``) rebuilds the
-    app with the store, endpoint and ports the deployer used.
+    app with the store, endpoint and ports the deployer used, and the caller's identity
+    (``audit.current_identity()``, e.g. ``jupyter:alice`` set by the server extension's handler), so the audit
+    log names who asked, not the job.
 
     Example:
         >>> (await submit_action(client, "delete", "iris", [], sys.executable, Settings.from_env())).status
@@ -74,6 +77,7 @@ async def submit_action(
     action_id = f"ray-deploy-{action}-{uuid.uuid4().hex[:12]}"
     env = settings.to_env()
     env.pop("RAY_ADDRESS", None)  # the job runs inside the cluster, where Ray sets it (ours may be a client URL)
+    env[audit.WHO_ENV] = audit.current_identity()
     command = entrypoint(python, action, name, args, env)
     log.info("ray-deploy: submitting %s as Ray Job %s: %s", action, action_id, command)
     await client.submit_job(command, action_id, {_META_ACTION: action, _META_NAME: name})

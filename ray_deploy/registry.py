@@ -9,18 +9,31 @@ Example:
 from __future__ import annotations
 
 import logging
+import shutil
+import tempfile
 from datetime import datetime, timezone
+from pathlib import Path
 from typing import Any
 
 from ray_deploy.config import Settings
-from ray_deploy.dataplane.served_model import CHAMPION, check_version, model_uri, versions
+from ray_deploy.dataplane.served_model import CHAMPION, check_version, download_version, model_uri, versions
 from ray_deploy.errors import ConfigError
+from ray_deploy.integrity import DIGEST_TAG, artifact_digest
 from ray_deploy.package import ModelKind, PredictMethod, deploy_tags, log_model
 
 log = logging.getLogger(__name__)
 
 EXPERIMENT = "ray-deploy"
-__all__ = ["CHAMPION", "check_version", "model_uri", "register", "set_champion", "use_mlflow", "versions"]
+__all__ = [
+    "CHAMPION",
+    "check_version",
+    "model_uri",
+    "record_digest",
+    "register",
+    "set_champion",
+    "use_mlflow",
+    "versions",
+]
 
 
 def use_mlflow(settings: Settings) -> str:
@@ -62,13 +75,36 @@ def register(
         source = _resolve_alias(model)
         _check_uri_exists(source)
         version = mlflow.register_model(source, name, tags={**tags, "ray_deploy.source": model})
-        return str(version.version)
+        return record_digest(name, str(version.version))
     with mlflow.start_run(experiment_id=_experiment_id(settings), run_name=f"deploy-{name}") as run:
         mlflow.set_tags(tags)
         uri = log_model(model, kind, sample_input, predict_method)
         log.info("logged %s model for %s in run %s", kind, name, run.info.run_id)
     version = mlflow.register_model(uri, name, tags=tags)
-    return str(version.version)
+    return record_digest(name, str(version.version))
+
+
+def record_digest(name: str, version: str) -> str:
+    """Record the SHA-256 of a version's stored artifacts as its ``ray_deploy.artifact_sha256`` tag (replicas
+    verify it before loading); returns ``version``.
+
+    The digest is taken over the artifacts as stored (downloaded from the version's download URI, as a replica
+    does), so whatever registration path made the version, the replica's check compares like with like.
+
+    Example:
+        >>> record_digest("iris", "3")
+        '3'
+    """
+    from mlflow import MlflowClient
+
+    folder = Path(tempfile.mkdtemp(prefix="ray-deploy-digest-"))
+    try:
+        digest = artifact_digest(download_version(name, version, folder))
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
+    MlflowClient().set_model_version_tag(name, version, DIGEST_TAG, digest)
+    log.info("%s version %s: artifact sha256 %s", name, version, digest)
+    return version
 
 
 def _resolve_alias(uri: str) -> str:

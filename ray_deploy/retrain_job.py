@@ -210,10 +210,27 @@ def run(name: str, parent_run_id: str) -> int:
         log.exception("retrain of %s failed", name)
         progress.update(force=True, state="failed", ended_at=time.time(), message=f"failed: {message}")
         _finish_run(client, parent_run_id, "FAILED", progress.section, message)
+        _audit_finished(name, progress.section, "failed")
         return 1
     status = {"succeeded": "FINISHED", "cancelled": "KILLED"}.get(outcome, "FAILED")
     _finish_run(client, parent_run_id, status, progress.section, progress.section["message"])
+    _audit_finished(name, progress.section, outcome)
     return 0
+
+
+def _audit_finished(name: str, section: dict[str, Any], outcome: str) -> None:
+    """The retrain's one ``retrain_finished`` event: the new version, the gate's verdict and numbers."""
+    from ray_deploy import audit
+
+    gate = section.get("gate") or {}
+    audit.record(
+        "retrain_finished",
+        deployment=name,
+        before={"version": section.get("parent_version")},
+        after={"retrain_id": section.get("retrain_id"), "version": section.get("version"), "then": section.get("then")},
+        outcome="ok" if outcome == "succeeded" else f"{outcome}: {section.get('message', '')}",
+        evidence={"gate": gate} if gate else {},
+    )
 
 
 def _finish_run(client: Any, run_id: str, status: str, section: dict[str, Any] | None, message: str) -> None:

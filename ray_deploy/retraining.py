@@ -28,6 +28,7 @@ import uuid
 from pathlib import Path
 from typing import Any
 
+from ray_deploy import audit
 from ray_deploy.config import RetrainSpec, Settings
 from ray_deploy.errors import ConfigError, NotReady
 
@@ -220,7 +221,19 @@ def retrain(
         path.write_bytes(cloudpickle.dumps(request))
         client.log_artifact(run.info.run_id, str(path))
     publish(name, pending_section(retrain_id, spec, trigger, parent_version, run.info.run_id, time.time()))
-    _submit(name, retrain_id, run.info.run_id, settings)
+    after = {"retrain_id": retrain_id, "trigger": trigger, "then": spec.then, "num_samples": spec.num_samples}
+    try:
+        _submit(name, retrain_id, run.info.run_id, settings)
+    except Exception as exc:
+        audit.record(
+            "retrain_started",
+            deployment=name,
+            before={"version": parent_version},
+            after=after,
+            outcome=f"failed: {exc}",
+        )
+        raise
+    audit.record("retrain_started", deployment=name, before={"version": parent_version}, after=after)
     result = RetrainResult(name, retrain_id)
     return result.wait(timeout_s) if wait else result
 
@@ -247,6 +260,7 @@ def _submit(name: str, retrain_id: str, run_id: str, settings: Settings) -> None
     from ray_deploy.jobs import entrypoint
 
     env = settings.to_env()
+    env[audit.WHO_ENV] = audit.current_identity()  # its retrain_finished event names who started it
     # the job's driver joins exactly this cluster's GCS (with two local clusters on one machine, the one the job
     # manager names is not always the one a driver finds)
     env["RAY_ADDRESS"] = _gcs_address() or env.get("RAY_ADDRESS", "")

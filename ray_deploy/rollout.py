@@ -48,6 +48,13 @@ from typing import Any, Literal
 from ray_deploy.config import GateSpec, RolloutSpec
 from ray_deploy.errors import ConfigError
 
+
+class ApprovalRefused(ConfigError):
+    """An approval by the identity that started the rollout or asked for the promotion (a second person must)."""
+
+    http_status = 403
+
+
 __all__ = [
     "FINAL_STATES",
     "LABEL_GATES",
@@ -539,8 +546,11 @@ class RolloutState:
         step: Index of the current step.
         state: ``running``, ``paused``, ``awaiting_approval`` or a final state (:data:`FINAL_STATES`).
         history: Every step so far as ``documents.RolloutStep`` dicts, oldest first; the last one is current.
-        requires_approval: Promotion waits for :func:`approve`.
+        requires_approval: Promotion waits for :func:`approve` by a second identity.
         approved: :func:`approve` was called.
+        started_by: Who started the rollout (``audit.current_identity()``); may not approve it.
+        requested_by: Who asked to promote by hand while approval was pending; may not approve it either.
+        approved_by: Who approved.
         paused_at: When the rollout was paused, or None.
         baseline: The champion's window of the last step where it had ``min_requests`` requests.
         reason: One line on why the rollout ended (rolled back, aborted), else "".
@@ -564,6 +574,9 @@ class RolloutState:
     history: tuple[dict[str, Any], ...] = ()
     requires_approval: bool = False
     approved: bool = False
+    started_by: str = ""
+    requested_by: str = ""
+    approved_by: str = ""
     paused_at: float | None = None
     baseline: VersionWindow | None = None
     reason: str = ""
@@ -608,6 +621,7 @@ def start_rollout(
     *,
     share: float | None = None,
     requires_approval: bool = False,
+    started_by: str = "",
 ) -> RolloutState:
     """The state of a rollout that starts now, at its first step.
 
@@ -638,6 +652,7 @@ def start_rollout(
         share=first,
         history=(_step(0, first, now),),
         requires_approval=requires_approval,
+        started_by=started_by,
         updated_at=now,
     )
 
@@ -803,18 +818,55 @@ def abort(state: RolloutState, now: float) -> RolloutState:
     )
 
 
-def approve(state: RolloutState, now: float) -> RolloutState:
+def approve(state: RolloutState, now: float, who: str = "") -> RolloutState:
     """Allow promotion: a rollout awaiting approval promotes at the next :func:`decide` (approving early is fine).
+
+    When the rollout requires approval, ``who`` must be a second identity: neither the one that started the
+    rollout nor the one that asked to promote it.
+
+    Raises:
+        ConfigError: The rollout has ended.
+        ApprovalRefused: ``who`` started the rollout or requested the promotion.
+
+    Example:
+        >>> approve(start_rollout("r1", "canary", RolloutSpec(), "1", "2", now=0.0), 5.0).approved
+        True
+        >>> s = start_rollout("r1", "canary", RolloutSpec(), "1", "2", 0.0, requires_approval=True, started_by="user:a")
+        >>> approve(s, 5.0, "user:a")
+        Traceback (most recent call last):
+        ApprovalRefused: user:a cannot approve the promotion of v2: user:a started the rollout; ...
+    """
+    _check_open(state, "approve")
+    if state.requires_approval and who and who in (state.started_by, state.requested_by):
+        role = "started the rollout" if who == state.started_by else "requested the promotion"
+        roles = ((state.started_by, "started it"), (state.requested_by, "asked to promote"))
+        others = " and ".join(dict.fromkeys(f"{x} ({r})" for x, r in roles if x))
+        raise ApprovalRefused(
+            f"{who} cannot approve the promotion of {_v(state.challenger)}: {who} {role}; "
+            f"approval needs a second person, not {others}"
+        )
+    return replace(state, approved=True, approved_by=who, updated_at=now)
+
+
+def request_promotion(state: RolloutState, now: float, who: str = "") -> tuple[bool, RolloutState]:
+    """A promotion asked for by hand: ``(True, state)`` when it may happen now; ``(False, awaiting state)`` when
+    the rollout requires approval that has not been given (it then waits for :func:`approve` by someone else).
 
     Raises:
         ConfigError: The rollout has ended.
 
     Example:
-        >>> approve(start_rollout("r1", "canary", RolloutSpec(), "1", "2", now=0.0), 5.0).approved
-        True
+        >>> s = start_rollout("r1", "canary", RolloutSpec(), "1", "2", 0.0, requires_approval=True, started_by="a")
+        >>> ok, s = request_promotion(s, 5.0, "b")
+        >>> ok, s.state, s.requested_by
+        (False, 'awaiting_approval', 'b')
     """
-    _check_open(state, "approve")
-    return replace(state, approved=True, updated_at=now)
+    _check_open(state, "promote")
+    if not state.requires_approval or state.approved:
+        return True, state
+    return False, replace(
+        state, state="awaiting_approval", paused_at=None, requested_by=who or state.requested_by, updated_at=now
+    )
 
 
 def finish(state: RolloutState, now: float) -> RolloutState:
@@ -919,7 +971,9 @@ def _message(state: RolloutState, now: float, report: Mapping[str, float | None]
     failing = [g for g in gates if g["status"] == "fail"]
     blocking = [g for g in gates if g["status"] == "waiting" and g["gate"] not in LABEL_GATES]
     if state.state == "awaiting_approval":
-        return f"{where}: {to}; gates pass; awaiting approval to promote"
+        barred = " or ".join(dict.fromkeys(x for x in (state.started_by, state.requested_by) if x))
+        by = f" by someone other than {barred}" if barred else ""
+        return f"{where}: {to}; gates pass; awaiting approval{by} to promote"
     if failing:  # not yet acted on by decide (e.g. gates from another evaluation)
         return f"{where}: {to}; failing: " + "; ".join(g["message"] for g in failing)
     elapsed = now - state.step_started_at

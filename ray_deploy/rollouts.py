@@ -25,6 +25,7 @@ import uuid
 from dataclasses import replace
 from typing import Any
 
+from ray_deploy import audit
 from ray_deploy.config import RolloutSpec, Settings
 from ray_deploy.errors import ConfigError, ModelNotFound, NotReady
 
@@ -33,6 +34,8 @@ log = logging.getLogger(__name__)
 NAMESPACE = "ray_deploy_rollouts"
 TICK_S = 1.0
 CHALLENGER = "challenger"
+CONTROLLER = "controller:rollout"
+_AUDIT_ACTION = {"canary": "canary_start", "shadow": "shadow_start", "ab": "abtest_start"}
 
 
 def controller_name(name: str) -> str:
@@ -94,19 +97,22 @@ class Rollout:
         """End the rollout; all traffic goes back to the champion."""
         self._call("abort")
 
-    def approve(self) -> None:
-        """Allow a rollout that waits for approval to promote."""
-        self._call("approve")
+    def approve(self, version: str | None = None) -> None:
+        """Approve the promotion of the challenger (``version``, when given, must be it); with approval required,
+        the approver must be a second person (``audit.current_identity()``), not the one who started the rollout
+        or asked to promote."""
+        self._call("approve", None if version is None else str(version))
 
-    def promote(self) -> None:
-        """Make the challenger the champion now."""
-        self._call("promote")
+    def promote(self) -> bool:
+        """Make the challenger the champion now; with approval required and not yet given, the rollout waits for
+        :meth:`approve` instead (returns False)."""
+        return bool(self._call("promote"))
 
     def rollback(self) -> None:
         """Send all traffic back to the champion now."""
         self._call("rollback")
 
-    def _call(self, method: str) -> None:
+    def _call(self, method: str, *args: Any) -> Any:
         import ray
 
         from ray_deploy.cluster import connect
@@ -116,7 +122,7 @@ class Rollout:
         if actor is None:
             raise NotReady(f"no rollout of {self.name!r} is running")
         try:
-            ray.get(getattr(actor, method).remote(), timeout=600)
+            return ray.get(getattr(actor, method).remote(*args, who=audit.current_identity()), timeout=600)
         except ray.exceptions.RayTaskError as exc:
             cause = getattr(exc, "cause", None)
             if isinstance(cause, ConfigError | NotReady):
@@ -148,6 +154,7 @@ def start(
     use_mlflow(Settings.from_env())
     config = Deployment(name)._user_config()
     champion = str(config["version"])
+    requires_approval = requires_approval or bool(config.get("options", {}).get("require_approval", False))
     if _running(name) is not None:
         raise ConfigError(
             f"a rollout of {name!r} is already running; promote, roll back or abort it first "
@@ -167,6 +174,7 @@ def start(
         time.time(),
         share=share,
         requires_approval=requires_approval,
+        started_by=audit.current_identity(),
     )
     actor = ray.remote(RolloutController).options(  # type: ignore[attr-defined]
         name=controller_name(name), namespace=NAMESPACE, lifetime="detached", num_cpus=0, max_concurrency=8
@@ -178,12 +186,23 @@ def start(
         while _controller(name) is not None and time.time() < deadline:
             time.sleep(0.2)
     controller: Any = actor.remote(name, state, kind, metric, Settings.from_env().to_env())
+    after = {
+        "champion": champion,
+        "challenger": version,
+        "share": state.share,
+        "steps": list(spec.steps) if mode == "canary" else [state.share],
+        "requires_approval": requires_approval,
+    }
     try:
         ray.get(controller.begin.remote(), timeout=600)
-    except Exception:
+    except Exception as exc:
         ray.kill(controller)
+        audit.record(
+            _AUDIT_ACTION[mode], deployment=name, before={"version": champion}, after=after, outcome=f"failed: {exc}"
+        )
         raise
     controller.run.remote()
+    audit.record(_AUDIT_ACTION[mode], deployment=name, before={"version": champion}, after=after)
     return Rollout(name)
 
 
@@ -231,16 +250,20 @@ def _challenger(name: str, model_or_version: Any, sample_input: Any, config: dic
     return version, registry_kind(kind, version, name)
 
 
-def promote(name: str) -> None:
-    """Make the challenger the champion: through the running rollout, else the ``challenger`` alias' version."""
+def promote(name: str) -> bool:
+    """Make the challenger the champion: through the running rollout, else the ``challenger`` alias' version.
+
+    Returns False when the deployment requires approval and it has not been given: the rollout then waits at
+    ``awaiting_approval`` until a second person calls :func:`approve`.
+    """
     from ray_deploy.cluster import connect
+    from ray_deploy.deployment import Deployment
     from ray_deploy.registry import use_mlflow
 
     connect()
     use_mlflow(Settings.from_env())
     if _running(name) is not None:
-        Rollout(name).promote()
-        return
+        return Rollout(name).promote()
     from mlflow import MlflowClient
     from mlflow.exceptions import MlflowException
 
@@ -248,7 +271,44 @@ def promote(name: str) -> None:
         version = MlflowClient().get_model_version_by_alias(name, CHALLENGER).version
     except MlflowException:
         raise ConfigError(f"{name!r} has no challenger to promote; start a canary, shadow or A/B test") from None
-    switch_to(name, str(version))
+    if Deployment(name).options.require_approval:
+        raise ConfigError(
+            f"{name!r} requires approval to promote, which needs a running rollout to wait in; start one with "
+            f"ray_deploy.get({name!r}).canary({str(version)!r}), promote it, and have a second person approve it"
+        )
+    _switch_recorded(name, "promote", str(version))
+    return True
+
+
+def approve(name: str, version: str | None = None) -> None:
+    """Approve the promotion of the running rollout's challenger (``version``: it must be that challenger); the
+    approver (``audit.current_identity()``) must not be who started the rollout or asked to promote it.
+
+    Example:
+        >>> with audit.acting_as("user:bob"):
+        ...     approve("churn", "4")
+    """
+    from ray_deploy.cluster import connect
+
+    connect()
+    if _running(name) is None:
+        raise NotReady(f"no rollout of {name!r} is running, so there is no promotion to approve")
+    Rollout(name).approve(version)
+
+
+def _switch_recorded(name: str, action: str, version: str) -> None:
+    """``switch_to`` as one audited action (its before/after versions and outcome)."""
+    from ray_deploy.deployment import Deployment
+
+    before = Deployment(name).version
+    try:
+        switch_to(name, version)
+    except Exception as exc:
+        audit.record(
+            action, deployment=name, before={"version": before}, after={"version": version}, outcome=f"failed: {exc}"
+        )
+        raise
+    audit.record(action, deployment=name, before={"version": before}, after={"version": version})
 
 
 def rollback(name: str, to_version: str | None = None) -> None:
@@ -271,7 +331,7 @@ def rollback(name: str, to_version: str | None = None) -> None:
         if not older:
             raise ConfigError(f"{name!r} has no version before {current} to roll back to")
         to_version = older[-1]
-    switch_to(name, str(to_version))
+    _switch_recorded(name, "rollback", str(to_version))
 
 
 def stop_controller(name: str) -> None:
@@ -373,6 +433,8 @@ class RolloutController:
             await self._finish_promoted()
         elif decision == "rollback":
             await self._finish_rolled_back()
+        if decision in ("promote", "rollback"):
+            await self._audit(decision, CONTROLLER, evidence=self._evidence())
         await self._publish(observation, champion, challenger)
 
     async def _apply(self) -> None:
@@ -421,37 +483,105 @@ class RolloutController:
 
     # ---- manual actions (from Rollout, the magics, the side panel) ------------------------------------------
 
-    async def pause(self) -> None:
-        await self._manual("pause")
+    async def pause(self, who: str = "") -> None:
+        await self._manual("pause", who)
 
-    async def resume(self) -> None:
-        await self._manual("resume")
+    async def resume(self, who: str = "") -> None:
+        await self._manual("resume", who)
 
-    async def approve(self) -> None:
-        await self._manual("approve")
+    async def approve(self, version: str | None = None, who: str = "") -> None:
+        """Approve (by ``who``); a rollout that already waits for approval promotes now."""
+        from ray_deploy.rollout import approve
 
-    async def abort(self) -> None:
-        await self._manual("abort")
-        await self._finish_rolled_back()
-
-    async def promote(self) -> None:
         async with self._lock:
-            self._end_by_hand("promoted", "promote", f"promoted by hand to v{self.state.challenger}")
-            await self._finish_promoted()
+            if version is not None and str(version) != self.state.challenger:
+                raise ConfigError(
+                    f"the rollout of {self.name!r} promotes v{self.state.challenger}, not v{version}; "
+                    f"approve({self.state.challenger!r})"
+                )
+            try:
+                self.state = approve(self.state, time.time(), who)
+            except ConfigError as exc:
+                await self._audit("approve", who, outcome=f"failed: {exc}")
+                raise
+            waiting = self.state.state == "awaiting_approval"
+            await self._audit("approve", who, after={"approved_by": who, "promotes_now": waiting})
+            if waiting:
+                self._end_by_hand("promoted", "promote", f"promoted v{self.state.challenger}, approved by {who}")
+                await self._finish_promoted()
+                await self._audit("promote", CONTROLLER, evidence={"approved_by": who, **self._evidence()})
             await self._publish({}, None, None)
 
-    async def rollback(self) -> None:
+    async def abort(self, who: str = "") -> None:
+        await self._manual("abort", who)
+        await self._finish_rolled_back()
+
+    async def promote(self, who: str = "") -> bool:
+        """Promote by hand; with approval required and not given, wait at ``awaiting_approval`` (returns False)."""
+        from ray_deploy.rollout import request_promotion
+
+        async with self._lock:
+            allowed, self.state = request_promotion(self.state, time.time(), who)
+            if not allowed:
+                await self._audit("promote", who, outcome="awaiting_approval")
+                await self._publish({}, None, None)
+                return False
+            self._end_by_hand("promoted", "promote", f"promoted by hand to v{self.state.challenger}")
+            await self._finish_promoted()
+            await self._audit("promote", who)
+            await self._publish({}, None, None)
+            return True
+
+    async def rollback(self, who: str = "") -> None:
         async with self._lock:
             self._end_by_hand("rolled_back", "rollback", "rolled back by hand")
             await self._finish_rolled_back()
+            await self._audit("rollback", who)
             await self._publish({}, None, None)
 
-    async def _manual(self, action: str) -> None:
+    async def _manual(self, action: str, who: str = "") -> None:
         from ray_deploy import rollout
 
         async with self._lock:
+            before = self.state.state
             self.state = getattr(rollout, action)(self.state, time.time())
+            await self._audit(action, who, before={"state": before}, after={"state": self.state.state})
             await self._publish({}, None, None)
+
+    def _evidence(self) -> dict[str, Any]:
+        """Why the rollout ended: the last step's gates and their numbers, and the reason."""
+        step = self.state.history[-1] if self.state.history else {}
+        return {
+            "rollout_id": self.state.rollout_id,
+            "step": self.state.step,
+            "share": self.state.share,
+            "reason": self.state.reason,
+            "gates": list(step.get("gates", [])),
+        }
+
+    async def _audit(
+        self,
+        action: str,
+        who: str,
+        *,
+        before: dict[str, Any] | None = None,
+        after: dict[str, Any] | None = None,
+        outcome: str | None = None,
+        evidence: dict[str, Any] | None = None,
+    ) -> None:
+        """Record one event of this rollout (before/after: the serving version, unless given)."""
+        state = self.state
+        serving = state.challenger if state.state == "promoted" else state.champion
+        await asyncio.to_thread(
+            audit.record,
+            action,
+            deployment=self.name,
+            before=before if before is not None else {"version": state.champion, "challenger": state.challenger},
+            after=after if after is not None else {"version": serving, "state": state.state},
+            outcome=outcome or ("rolled_back" if state.state == "rolled_back" and action == "rollback" else "ok"),
+            evidence=evidence,
+            who=who or None,
+        )
 
     def _end_by_hand(self, state: str, decision: str, reason: str) -> None:
         if self.state.final:

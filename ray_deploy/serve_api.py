@@ -12,7 +12,10 @@ Example:
 
 from __future__ import annotations
 
+import contextlib
+import os
 import uuid
+from collections.abc import Iterator
 from typing import Any
 
 from ray_deploy.errors import NotReady
@@ -26,7 +29,16 @@ PRIVATE_NAMES = (
     ("ray.serve.generated.serve_pb2", "StatusOverview"),
     ("ray._private.worker", "get_dashboard_url"),
     ("ray._private.authentication.authentication_token_setup", "maybe_enable_token_auth_if_token_available"),
+    ("ray._private.ray_constants", "ENABLE_RAY_CLUSTER"),
+    ("ray._private.ray_constants", "ENABLE_RAY_CLUSTERS_ENV_VAR"),
 )
+
+# On Linux, Ray replaces a loopback node IP (``ray start --node-ip-address=127.0.0.1``, ``ray.init(address=
+# "127.0.0.1:...")``) by the machine's routable IP, and its gRPC servers then listen on all interfaces. With this
+# variable at "0" Ray treats the machine as single-node (what it does on macOS and Windows): the node IP stays
+# 127.0.0.1, and the GCS, raylet, workers and agents bind to loopback. The local head is started with it, and a
+# process that connects to the local head must resolve "127.0.0.1" the same way (:func:`loopback_node`).
+SINGLE_NODE_ENV = {"RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0"}  # ray_constants.ENABLE_RAY_CLUSTERS_ENV_VAR
 
 
 def pin_code_version(deployment: Any, version: str) -> Any:
@@ -118,6 +130,34 @@ def dashboard_url() -> str | None:
     return url
 
 
+@contextlib.contextmanager
+def loopback_node() -> Iterator[None]:
+    """Within this block, ``ray.init(address="127.0.0.1:<port>")`` connects to a local head that listens on loopback
+    only (started with :data:`SINGLE_NODE_ENV`) instead of resolving 127.0.0.1 to the machine's routable IP.
+
+    Ray reads the variable once, at import, into ``ray_constants.ENABLE_RAY_CLUSTER``; the block sets that constant
+    (and the variable, for child processes that this process starts meanwhile) and restores both afterwards.
+
+    Example:
+        >>> with loopback_node():
+        ...     ray.init(address="127.0.0.1:6379")
+    """
+    from ray._private import ray_constants
+
+    key = ray_constants.ENABLE_RAY_CLUSTERS_ENV_VAR
+    before, before_env = ray_constants.ENABLE_RAY_CLUSTER, os.environ.get(key)
+    ray_constants.ENABLE_RAY_CLUSTER = False
+    os.environ[key] = "0"
+    try:
+        yield
+    finally:
+        ray_constants.ENABLE_RAY_CLUSTER = before
+        if before_env is None:
+            os.environ.pop(key, None)
+        else:
+            os.environ[key] = before_env
+
+
 def enable_token_auth() -> None:
     """Make this process present the cluster's auth token (``ray.init`` with an address does not by itself)."""
     from ray._private.authentication.authentication_token_setup import (
@@ -125,3 +165,33 @@ def enable_token_auth() -> None:
     )
 
     maybe_enable_token_auth_if_token_available(warn_if_disabled=False)
+
+
+def running_replicas(name: str, deployment: str = "ModelServer") -> int:
+    """How many replicas of an application's deployment are running now (0 when unknown)."""
+    details = app_details(name, deployment)["deployments"].get(deployment, {})
+    return sum(1 for r in details.get("replicas", []) if r.get("state") == "RUNNING")
+
+
+def head_actor(cls: type, name: str, namespace: str, **options: Any) -> Any:
+    """A detached, named actor of ``cls`` on the head node: looked up, or started (no CPU) when none runs.
+
+    For the cluster's single writers (key store, audit log), whose files live on the head. ``options`` are
+    passed to ``.options()`` (e.g. ``max_concurrency``).
+    """
+    import ray
+
+    head = {"node:__internal_head__": 0.001}
+    return (
+        ray.remote(cls)
+        .options(  # type: ignore[attr-defined]
+            name=name,
+            namespace=namespace,
+            lifetime="detached",
+            get_if_exists=True,
+            num_cpus=0,
+            resources=head,
+            **options,
+        )
+        .remote()
+    )

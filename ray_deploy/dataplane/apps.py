@@ -94,6 +94,7 @@ def build_model_app(
         name="Challenger",
         ray_actor_options=actor_options,
         max_ongoing_requests=options.ongoing_requests(rollout is not None and rollout["kind"] == "torch"),
+        **_backpressure(options),
         max_surge_percent=100,
         user_config=challenger_config,
         **(
@@ -107,6 +108,7 @@ def build_model_app(
         name="ModelServer",
         ray_actor_options=actor_options,
         max_ongoing_requests=options.ongoing_requests(is_torch),
+        **_backpressure(options),
         max_surge_percent=100,  # a restart starts new replicas before stopping the old
         user_config={**user_config, "rollout": rollout},
         **_scaling(options),
@@ -138,6 +140,14 @@ def code_version(name: str, settings: Settings) -> str:
     # node's address), and a redeploy from a rollout controller or a retrain job must not restart the replicas.
     parts = [version, name, settings.mlflow_uri, settings.capture_uri, settings.endpoint]
     return f"{version}-{hashlib.sha1(json.dumps(parts).encode()).hexdigest()[:10]}"
+
+
+def _backpressure(options: DeployOptions) -> dict[str, Any]:
+    """Overload answers at once: past ``max_queued_requests`` waiting requests, a 503 with ``Retry-After: 1``."""
+    return {
+        "max_queued_requests": options.max_queued_requests,
+        "backpressure_config": {"status_code": 503, "retry_after_s": 1},
+    }
 
 
 def _scaling(options: DeployOptions) -> dict[str, Any]:

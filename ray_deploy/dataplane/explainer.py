@@ -20,7 +20,7 @@ from typing import Any
 
 from ray_deploy.config import DeployOptions
 from ray_deploy.dataplane.schema import InputSchema
-from ray_deploy.dataplane.served_model import check_version, model_uri
+from ray_deploy.dataplane.served_model import check_version, fetch_verified
 from ray_deploy.errors import PayloadTooLarge, RayDeployError, SchemaMismatch
 
 log = logging.getLogger("ray.serve")
@@ -33,9 +33,9 @@ class _Explainable:
         import mlflow
         from mlflow import MlflowClient
 
-        uri = model_uri(name, version)
-        info = mlflow.models.get_model_info(uri)
         tags = MlflowClient().get_model_version(name, version).tags
+        uri = str(fetch_verified(name, version))  # the local copy whose digest matches the registered one
+        info = mlflow.models.get_model_info(uri)
         self.version = version
         self.schema = InputSchema.from_signature(info.signature) or InputSchema()
         if "pytorch" in info.flavors:

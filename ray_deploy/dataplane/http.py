@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 from typing import Any
 
 from starlette.requests import Request
@@ -34,6 +35,10 @@ def _default(value: Any) -> Any:
 def error_response(exc: RayDeployError, **extra: Any) -> Response:
     """The contract's error body ``{"error": ...}`` with the error's status (and Retry-After for 429/503)."""
     headers = {"Retry-After": "1"} if exc.http_status in (429, 503) else {}
+    if exc.http_status == 429:
+        headers["Retry-After"] = str(max(1, math.ceil(getattr(exc, "retry_after_s", 1.0))))
+    if exc.http_status == 401:
+        headers["WWW-Authenticate"] = 'Bearer realm="ray-deploy"'
     if exc.http_status == 405 and "allow" in exc.details:
         headers["Allow"] = str(exc.details["allow"])
     return json_response({**exc.to_json(), **extra}, exc.http_status, headers)

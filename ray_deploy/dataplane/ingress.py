@@ -104,7 +104,7 @@ class ModelServer:
         self._explainer = explainer
         self._pool = VersionPool(name)
         self._predictor = Predictor(name)
-        self._guard = Guard()
+        self._guard = Guard(name)
         self._capture = Capture(name, monitor)
         self._metrics = RequestMetrics(name)
         self._challenger = challenger
@@ -114,7 +114,10 @@ class ModelServer:
         """Load the configured version (if new) and apply options; the old model serves until then."""
         await self._pool.serve(str(config["version"]), str(config.get("kind", "pyfunc")))
         is_torch = self._pool.current is not None and self._pool.current.model.flavor == "torch"
-        self._predictor.configure(DeployOptions(**config.get("options", {})), is_torch)
+        options = DeployOptions(**config.get("options", {}))
+        self._predictor.configure(options, is_torch)
+        self._guard.replicas = max(1, options.initial_replicas or options.min_replicas)
+        self._guard.count_replicas = (lambda: serve_api.running_replicas(self.name)) if options.autoscaling else None
         self._capture.configure(CaptureSpec(**config.get("capture", {})), str(config.get("salt", "")))
         rollout = config.get("rollout")
         self._rollout = Rollout.from_config(rollout) if rollout and self._challenger is not None else None
@@ -129,7 +132,7 @@ class ModelServer:
         try:
             relative = request.url.path[len(request.scope.get("root_path", "")) :]
             route = match(MODEL_ROUTES, request.method, relative)
-            self._guard.admit(route, request.headers)
+            await self._guard.admit(route, request.headers)
             arm = self._arm(route, request.headers)
             if arm is not None:  # a rollout's split: read the body once, so it can travel
                 body = await read_body(request, self._max_bytes)

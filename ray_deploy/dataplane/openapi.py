@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from ray_deploy.dataplane.routes import MODEL_PREFIX, MODEL_ROUTES, SERVER_PREFIX, SERVER_ROUTES, RouteSpec
+from ray_deploy.dataplane.routes import MODEL_PREFIX, MODEL_ROUTES, SCOPES, SERVER_PREFIX, SERVER_ROUTES, RouteSpec
 from ray_deploy.dataplane.schema import InputSchema
 from ray_deploy.dataplane.v2 import DATATYPES
 
@@ -25,16 +25,29 @@ V2_DATATYPES = list(DATATYPES)
 # status -> (component name, description): the error bodies of the HTTP contract
 _ERRORS = {
     400: ("BadRequest", "Malformed body: not JSON, wrong envelope, bad V2 header or sizes"),
+    401: ("Unauthorized", "No API key, or an unknown, revoked or expired one (send Authorization: Bearer <key>)"),
+    403: ("Forbidden", "The API key lacks the route's scope or may not call this deployment"),
     404: ("NotFound", "Unknown model, version or route"),
     405: ("MethodNotAllowed", "The route exists with another method (see the Allow header)"),
     413: ("PayloadTooLarge", "The body is over the deployment's max_body_mb"),
     422: ("SchemaMismatch", "The input does not match the model's signature (the field, expected and got)"),
+    429: ("RateLimited", "The API key is over its rate limit (retry after Retry-After seconds)"),
     500: ("ModelFailed", "The model failed while predicting (the traceback is in the replica log)"),
     503: ("NotReady", "The deployment is not ready yet (retry after Retry-After seconds)"),
     504: ("Timeout", "The model took longer than the deployment's request_timeout_s"),
 }
 _EVERY_ROUTE_ERRORS = (404, 405, 500, 503)
 _BODY_ROUTE_ERRORS = (400, 413, 422, 504)
+_AUTH_ROUTE_ERRORS = (401, 403, 429)
+_SECURITY_SCHEMES = {
+    "apiKey": {
+        "type": "http",
+        "scheme": "bearer",
+        "description": "A ray-deploy API key (`ray-deploy keys default` prints the project's; scopes: "
+        + ", ".join(SCOPES)
+        + ")",
+    }
+}
 
 _ANY_OBJECT: dict[str, Any] = {"type": "object", "additionalProperties": True}
 _STRING: dict[str, Any] = {"type": "string"}
@@ -148,7 +161,11 @@ def _document(title: str, version: str, description: str, url: str, schemas: dic
         "info": {"title": title, "version": version, "description": description},
         "servers": [{"url": url}],
         "paths": {},
-        "components": {"schemas": schemas, "responses": _error_responses()},
+        "components": {
+            "schemas": schemas,
+            "responses": _error_responses(),
+            "securitySchemes": _SECURITY_SCHEMES,
+        },
     }
 
 
@@ -174,6 +191,9 @@ def _operation(spec: RouteSpec, ok: str, versions: list[str]) -> dict[str, Any]:
             "content": {"application/json": {"schema": _ref(_BODIES[spec.body])}},
         }
     operation["responses"] = _responses(spec, ok)
+    operation["security"] = [{"apiKey": []}] if spec.scope is not None else []
+    if spec.scope is not None:
+        operation["description"] = f"Needs an API key with the {spec.scope!r} (or 'admin') scope."
     return operation
 
 
@@ -208,6 +228,7 @@ def _responses(spec: RouteSpec, ok: str) -> dict[str, Any]:
         content["application/octet-stream"] = {"schema": {"type": "string", "format": "binary"}}
     responses: dict[str, Any] = {"200": {"description": "OK", "content": content}}
     errors = _EVERY_ROUTE_ERRORS + (_BODY_ROUTE_ERRORS if spec.body is not None else ())
+    errors += _AUTH_ROUTE_ERRORS if spec.scope is not None else ()
     for status in sorted(errors):
         responses[str(status)] = {"$ref": f"#/components/responses/{_ERRORS[status][0]}"}
     return responses

@@ -19,6 +19,9 @@ from dataclasses import dataclass, field
 from ray_deploy.errors import MethodNotAllowed, ModelNotFound
 
 MODEL_PREFIX = "/v2/models/"
+SCOPES = ("predict", "explain", "read", "admin")
+"""What an API key may do: ``predict`` (infer, predict, feedback), ``explain``, ``read`` (metadata, readiness,
+stats, the model list, OpenAPI) and ``admin`` (everything)."""
 SERVER_PREFIX = "/v2"
 
 
@@ -26,8 +29,8 @@ SERVER_PREFIX = "/v2"
 class RouteSpec:
     """One documented route: method, path template relative to the app's prefix, and what it does.
 
-    ``body`` names the request body the route takes (``"v2"``, ``"predict"``) or None; ``auth`` is False
-    only for the open probe routes.
+    ``body`` names the request body the route takes (``"v2"``, ``"predict"``) or None; ``scope`` is what an
+    API key needs to call it (:data:`SCOPES`), None only for the open probe routes.
     """
 
     method: str
@@ -35,7 +38,7 @@ class RouteSpec:
     action: str
     summary: str
     body: str | None = None
-    auth: bool = True
+    scope: str | None = "read"
 
     @property
     def segments(self) -> tuple[str, ...]:
@@ -44,15 +47,18 @@ class RouteSpec:
 
 @dataclass(frozen=True)
 class Route:
-    """A matched request: the action to run and the path parameters (e.g. ``version``)."""
+    """A matched request: the action to run, the path parameters (e.g. ``version``) and the key scope it needs."""
 
     action: str
     params: dict[str, str] = field(default_factory=dict)
+    scope: str | None = field(default=None, compare=False)
 
 
 def _with_versions(*specs: RouteSpec) -> tuple[RouteSpec, ...]:
     versioned = tuple(
-        RouteSpec(s.method, f"/versions/{{version}}{s.path}", s.action, f"{s.summary} (a given version)", s.body)
+        RouteSpec(
+            s.method, f"/versions/{{version}}{s.path}", s.action, f"{s.summary} (a given version)", s.body, s.scope
+        )
         for s in specs
         if s.action in ("metadata", "ready", "infer", "predict")
     )
@@ -62,10 +68,17 @@ def _with_versions(*specs: RouteSpec) -> tuple[RouteSpec, ...]:
 MODEL_ROUTES: tuple[RouteSpec, ...] = _with_versions(
     RouteSpec("GET", "", "metadata", "V2 model metadata: versions, inputs and outputs with V2 datatypes"),
     RouteSpec("GET", "/ready", "ready", "V2 model readiness: 200 when the model answers"),
-    RouteSpec("POST", "/infer", "infer", "V2 inference (JSON, or JSON header + binary tensors)", body="v2"),
-    RouteSpec("POST", "/predict", "predict", "Simple JSON prediction: instances or dataframe_split", body="predict"),
+    RouteSpec("POST", "/infer", "infer", "V2 inference (JSON, or JSON header + binary tensors)", "v2", "predict"),
     RouteSpec(
-        "POST", "/explain", "explain", "SHAP values of the given rows (instances or dataframe_split)", body="predict"
+        "POST", "/predict", "predict", "Simple JSON prediction: instances or dataframe_split", "predict", "predict"
+    ),
+    RouteSpec(
+        "POST",
+        "/explain",
+        "explain",
+        "SHAP values of the given rows (instances or dataframe_split)",
+        "predict",
+        "explain",
     ),
     RouteSpec(
         "POST",
@@ -73,6 +86,7 @@ MODEL_ROUTES: tuple[RouteSpec, ...] = _with_versions(
         "feedback",
         "Delayed ground-truth labels for captured predictions, by request id",
         body="feedback",
+        scope="predict",
     ),
     RouteSpec("GET", "/stats", "stats", "The deployment's status document (from its Monitor)"),
     RouteSpec("GET", "/openapi.json", "openapi", "This deployment's OpenAPI 3 document"),
@@ -80,8 +94,8 @@ MODEL_ROUTES: tuple[RouteSpec, ...] = _with_versions(
 
 SERVER_ROUTES: tuple[RouteSpec, ...] = (
     RouteSpec("GET", "", "server_metadata", "V2 server metadata: name, version, extensions"),
-    RouteSpec("GET", "/health/live", "live", "V2 server liveness (open, for probes)", auth=False),
-    RouteSpec("GET", "/health/ready", "ready", "V2 server readiness (open, for probes)", auth=False),
+    RouteSpec("GET", "/health/live", "live", "V2 server liveness (open, for probes)", scope=None),
+    RouteSpec("GET", "/health/ready", "ready", "V2 server readiness (open, for probes)", scope=None),
     RouteSpec("GET", "/models", "models", "Every deployment; ?stats=1 adds every status document in one call"),
     RouteSpec("GET", "/openapi.json", "openapi", "The server's OpenAPI 3 document"),
 )
@@ -100,7 +114,7 @@ def match(routes: tuple[RouteSpec, ...], method: str, path: str) -> Route:
         if params is None:
             continue
         if spec.method == method or (method == "HEAD" and spec.method == "GET"):
-            return Route(spec.action, params)
+            return Route(spec.action, params, spec.scope)
         allowed.append(spec.method)
     shown = "/" + "/".join(parts)
     if allowed:

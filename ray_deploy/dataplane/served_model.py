@@ -3,6 +3,11 @@
 The model kind is resolved once at deploy time and arrives in Serve's ``user_config``; the loader uses it
 instead of guessing again.
 
+Integrity: a version's artifacts are downloaded to a local folder and their digest
+(:func:`ray_deploy.integrity.artifact_digest`) is compared with the one recorded at registration before anything
+in them is unpickled; a mismatch raises :class:`IntegrityError`. A version registered outside ray-deploy (no
+recorded digest) is trusted on first use: its digest is recorded then, and checked from then on.
+
 Example:
     >>> served = load_for_serving(model_uri("iris", "3"), kind="sklearn")
     >>> served.predict(X[:2])
@@ -12,16 +17,22 @@ Example:
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
+import os
+import shutil
+import tempfile
 from collections import OrderedDict
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Literal
 
 import numpy as np
 
 from ray_deploy.dataplane.outputs import describe_outputs
 from ray_deploy.dataplane.schema import InputSchema
-from ray_deploy.errors import ModelNotFound, NotReady
+from ray_deploy.errors import ConfigError, ModelNotFound, NotReady
+from ray_deploy.integrity import DIGEST_TAG, artifact_digest, check_digest
 
 log = logging.getLogger("ray.serve")
 
@@ -74,10 +85,11 @@ class Loaded:
 
 
 def load_for_serving(uri: str, kind: str | None = None) -> ServedModel:
-    """Load a registered model; torch models go to the GPU when this process was given one.
+    """Load a registered model after verifying its artifacts; torch models go to the GPU when this process was
+    given one.
 
-    ``kind`` is the family resolved at deploy time (``torch`` or anything else for pyfunc); None reads it
-    from the model's flavors (for versions other than the one deployed).
+    ``uri`` is ``models:/<name>/<version>``. ``kind`` is the family resolved at deploy time (``torch`` or anything
+    else for pyfunc); None reads it from the model's flavors (for versions other than the one deployed).
 
     Example:
         >>> load_for_serving("models:/net/1", kind="torch").device
@@ -85,17 +97,92 @@ def load_for_serving(uri: str, kind: str | None = None) -> ServedModel:
     """
     import mlflow
 
-    info = mlflow.models.get_model_info(uri)
+    name, version = _name_version(uri)
+    local = str(fetch_verified(name, version))
+    info = mlflow.models.get_model_info(local)  # the MLmodel file: YAML, nothing unpickled
     if kind is None:
         kind = "torch" if "pytorch" in info.flavors else "pyfunc"
     if kind == "torch":
         import torch
 
         device = "cuda" if _has_gpu() and torch.cuda.is_available() else "cpu"
-        module = mlflow.pytorch.load_model(uri, map_location=device)
+        # a whole pickled module (not a state dict), loaded only after the digest check above
+        module = mlflow.pytorch.load_model(local, map_location=device)
         module.eval()
         return ServedModel(uri, "torch", module, info.signature, device)
-    return ServedModel(uri, "pyfunc", mlflow.pyfunc.load_model(uri), info.signature)
+    return ServedModel(uri, "pyfunc", mlflow.pyfunc.load_model(local), info.signature)
+
+
+def fetch_verified(name: str, version: str, dst: Path | None = None) -> Path:
+    """Download the artifacts of ``name`` version ``version`` into a new local folder and verify them.
+
+    Raises :class:`IntegrityError` (and removes the download) when their digest differs from the version's
+    ``ray_deploy.artifact_sha256`` tag. A version without that tag (registered outside ray-deploy) is trusted on
+    first use: the digest of what was downloaded is recorded as its tag, and every later load is checked against
+    it. The folder is left for the caller (a loaded model may read its files later, as MLflow's own loader
+    allows).
+
+    Example:
+        >>> fetch_verified("iris", "3").joinpath("MLmodel").exists()
+        True
+    """
+    from mlflow import MlflowClient
+
+    client = MlflowClient()
+    expected = (client.get_model_version(name, version).tags or {}).get(DIGEST_TAG)
+    folder = download_version(name, version, dst)
+    actual = artifact_digest(folder)
+    if expected is None:
+        client.set_model_version_tag(name, version, DIGEST_TAG, actual)
+        log.warning(
+            "%s version %s had no recorded artifact digest (registered outside ray-deploy); trusting it on first "
+            "use and recording sha256 %s",
+            name,
+            version,
+            actual,
+        )
+        return folder
+    try:
+        check_digest(name, version, expected, actual)
+    except Exception:
+        shutil.rmtree(folder, ignore_errors=True)
+        raise
+    return folder
+
+
+def download_version(name: str, version: str, dst: Path | None = None) -> Path:
+    """Copy a version's stored artifacts (its download URI, not ``models:/``, which adds a metadata file of its
+    own) into ``dst`` or a new temporary folder, without a progress bar; returns the folder."""
+    import mlflow
+    from mlflow import MlflowClient
+
+    source = MlflowClient().get_model_version_download_uri(name, version)
+    folder = Path(dst) if dst is not None else Path(tempfile.mkdtemp(prefix=f"ray-deploy-{name}-v{version}-"))
+    folder.mkdir(parents=True, exist_ok=True)
+    with _no_progress_bar():
+        return Path(mlflow.artifacts.download_artifacts(artifact_uri=source, dst_path=str(folder)))
+
+
+@contextlib.contextmanager
+def _no_progress_bar() -> Any:
+    key = "MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR"
+    before = os.environ.get(key)
+    os.environ[key] = "false"
+    try:
+        yield
+    finally:
+        if before is None:
+            os.environ.pop(key, None)
+        else:
+            os.environ[key] = before
+
+
+def _name_version(uri: str) -> tuple[str, str]:
+    """``models:/iris/3`` -> ``("iris", "3")``; the only URIs replicas load are registry versions."""
+    name, _, version = uri.removeprefix("models:/").rpartition("/")
+    if not uri.startswith("models:/") or not name or not version.isdigit():
+        raise ConfigError(f"replicas load registered versions only ('models:/<name>/<version>'), not {uri!r}")
+    return name, version
 
 
 def _has_gpu() -> bool:

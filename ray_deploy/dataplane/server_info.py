@@ -18,9 +18,9 @@ from starlette.responses import Response
 
 from ray_deploy import serve_api
 from ray_deploy.dataplane import openapi
-from ray_deploy.dataplane.guard import Guard
+from ray_deploy.dataplane.guard import Guard, KeyRecord
 from ray_deploy.dataplane.http import error_response, json_response
-from ray_deploy.dataplane.routes import MODEL_PREFIX, SERVER_ROUTES, match
+from ray_deploy.dataplane.routes import MODEL_PREFIX, SERVER_ROUTES, Route, match
 from ray_deploy.errors import ModelNotFound, NotReady, RayDeployError
 from ray_deploy.status import model_apps, state_of
 
@@ -40,39 +40,41 @@ class ServerInfo:
     """Answers the server routes of :data:`~ray_deploy.dataplane.routes.SERVER_ROUTES`."""
 
     def __init__(self) -> None:
-        self._guard = Guard()
+        self._guard = Guard(None)
 
     async def __call__(self, request: Request) -> Response:
         try:
             relative = request.url.path[len(request.scope.get("root_path", "")) :]
             parts = [p for p in relative.split("/") if p]
-            if len(parts) >= 2 and parts[0] == "models":
-                return await self._not_serving(parts[1])
+            if len(parts) >= 2 and parts[0] == "models":  # a model route whose app is not live: say why
+                key = await self._guard.admit(Route("models", scope="read"), request.headers)
+                return await self._not_serving(parts[1], key)
             route = match(SERVER_ROUTES, request.method, relative)
-            self._guard.admit(route, request.headers)
-            return json_response(await getattr(self, f"_{route.action}")(request))
+            key = await self._guard.admit(route, request.headers)
+            return json_response(await getattr(self, f"_{route.action}")(request, key))
         except RayDeployError as exc:
             return error_response(exc)
         except Exception:
             log.exception("ray-deploy server route failed")
             return error_response(RayDeployError("internal error in the ray-deploy server; see its replica log"))
 
-    async def _server_metadata(self, request: Request) -> dict[str, Any]:
+    async def _server_metadata(self, request: Request, key: KeyRecord | None) -> dict[str, Any]:
         return {"name": "ray-deploy", "version": server_version(), "extensions": EXTENSIONS}
 
-    async def _live(self, request: Request) -> dict[str, Any]:
+    async def _live(self, request: Request, key: KeyRecord | None) -> dict[str, Any]:
         return {"live": True}
 
-    async def _ready(self, request: Request) -> dict[str, Any]:
+    async def _ready(self, request: Request, key: KeyRecord | None) -> dict[str, Any]:
         return {"ready": True}
 
-    async def _openapi(self, request: Request) -> dict[str, Any]:
+    async def _openapi(self, request: Request, key: KeyRecord | None) -> dict[str, Any]:
         apps = model_apps(await asyncio.to_thread(serve_api.serve_details))
         return openapi.server_document(server_version(), sorted(apps))
 
-    async def _models(self, request: Request) -> dict[str, Any]:
-        """Every deployment; ``?stats=1`` adds each status document, from one Serve read for all of them."""
-        apps = model_apps(await asyncio.to_thread(serve_api.serve_details))
+    async def _models(self, request: Request, key: KeyRecord | None) -> dict[str, Any]:
+        """Every deployment (those the key may call); ``?stats=1`` adds each status document, from one Serve
+        read for all of them."""
+        apps = _visible(model_apps(await asyncio.to_thread(serve_api.serve_details)), key)
         rows: list[dict[str, Any]] = [
             {"name": n, "state": state_of(a), "url": f"{MODEL_PREFIX}{n}"} for n, a in sorted(apps.items())
         ]
@@ -82,12 +84,17 @@ class ServerInfo:
                 row["status"] = doc
         return {"models": rows}
 
-    async def _not_serving(self, name: str) -> Response:
-        apps = model_apps(await asyncio.to_thread(serve_api.serve_details))
+    async def _not_serving(self, name: str, key: KeyRecord | None) -> Response:
+        apps = _visible(model_apps(await asyncio.to_thread(serve_api.serve_details)), key)
         if name in apps:  # known but its route is not live yet
             state = state_of(apps[name])
             raise NotReady(f"deployment {name!r} is {state}; retry in a moment", state=state)
         raise ModelNotFound(f"no deployment named {name!r}; deployed: {sorted(apps)}")
+
+
+def _visible(apps: dict[str, Any], key: KeyRecord | None) -> dict[str, Any]:
+    """The apps a key may see: those it may call (all, without a key restricted to some)."""
+    return {n: a for n, a in apps.items() if key is None or key.allows_deployment(n)}
 
 
 async def _document(name: str, app: dict[str, Any]) -> dict[str, Any]:

@@ -15,6 +15,7 @@ from sklearn.pipeline import Pipeline
 
 import ray_deploy
 from ray_deploy.explain import explain_model
+from tests.integration.api import auth
 from tests.integration.churn import churn_data
 
 Churn = tuple[ray_deploy.Deployment, Pipeline]
@@ -29,7 +30,7 @@ def test_explain_route_answers_in_input_features(churn: Churn) -> None:
     dep, model = churn
     frame, _ = churn_data()
     rows = frame[:3].to_dict(orient="records")
-    answer = requests.post(f"{dep.url}/explain", json={"instances": rows}, timeout=300)
+    answer = requests.post(f"{dep.url}/explain", json={"instances": rows}, headers=auth(), timeout=300)
     assert answer.status_code == 200, answer.text
     body = answer.json()
     assert body["feature_names"] == ["age", "income", "plan"]
@@ -49,7 +50,7 @@ def test_explain_limits_and_bad_input(churn: Churn) -> None:
         ({"rows": []}, 400, 'needs exactly one of "instances"'),
     ]
     for body, status, fragment in cases:
-        answer = requests.post(f"{dep.url}/explain", json=body, timeout=300)
+        answer = requests.post(f"{dep.url}/explain", json=body, headers=auth(), timeout=300)
         assert answer.status_code == status, answer.text
         assert fragment in answer.json()["error"]
 
@@ -70,7 +71,9 @@ def test_predictions_keep_flowing_while_an_explanation_runs(churn: Churn) -> Non
     running = threading.Thread(target=dep.explain, args=(frame,), daemon=True)
     running.start()
     statuses = [
-        requests.post(f"{dep.url}/predict", json={"instances": [[30, 40, "basic"]]}, timeout=60).status_code
+        requests.post(
+            f"{dep.url}/predict", json={"instances": [[30, 40, "basic"]]}, headers=auth(), timeout=60
+        ).status_code
         for _ in range(20)
     ]
     running.join(timeout=300)

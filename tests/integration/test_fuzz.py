@@ -1,7 +1,8 @@
 """A schema-driven fuzzer (schemathesis) against a live deployment and the server app, driven by their own
 ``openapi.json``: zero 5xx answers, and every answer is documented (status code, content type, JSON error body,
 response schema). Positive cases (bodies the document allows) and negative ones (bodies it forbids) both run.
-Bounded in examples, with no per-example deadline (shared 2-core machines).
+Bounded in examples, with no per-example deadline (shared 2-core machines). Auth is on: every case carries the
+project's API key, as a user's client would.
 
 One check is relaxed on the V2 ``infer`` routes and ``/feedback`` only: OpenAPI cannot tie a tensor's ``shape`` to
 the length of its ``data``, nor the length of ``labels`` to that of ``request_ids``, so a schema-valid body there
@@ -20,6 +21,7 @@ from schemathesis.specs.openapi.checks import positive_data_acceptance
 from sklearn.pipeline import Pipeline
 
 import ray_deploy
+from tests.integration.api import auth
 
 MAX_EXAMPLES = 60
 MODES = [GenerationMode.POSITIVE, GenerationMode.NEGATIVE]
@@ -32,7 +34,7 @@ def _fuzz(openapi_url: str, base_url: str, mode: GenerationMode) -> None:
     @settings(max_examples=MAX_EXAMPLES, deadline=None, suppress_health_check=list(HealthCheck), database=None)
     def call(case: Any) -> None:
         relaxed = [positive_data_acceptance] if case.operation.path.endswith(("/infer", "/feedback")) else []
-        case.call_and_validate(base_url=base_url, timeout=60, excluded_checks=relaxed)
+        case.call_and_validate(base_url=base_url, headers=auth(), timeout=60, excluded_checks=relaxed)
 
     call()
 

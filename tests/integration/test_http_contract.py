@@ -10,6 +10,7 @@ import pytest
 import requests
 
 import ray_deploy
+from tests.integration.api import auth
 
 POISON = -999.0  # the model fails (a bug inside it) when it sees this value
 REJECT = -555.0  # the model rejects this input as invalid (ValueError, like scikit-learn does)
@@ -36,21 +37,21 @@ def test_server_routes(summer: ray_deploy.Deployment, cluster: ray_deploy.Cluste
     base = f"{cluster.endpoint}/v2"
     assert requests.get(f"{base}/health/live", timeout=10).json() == {"live": True}
     assert requests.get(f"{base}/health/ready", timeout=10).status_code == 200
-    meta = requests.get(base, timeout=10).json()
+    meta = requests.get(base, headers=auth(), timeout=10).json()
     assert meta["name"] == "ray-deploy" and "predict" in meta["extensions"]
-    models = requests.get(f"{base}/models", timeout=10).json()["models"]
+    models = requests.get(f"{base}/models", headers=auth(), timeout=10).json()["models"]
     assert {"name": "summer", "state": "RUNNING", "url": "/v2/models/summer"} in models
 
 
 def test_model_routes(summer: ray_deploy.Deployment) -> None:
-    meta = requests.get(summer.url, timeout=10).json()
+    meta = requests.get(summer.url, headers=auth(), timeout=10).json()
     assert meta["name"] == "summer" and meta["versions"] == ["1"]
     assert meta["inputs"] == [{"name": "input-0", "datatype": "FP64", "shape": [-1, 3]}]
-    assert requests.get(f"{summer.url}/ready", timeout=10).json()["ready"] is True
+    assert requests.get(f"{summer.url}/ready", headers=auth(), timeout=10).json()["ready"] is True
     v2 = {"inputs": [{"name": "x", "shape": [2, 3], "datatype": "FP64", "data": [1, 2, 3, 4, 5, 6]}]}
-    answer = requests.post(f"{summer.url}/infer", json=v2, timeout=10).json()
+    answer = requests.post(f"{summer.url}/infer", json=v2, headers=auth(), timeout=10).json()
     assert answer["outputs"][0]["data"] == [6.0, 15.0] and answer["model_name"] == "summer"
-    by_version = requests.post(f"{summer.url}/versions/1/infer", json=v2, timeout=10)
+    by_version = requests.post(f"{summer.url}/versions/1/infer", json=v2, headers=auth(), timeout=10)
     assert by_version.status_code == 200 and by_version.json()["model_version"] == "1"
 
 
@@ -71,10 +72,11 @@ BAD_REQUESTS = [
 def test_bad_input_gets_documented_status_and_deployment_keeps_serving(
     summer: ray_deploy.Deployment, case: str, path: str, body: bytes, status: int, fragment: str
 ) -> None:
-    answer = requests.post(f"{summer.url}{path}", data=body, headers={"content-type": "application/json"}, timeout=30)
+    headers = {**auth(), "content-type": "application/json"}
+    answer = requests.post(f"{summer.url}{path}", data=body, headers=headers, timeout=30)
     assert answer.status_code == status, answer.text
     assert fragment in answer.json()["error"]
-    ok = requests.post(f"{summer.url}/predict", json={"instances": [[1, 2, 3]]}, timeout=30)
+    ok = requests.post(f"{summer.url}/predict", json={"instances": [[1, 2, 3]]}, headers=auth(), timeout=30)
     assert ok.status_code == 200 and ok.json()["predictions"] == [6.0]
 
 
@@ -82,17 +84,20 @@ def test_fifty_megabyte_body_is_413(summer: ray_deploy.Deployment) -> None:
     body = b'{"instances": [' + b"[1.0, 2.0, 3.0]," * 3_300_000 + b"[1, 2, 3]]}"
     assert len(body) > 50_000_000
     answer = requests.post(
-        f"{summer.url}/predict", data=body, headers={"content-type": "application/json"}, timeout=120
+        f"{summer.url}/predict", data=body, headers={**auth(), "content-type": "application/json"}, timeout=120
     )
     assert answer.status_code == 413
     assert "over this deployment's limit of 1.0 MB" in answer.json()["error"]
-    assert requests.post(f"{summer.url}/predict", json={"instances": [[1, 2, 3]]}, timeout=30).status_code == 200
+    assert (
+        requests.post(f"{summer.url}/predict", json={"instances": [[1, 2, 3]]}, headers=auth(), timeout=30).status_code
+        == 200
+    )
 
 
 def test_unknown_model_is_404_listing_deployments(
     summer: ray_deploy.Deployment, cluster: ray_deploy.ClusterInfo
 ) -> None:
-    answer = requests.post(f"{cluster.endpoint}/v2/models/nope/infer", json={"inputs": []}, timeout=10)
+    answer = requests.post(f"{cluster.endpoint}/v2/models/nope/infer", json={"inputs": []}, headers=auth(), timeout=10)
     assert answer.status_code == 404
     assert "no deployment named 'nope'" in answer.json()["error"] and "summer" in answer.json()["error"]
 
@@ -107,10 +112,10 @@ def test_handle_errors_are_the_same_exceptions(summer: ray_deploy.Deployment) ->
 
 def test_status_document_counts_traffic(summer: ray_deploy.Deployment) -> None:
     for _ in range(5):
-        requests.post(f"{summer.url}/predict", json={"instances": [[1, 2, 3]]}, timeout=30)
+        requests.post(f"{summer.url}/predict", json={"instances": [[1, 2, 3]]}, headers=auth(), timeout=30)
     doc: dict[str, Any] = {}
     for _ in range(40):  # samples reach the monitor within about half a second
-        doc = requests.get(f"{summer.url}/stats", timeout=10).json()
+        doc = requests.get(f"{summer.url}/stats", headers=auth(), timeout=10).json()
         if doc["traffic"]["requests"] >= 5:
             break
         __import__("time").sleep(0.25)

@@ -26,6 +26,7 @@ from jupyter_client.blocking import BlockingKernelClient
 from jupyter_client.kernelspec import KernelSpecManager
 
 import ray_deploy
+from tests.integration.api import auth
 
 REPO = Path(__file__).resolve().parents[2]
 SHIPPED_KERNEL_CONFIG = REPO / "jupyter-config" / "ipython" / "ipython_kernel_config.json"
@@ -160,7 +161,9 @@ def test_deployments_survive_a_kernel_restart(kernel: Kernel, cleanup: list[str]
     assert "ray-deploy: kr-restart" in card["text/html"] and "RUNNING" in card["text/html"]
     # the card refreshes from its thread while the kernel is idle or busy: real traffic reaches the frontend
     for _ in range(3):
-        answer = requests.post(ray_deploy.get("kr-restart").url + "/predict", json={"instances": [[1, 2]]}, timeout=60)
+        answer = requests.post(
+            ray_deploy.get("kr-restart").url + "/predict", json={"instances": [[1, 2]]}, headers=auth(), timeout=60
+        )
         assert answer.status_code == 200, answer.text
     waited = kernel.execute("import time\ntime.sleep(8)")
     assert "3" in waited.comm_values, waited.comm_values

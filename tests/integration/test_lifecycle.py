@@ -15,6 +15,7 @@ import pytest
 import requests
 
 import ray_deploy
+from tests.integration.api import auth
 from tests.polling import wait_for
 
 ROW = [[1.0, 2.0]]
@@ -57,6 +58,7 @@ def test_redeploy_under_load_has_zero_failed_requests(cleanup: list[str]) -> Non
 
     def client() -> None:
         with requests.Session() as session:
+            session.headers.update(auth())
             while not stop.is_set():
                 try:
                     answer = session.post(f"{dep.url}/predict", json={"instances": ROW}, timeout=60)
@@ -117,7 +119,7 @@ def test_scale_to_zero_and_back(cleanup: list[str]) -> None:
         show_progress=False,
     )
     wait_for(lambda: dep.status()["replicas"]["current"] == 0, 120, "the deployment to scale to zero")
-    answer = requests.post(f"{dep.url}/predict", json={"instances": ROW}, timeout=120)
+    answer = requests.post(f"{dep.url}/predict", json={"instances": ROW}, headers=auth(), timeout=120)
     assert answer.status_code == 200 and answer.json()["predictions"] == [9.0]
     assert dep.status()["replicas"]["min"] == 0
 

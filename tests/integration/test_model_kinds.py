@@ -17,6 +17,7 @@ from sklearn.preprocessing import StandardScaler
 import ray_deploy
 from ray_deploy.config import Settings
 from ray_deploy.registry import use_mlflow
+from tests.integration.api import auth
 
 X, Y = load_iris(return_X_y=True, as_frame=True)
 
@@ -93,7 +94,7 @@ def test_kind_serves_over_http_and_handle(kind: str, cleanup: list[str]) -> None
     assert np.allclose(by_handle, expected, atol=1e-5)
 
     instances = rows.to_dict(orient="records") if hasattr(rows, "to_dict") else np.asarray(rows).tolist()
-    answer = requests.post(f"{dep.url}/predict", json={"instances": instances}, timeout=60)
+    answer = requests.post(f"{dep.url}/predict", json={"instances": instances}, headers=auth(), timeout=60)
     assert answer.status_code == 200, answer.text
     assert np.allclose(np.asarray(answer.json()["predictions"]), expected, atol=1e-5)
     assert answer.json()["model_version"] == "1"
@@ -107,5 +108,5 @@ def test_models_uri_by_version_and_alias(cleanup: list[str]) -> None:
     by_alias = ray_deploy.deploy("models:/uri-source@champion", "uri-by-alias", num_cpus=0.1, show_progress=False)
     assert by_version.predict(X[:4]).tolist() == expected
     assert by_alias.predict(X[:4]).tolist() == expected
-    meta = requests.get(by_alias.url, timeout=30).json()
+    meta = requests.get(by_alias.url, headers=auth(), timeout=30).json()
     assert meta["versions"] == ["1"] and [i["name"] for i in meta["inputs"]] == list(X.columns)

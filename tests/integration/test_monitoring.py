@@ -23,6 +23,7 @@ from sklearn.preprocessing import OneHotEncoder, StandardScaler
 
 import ray_deploy
 from ray_deploy.documents import StatusDocument
+from tests.integration.api import auth
 from tests.polling import wait_for
 
 NAME = "monitored"
@@ -85,7 +86,7 @@ def send(dep: ray_deploy.Deployment, frame: pd.DataFrame) -> list[str]:
         chunk = frame.iloc[start : start + ROWS_PER_REQUEST]
         data = chunk.astype(object).where(chunk.notna(), None).to_numpy().tolist()  # NaN travels as null
         body = {"dataframe_split": {"columns": list(chunk.columns), "data": data}}
-        answer = requests.post(f"{dep.url}/predict", json=body, timeout=30)
+        answer = requests.post(f"{dep.url}/predict", json=body, headers=auth(), timeout=30)
         assert answer.status_code == 200, answer.text
         ids.append(answer.json()["request_id"])
     return ids
@@ -149,6 +150,7 @@ def test_labels_give_model_metrics_and_unknown_ids_come_back(monitored: ray_depl
     answer = requests.post(
         f"{monitored.url}/feedback",
         json={"request_ids": ids[:2] + ["never-seen"], "labels": per_request[:2] + [1]},
+        headers=auth(),
         timeout=30,
     )
     assert answer.status_code == 200, answer.text
@@ -159,10 +161,12 @@ def test_labels_give_model_metrics_and_unknown_ids_come_back(monitored: ray_depl
     assert performance["labelled"] == 200
     assert 0.5 < performance["metrics"]["accuracy"] <= 1.0
     assert performance["unknown_ids"] == 1
-    bad = requests.post(f"{monitored.url}/feedback", json={"request_ids": ids[:2], "labels": [1]}, timeout=30)
+    bad = requests.post(
+        f"{monitored.url}/feedback", json={"request_ids": ids[:2], "labels": [1]}, headers=auth(), timeout=30
+    )
     assert bad.status_code == 400 and "equal lengths" in bad.json()["error"]
     extra = {"request_ids": ids[:1], "labels": [1], "label": 1}
-    bad = requests.post(f"{monitored.url}/feedback", json=extra, timeout=30)
+    bad = requests.post(f"{monitored.url}/feedback", json=extra, headers=auth(), timeout=30)
     assert bad.status_code == 400 and "unknown fields ['label']" in bad.json()["error"]
 
 
@@ -174,7 +178,7 @@ def test_garbage_moves_quality_counters_and_nothing_crashes(monitored: ray_deplo
     garbage.loc[20:29, "plan"] = "enterprise"
     send(monitored, garbage)
     wrong_type = {"dataframe_split": {"columns": ["a", "b", "c", "d", "e", "plan"], "data": [["x", 0, 0, 0, 0, "pro"]]}}
-    rejected = requests.post(f"{monitored.url}/predict", json=wrong_type, timeout=30)
+    rejected = requests.post(f"{monitored.url}/predict", json=wrong_type, headers=auth(), timeout=30)
     assert rejected.status_code == 422 and "'a'" in rejected.json()["error"]
     send(monitored, traffic(WINDOW, seed=41))  # closes the window that holds the garbage
     quality = status(monitored)["quality"]
@@ -184,7 +188,7 @@ def test_garbage_moves_quality_counters_and_nothing_crashes(monitored: ray_deplo
     assert totals["plan"]["unseen_categories"] >= 10
     assert quality["rejected_requests"] == before["rejected_requests"] + 1
     assert quality["rejected_by_field"]["a"] >= 1
-    assert requests.get(f"{monitored.url}/ready", timeout=10).status_code == 200
+    assert requests.get(f"{monitored.url}/ready", headers=auth(), timeout=10).status_code == 200
 
 
 def test_captured_rows_are_readable_and_erasure_removes_them(monitored: ray_deploy.Deployment) -> None:

@@ -25,6 +25,7 @@ from sklearn.linear_model import LogisticRegression
 
 import ray_deploy
 from ray_deploy.config import Settings
+from tests.integration.api import auth
 
 WAIT_S = 90.0  # Ray's agent exports what replicas record every few seconds
 N_OK, N_BAD, ROWS_PER_REQUEST = 6, 3, 2
@@ -175,15 +176,19 @@ def test_request_and_monitoring_metrics_reach_prometheus(
     try:
         for i in range(N_OK):
             rows = x[i * ROWS_PER_REQUEST : (i + 1) * ROWS_PER_REQUEST].tolist()
-            answer = requests.post(f"{dep.url}/predict", json={"instances": rows}, timeout=60)
+            answer = requests.post(f"{dep.url}/predict", json={"instances": rows}, headers=auth(), timeout=60)
             assert answer.status_code == 200, answer.text
         for _ in range(N_BAD):
-            answer = requests.post(f"{dep.url}/predict", json={"instances": [[1.0, 2.0, 3.0]]}, timeout=60)
+            answer = requests.post(
+                f"{dep.url}/predict", json={"instances": [[1.0, 2.0, 3.0]]}, headers=auth(), timeout=60
+            )
             assert answer.status_code == 422, answer.text
 
         deadline, snap = time.monotonic() + WAIT_S, snapshot()
         while not _complete(snap) and time.monotonic() < deadline:
-            requests.get(f"{dep.url}/stats", timeout=30)  # a status read also refreshes the Monitor's metrics
+            requests.get(
+                f"{dep.url}/stats", headers=auth(), timeout=30
+            )  # a status read also refreshes the Monitor's metrics
             time.sleep(2.0)
             snap = snapshot()
     finally:

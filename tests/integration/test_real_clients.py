@@ -15,8 +15,10 @@ import requests
 import torch
 import tritonclient.http as triton
 from sklearn.pipeline import Pipeline
+from tritonclient.utils import InferenceServerException
 
 import ray_deploy
+from tests.integration.api import auth
 
 
 class Net(torch.nn.Module):
@@ -48,8 +50,8 @@ def test_tritonclient_dataframe_model(
     _, model = churn
     frame = pd.DataFrame({"age": [25.0, 60.0, 41.0], "income": [20.5, 99.0, 55.0], "plan": ["basic", "team", "pro"]})
     client = _triton(cluster)
-    assert client.is_server_live() and client.is_model_ready("churn")
-    meta = client.get_model_metadata("churn")
+    assert client.is_server_live() and client.is_model_ready("churn", headers=auth())
+    meta = client.get_model_metadata("churn", headers=auth())
     assert [(i["name"], i["datatype"]) for i in meta["inputs"]] == [
         ("age", "FP64"),
         ("income", "FP64"),
@@ -64,8 +66,24 @@ def test_tritonclient_dataframe_model(
         tensor.set_data_from_numpy(values, binary_data=binary)
         inputs.append(tensor)
     outputs = None if binary else [triton.InferRequestedOutput("predictions", binary_data=False)]
-    result = client.infer("churn", inputs, outputs=outputs)  # binary: the client's defaults throughout
+    result = client.infer("churn", inputs, outputs=outputs, headers=auth())  # binary: the client's defaults
     np.testing.assert_allclose(result.as_numpy("predictions"), model.predict_proba(frame), rtol=1e-6)
+
+
+def test_tritonclient_without_a_key_gets_401_and_a_predict_only_key_cannot_read(
+    churn: tuple[ray_deploy.Deployment, Pipeline], cluster: ray_deploy.ClusterInfo
+) -> None:
+    client = _triton(cluster)
+    tensor = triton.InferInput("age", [1], "FP64")
+    tensor.set_data_from_numpy(np.array([30.0]))
+    with pytest.raises(InferenceServerException) as missing:
+        client.infer("churn", [tensor])
+    assert missing.value.status() == "401" and "needs an API key" in missing.value.message()
+    secret = ray_deploy.create_key("triton-test", deployments=["churn"], scopes=["predict"])
+    with pytest.raises(InferenceServerException) as forbidden:
+        client.get_model_metadata("churn", headers={"Authorization": f"Bearer {secret}"})
+    assert forbidden.value.status() == "403" and "lacks the 'read' scope" in forbidden.value.message()
+    ray_deploy.revoke_key(secret)
 
 
 @pytest.mark.parametrize("binary", [True, False], ids=["binary (default)", "json"])
@@ -77,7 +95,7 @@ def test_tritonclient_tensor_model(
     tensor = triton.InferInput("input-0", list(data.shape), "FP32")
     tensor.set_data_from_numpy(data, binary_data=binary)
     outputs = None if binary else [triton.InferRequestedOutput("predictions", binary_data=False)]
-    result = _triton(cluster).infer("net", [tensor], outputs=outputs)
+    result = _triton(cluster).infer("net", [tensor], outputs=outputs, headers=auth())
     with torch.inference_mode():
         expected = model(torch.as_tensor(data)).numpy()
     np.testing.assert_allclose(result.as_numpy("predictions"), expected, rtol=1e-5, atol=1e-6)
@@ -106,7 +124,7 @@ def test_json_clients(
     churn: tuple[ray_deploy.Deployment, Pipeline], case: str, body: dict[str, Any], status: int
 ) -> None:
     dep, model = churn
-    answer = requests.post(f"{dep.url}/predict", json=body, timeout=30)
+    answer = requests.post(f"{dep.url}/predict", json=body, headers=auth(), timeout=30)
     assert answer.status_code == status, answer.text
     if status != 200:
         assert answer.json()["error"]
@@ -132,7 +150,7 @@ def test_v2_json_integers_and_nulls(churn: tuple[ray_deploy.Deployment, Pipeline
             {"name": "plan", "shape": [2], "datatype": "BYTES", "data": ["basic", "pro"]},
         ]
     }
-    answer = requests.post(f"{dep.url}/infer", json=body, timeout=30)
+    answer = requests.post(f"{dep.url}/infer", json=body, headers=auth(), timeout=30)
     assert answer.status_code == 200, answer.text
     frame = pd.DataFrame({"age": [30.0, np.nan], "income": [40.0, 80.0], "plan": ["basic", "pro"]})
     output = answer.json()["outputs"][0]

@@ -18,6 +18,7 @@ import pytest
 import requests
 
 import ray_deploy
+from tests.integration.api import auth
 from tests.polling import wait_for
 
 NAME = "rolled"
@@ -66,7 +67,7 @@ def rolled(cluster: ray_deploy.ClusterInfo) -> Iterator[ray_deploy.Deployment]:
 def predict(dep: ray_deploy.Deployment, i: int, headers: dict[str, str] | None = None) -> requests.Response:
     row = FRAME.iloc[i % len(FRAME)]
     body = {"dataframe_split": {"columns": ["a", "b", "c"], "data": [row.tolist()]}}
-    return requests.post(f"{dep.url}/predict", json=body, headers=headers or {}, timeout=30)
+    return requests.post(f"{dep.url}/predict", json=body, headers={**auth(), **(headers or {})}, timeout=30)
 
 
 def run_until(dep: ray_deploy.Deployment, states: set[str], limit: int = 3000) -> tuple[dict[str, Any], Counter[int]]:

@@ -15,6 +15,7 @@ import ray_deploy
 from ray_deploy import registry
 from ray_deploy.config import DeployOptions
 from ray_deploy.deployment import _roll_out
+from tests.integration.api import auth
 from tests.polling import wait_for
 
 
@@ -33,10 +34,15 @@ def test_model_list_carries_every_status_document(
     doubler: ray_deploy.Deployment, cluster: ray_deploy.ClusterInfo
 ) -> None:
     for _ in range(3):
-        assert requests.post(f"{doubler.url}/predict", json={"instances": [[1, 2]]}, timeout=30).status_code == 200
+        assert (
+            requests.post(
+                f"{doubler.url}/predict", json={"instances": [[1, 2]]}, headers=auth(), timeout=30
+            ).status_code
+            == 200
+        )
 
     def listed() -> dict[str, Any] | None:
-        rows = requests.get(f"{cluster.endpoint}/v2/models?stats=1", timeout=30).json()["models"]
+        rows = requests.get(f"{cluster.endpoint}/v2/models?stats=1", headers=auth(), timeout=30).json()["models"]
         row = next(r for r in rows if r["name"] == "doubler")
         return row if (row["status"].get("traffic") or {}).get("requests", 0) >= 3 else None
 
@@ -45,12 +51,12 @@ def test_model_list_carries_every_status_document(
     assert doc["name"] == "doubler" and doc["version"] == "1" and doc["state"] == "RUNNING"
     assert doc["alias"] == "champion" and doc["aliases"] == {"champion": "1"}
     assert doc["replicas"]["current"] == 1
-    plain = requests.get(f"{cluster.endpoint}/v2/models", timeout=30).json()["models"]
+    plain = requests.get(f"{cluster.endpoint}/v2/models", headers=auth(), timeout=30).json()["models"]
     assert "status" not in next(r for r in plain if r["name"] == "doubler")
 
 
 def test_history_is_kept_in_the_cluster(doubler: ray_deploy.Deployment) -> None:
-    requests.post(f"{doubler.url}/predict", json={"instances": [[1, 2]]}, timeout=30)
+    requests.post(f"{doubler.url}/predict", json={"instances": [[1, 2]]}, headers=auth(), timeout=30)
     # a finished 10 s bucket with traffic appears in the document of any reader (a new kernel, the side panel)
     doc = wait_for(
         lambda: (d := ray_deploy.get("doubler").status()) and any(p["qps"] > 0 for p in d["history"]) and d,

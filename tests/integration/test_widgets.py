@@ -13,6 +13,7 @@ from nbconvert import HTMLExporter
 import ray_deploy
 from jupyter_ext.deployments_table import DeploymentsTable
 from jupyter_ext.widgets import DeploymentCard
+from tests.integration.api import auth
 from tests.polling import wait_for
 
 ROW = [[1.0, 2.0]]
@@ -36,9 +37,9 @@ def test_card_numbers_follow_real_traffic_and_refresh_stops_on_delete_or_close(c
         first_plot = bytes(card.plot.value)
 
         for _ in range(25):
-            answer = requests.post(f"{dep.url}/predict", json={"instances": ROW}, timeout=60)
+            answer = requests.post(f"{dep.url}/predict", json={"instances": ROW}, headers=auth(), timeout=60)
             assert answer.status_code == 200, answer.text
-        bad = requests.post(f"{dep.url}/predict", json={"instances": [["x", "y", "z"]]}, timeout=60)
+        bad = requests.post(f"{dep.url}/predict", json={"instances": [["x", "y", "z"]]}, headers=auth(), timeout=60)
         assert bad.status_code == 422
 
         wait_for(lambda: card.fields["requests"].value == "26", 90, "the card to count 26 requests")

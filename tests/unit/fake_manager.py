@@ -7,8 +7,10 @@ import json
 from pathlib import Path
 from typing import Any
 
+from ray_deploy.audit import current_identity
 from ray_deploy.documents import (
     ActionDocument,
+    AuditTrail,
     ClusterDocument,
     DeploymentDetails,
     DeploymentList,
@@ -28,10 +30,12 @@ class FakeManager:
 
     def __init__(self) -> None:
         self.calls: list[tuple[Any, ...]] = []
+        self.identities: list[str] = []  # audit.current_identity() during each call (the handler sets it)
         self.fail: BaseException | None = None
 
     def _call(self, *call: Any) -> None:
         self.calls.append(call)
+        self.identities.append(current_identity())
         if self.fail is not None:
             raise self.fail
 
@@ -67,6 +71,10 @@ class FakeManager:
     async def rollback(self, name: str, to_version: str | None) -> ActionDocument:
         self._call("rollback", name, to_version)
         return _action("rollback", name)
+
+    async def audit(self, name: str, since: float | None) -> AuditTrail:
+        self._call("audit", name, since)
+        return AuditTrail.model_validate({**fixture("audit.json"), "deployment": name})
 
     async def action(self, action_id: str) -> ActionDocument:
         self._call("action", action_id)

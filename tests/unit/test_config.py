@@ -89,6 +89,9 @@ _ENV_VARIABLES = (
     "RAY_DEPLOY_AUTOSCALER",
     "RAY_DEPLOY_CAPTURE_URI",
     "RAY_DEPLOY_METRICS_PORT",
+    "RAY_DEPLOY_AUDIT_PATH",
+    "RAY_DEPLOY_TLS_CERT",
+    "RAY_DEPLOY_TLS_KEY",
 )
 
 
@@ -109,6 +112,8 @@ def test_settings_to_env_is_the_inverse_of_from_env(
             autoscaler=True,
             capture_uri="s3://bucket/captures",
             metrics_port=9191,
+            tls_cert=tmp_path / "cert.pem",
+            tls_key=tmp_path / "key.pem",
         )
         assert all(getattr(settings, f) != d for f, d in Settings.from_env().model_dump().items() if f != "home")
     else:
@@ -122,6 +127,45 @@ def test_settings_to_env_is_the_inverse_of_from_env(
     for key, value in env.items():
         monkeypatch.setenv(key, value)
     assert Settings.from_env() == settings
+
+
+def test_tls_makes_the_endpoint_https(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    monkeypatch.delenv("RAY_DEPLOY_TLS_CERT", raising=False)
+    monkeypatch.delenv("RAY_DEPLOY_TLS_KEY", raising=False)
+    monkeypatch.setenv("RAY_DEPLOY_HTTP_PORT", "8443")
+    assert Settings.from_env().endpoint == "http://127.0.0.1:8443" and not Settings.from_env().tls
+    monkeypatch.setenv("RAY_DEPLOY_TLS_CERT", str(tmp_path / "cert.pem"))
+    monkeypatch.setenv("RAY_DEPLOY_TLS_KEY", str(tmp_path / "key.pem"))
+    settings = Settings.from_env()
+    assert settings.tls and settings.endpoint == "https://127.0.0.1:8443"
+    assert settings.tls_key == tmp_path / "key.pem"
+
+
+def test_tls_needs_both_files_and_names_both(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    monkeypatch.setenv("RAY_DEPLOY_TLS_CERT", str(tmp_path / "cert.pem"))
+    monkeypatch.delenv("RAY_DEPLOY_TLS_KEY", raising=False)
+    with pytest.raises(ConfigError, match="TLS needs both RAY_DEPLOY_TLS_CERT") as err:
+        Settings.from_env()
+    assert f"RAY_DEPLOY_TLS_CERT ({tmp_path / 'cert.pem'})" in str(err.value)
+    assert "RAY_DEPLOY_TLS_KEY (None)" in str(err.value)
+
+
+def test_tls_settings_reach_serves_http_options(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    from ray_deploy.cluster import http_options
+
+    monkeypatch.setenv("RAY_DEPLOY_HTTP_PORT", "8443")
+    monkeypatch.delenv("RAY_DEPLOY_TLS_CERT", raising=False)
+    monkeypatch.delenv("RAY_DEPLOY_TLS_KEY", raising=False)
+    assert http_options(Settings.from_env()) == {"host": "127.0.0.1", "port": 8443}
+    cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
+    monkeypatch.setenv("RAY_DEPLOY_TLS_CERT", str(cert))
+    monkeypatch.setenv("RAY_DEPLOY_TLS_KEY", str(key))
+    cert.write_text("-----BEGIN CERTIFICATE-----\n")
+    with pytest.raises(ConfigError, match=f"RAY_DEPLOY_TLS_KEY={key} is not a file"):
+        http_options(Settings.from_env())
+    key.write_text("-----BEGIN PRIVATE KEY-----\n")
+    options = http_options(Settings.from_env())
+    assert options["ssl_certfile"] == str(cert) and options["ssl_keyfile"] == str(key)
 
 
 def test_bad_environment_is_a_config_error(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -26,6 +26,7 @@ FIXTURE_DOCUMENTS: dict[str, Any] = {
     "versions.json": [documents.VersionDocument],
     "action.json": documents.ActionDocument,
     "error.json": documents.ErrorDocument,
+    "audit.json": documents.AuditTrail,
 }
 
 

@@ -48,6 +48,14 @@ ROUTES: list[tuple[str, str, dict[str, Any] | None, tuple[Any, ...], int, Any]] 
         ACTION,
     ),
     (
+        "GET",
+        "deployments/iris/audit",
+        None,
+        ("audit", "iris", None),
+        200,
+        {**fixture("audit.json"), "deployment": "iris"},
+    ),
+    (
         "POST",
         "deployments/iris/promote",
         None,
@@ -179,3 +187,31 @@ async def test_bad_promote_and_rollback_bodies_are_400_before_the_manager_is_ask
     assert answer.code == 400, answer.body
     assert message in json.loads(answer.body)["error"]
     assert manager.calls == []
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "body"),
+    [
+        ("POST", "deployments/iris/scale", {"min_replicas": 0, "max_replicas": 3}),
+        ("DELETE", "deployments/iris", None),
+        ("POST", "deployments/iris/promote", None),
+        ("POST", "deployments/iris/rollback", None),
+    ],
+)
+async def test_changes_act_as_the_jupyter_user_for_the_audit_log(
+    jp_fetch: Any, manager: FakeManager, method: str, path: str, body: dict[str, Any] | None
+) -> None:
+    answer = await _request(jp_fetch, method, path, body)
+    assert answer.code == 202, answer.body
+    [who] = manager.identities
+    assert who.startswith("jupyter:") and who != "jupyter:", who
+
+
+async def test_the_audit_route_takes_since_as_seconds_or_a_duration(jp_fetch: Any, manager: FakeManager) -> None:
+    answer = await jp_fetch(API, "deployments", "iris", "audit", params={"since": "1700000000"})
+    assert answer.code == 200 and json.loads(answer.body)["entries"][0]["prev_hash"] == "0" * 64
+    await jp_fetch(API, "deployments", "iris", "audit", params={"since": "1h"})
+    (_, _, absolute), (_, _, relative) = manager.calls
+    assert absolute == 1700000000.0 and relative > absolute
+    bad = await jp_fetch(API, "deployments", "iris", "audit", params={"since": "soon"}, raise_error=False)
+    assert bad.code == 400 and "since='soon'" in json.loads(bad.body)["error"]

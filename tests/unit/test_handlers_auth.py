@@ -28,6 +28,7 @@ ROUTES = [
     ("POST", "deployments/iris/scale"),
     ("POST", "deployments/iris/promote"),
     ("POST", "deployments/iris/rollback"),
+    ("GET", "deployments/iris/audit"),
     ("GET", "actions/ray-deploy-scale-0123456789ab"),
     ("GET", "no/such/route"),
     ("PUT", "deployments/iris"),

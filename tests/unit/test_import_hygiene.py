@@ -10,8 +10,8 @@ import ray_deploy
 PACKAGE = Path(ray_deploy.__file__).parent
 REPO = PACKAGE.parent
 # What replica code may import from ray_deploy: the errors, config, documents, the Ray adapter, the pure decision and
-# compute modules (status, explain, explanation, fairness, drift, alarms, performance, rollout), the capture store, the
-# reference data loader, and itself.
+# compute modules (status, explain, explanation, fairness, drift, alarms, performance, rollout), the artifact digest
+# (integrity), the capture store, the reference data loader, and itself.
 DATAPLANE_MAY_IMPORT = {
     "ray_deploy.errors",
     "ray_deploy.config",
@@ -27,6 +27,7 @@ DATAPLANE_MAY_IMPORT = {
     "ray_deploy.capture_store",
     "ray_deploy.reference",
     "ray_deploy.rollout",
+    "ray_deploy.integrity",
 }
 
 

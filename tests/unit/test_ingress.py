@@ -9,6 +9,7 @@ from typing import Any
 import pytest
 from starlette.requests import Request
 
+from ray_deploy.dataplane.guard import Guard, KeyRecord, KeyTable, digest_of
 from ray_deploy.dataplane.ingress import ModelServer
 from ray_deploy.dataplane.server_info import ServerInfo
 from ray_deploy.registry import register
@@ -25,7 +26,7 @@ def _request(method: str, path: str, body: bytes = b"", headers: dict[str, str] 
         sent = True
         return {"type": "http.request", "body": body, "more_body": False}
 
-    raw_headers = [(k.lower().encode(), v.encode()) for k, v in (headers or {}).items()]
+    raw_headers = [(k.lower().encode(), v.encode()) for k, v in {**KEY, **(headers or {})}.items()]
     scope = {
         "type": "http",
         "method": method,
@@ -37,12 +38,21 @@ def _request(method: str, path: str, body: bytes = b"", headers: dict[str, str] 
     return Request(scope, receive)
 
 
+KEY = {"Authorization": "Bearer rdk_unit_s3cret"}
+
+
+async def _keys(revision: int) -> KeyTable:
+    """The key store of these tests: one admin key (the guard itself is tested in test_guard.py)."""
+    return KeyTable(True, {"unit": KeyRecord("unit", "unit", digest_of("s3cret"), ("admin",))}, 1)
+
+
 @pytest.fixture()
 def server(mlflow_store: str) -> ModelServer:
     X, _ = iris()
     register(sklearn_model(), "sklearn", "iris", sample_input=X[:5])
     register(sklearn_model(), "sklearn", "iris", sample_input=X[:5])
     srv = ModelServer("iris", mlflow_store)
+    srv._guard = Guard("iris", fetch=_keys)
     asyncio.run(srv.reconfigure({"version": "2", "kind": "sklearn", "options": {"max_body_mb": 0.01}}))
     return srv
 
@@ -112,6 +122,13 @@ def test_a_declared_huge_body_is_refused_before_reading(server: ModelServer) -> 
     response = asyncio.run(server(request))
     assert response.status_code == 413
     assert "50.0 MB" in json.loads(bytes(response.body))["error"]
+
+
+def test_a_request_without_a_key_is_refused_before_anything_runs(server: ModelServer) -> None:
+    request = _request("POST", "/predict", b'{"instances": [[1, 2, 3, 4]]}', headers={"Authorization": ""})
+    response = asyncio.run(server(request))
+    assert response.status_code == 401 and response.headers["www-authenticate"].startswith("Bearer")
+    assert "needs an API key" in json.loads(bytes(response.body))["error"]
 
 
 def test_server_info_routes_without_cluster() -> None:

@@ -16,6 +16,7 @@ from typing import Any
 import pytest
 
 from jupyter_ext.manager import DeploymentManager, RayDeployServer, registry_versions
+from ray_deploy.audit import WHO_ENV, acting_as
 from ray_deploy.config import Settings
 from ray_deploy.dashboard import DashboardUnavailable, UpstreamFailed, auth_token
 from ray_deploy.documents import StatusDocument
@@ -240,7 +241,8 @@ def test_scale_and_delete_run_the_cli_as_a_ray_job_with_our_settings(
     monkeypatch.setenv("RAY_DEPLOY_DASHBOARD_URL", f"http://127.0.0.1:{fake_cluster.port}")
     fake_cluster.answers["/api/jobs/"] = (200, {"submission_id": "x"})
     manager = DeploymentManager(RayDeployServer(job_python="/opt/venv/bin/python"))
-    scaled = asyncio.run(manager.scale("iris", 1, 3))
+    with acting_as("jupyter:alice"):  # as the handler does: the job's audit events name the Jupyter user
+        scaled = asyncio.run(manager.scale("iris", 1, 3))
     assert (scaled.action, scaled.name, scaled.status) == ("scale", "iris", "PENDING")
     assert scaled.action_id.startswith("ray-deploy-scale-") and scaled.action_id in scaled.message
     [job] = fake_cluster.posted
@@ -248,6 +250,7 @@ def test_scale_and_delete_run_the_cli_as_a_ray_job_with_our_settings(
     assert job["metadata"] == {"ray_deploy.action": "scale", "ray_deploy.name": "iris"}
     assert job["entrypoint"].endswith("/opt/venv/bin/python -m ray_deploy.cli scale iris --min 1 --max 3")
     env = {k: v for k, v in Settings.from_env().to_env().items() if k != "RAY_ADDRESS"}
+    env[WHO_ENV] = "jupyter:alice"
     assert job["entrypoint"].startswith(" ".join(f"{k}={v}" for k, v in sorted(env.items())))
     assert "RAY_ADDRESS" not in job["entrypoint"]
     deleted = asyncio.run(manager.delete("iris"))

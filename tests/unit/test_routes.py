@@ -60,4 +60,4 @@ def test_server_routes() -> None:
     assert match(SERVER_ROUTES, "GET", "") == Route("server_metadata")
     with pytest.raises(MethodNotAllowed):
         match(SERVER_ROUTES, "POST", "/models")
-    assert [s.path for s in SERVER_ROUTES if not s.auth] == ["/health/live", "/health/ready"]
+    assert [s.path for s in SERVER_ROUTES if s.scope is None] == ["/health/live", "/health/ready"]

@@ -485,6 +485,50 @@ export interface IActionDocument {
   message: string;
 }
 
+/** One entry of the audit log (`AuditEvent`): a change, who made it, and its hash-chain link. */
+export interface IAuditEvent {
+  /** When it happened, seconds since the epoch. */
+  time: number;
+  /** The same time as an ISO 8601 string (UTC). */
+  time_iso: string;
+  /** Who acted: user:<os user>, jupyter:<user>, key:<id>, controller:rollout, controller:auto-retrain. */
+  who: string;
+  /** What changed: deploy, scale, delete, canary_start, promote, rollback, approve, retrain_started, ... */
+  action: string;
+  /** The deployment it changed, or null. */
+  deployment: string | null;
+  /** What was there before, e.g. {version: '3', max_replicas: 1}. */
+  before: Record<string, unknown>;
+  /** What is there after. */
+  after: Record<string, unknown>;
+  /** ok, failed: <message>, rolled_back, awaiting_approval, ... */
+  outcome: string;
+  /** For automatic actions, why (e.g. the failed gate and its numbers). */
+  evidence: Record<string, unknown>;
+  /** The previous entry's hash (64 zeros for the first). */
+  prev_hash: string;
+  /** SHA-256 of this entry without `hash`. */
+  hash: string;
+}
+
+/** Whether the audit log's hash chain is intact (`AuditVerificationDocument`). */
+export interface IAuditVerification {
+  ok: boolean;
+  count: number;
+  /** Index of the first entry that does not verify, or null. */
+  broken_at: number | null;
+  /** Why it does not verify ('' when it does). */
+  reason: string;
+}
+
+/** `GET deployments/<name>/audit` (`AuditTrail`): a deployment's audit entries and the chain check. */
+export interface IAuditTrail {
+  deployment: string | null;
+  /** Oldest first, the newest 200 at most. */
+  entries: IAuditEvent[];
+  verification: IAuditVerification;
+}
+
 /** The error body of every failed request (`ErrorDocument`). */
 export interface IErrorBody {
   error: string;
@@ -503,6 +547,8 @@ export interface IRayDeployApi {
   /** Starts rolling back to the previous champion, or to `toVersion`. */
   rollback(name: string, toVersion?: string): Promise<IActionDocument>;
   getAction(actionId: string): Promise<IActionDocument>;
+  /** The deployment's audit trail (entries since `since`, seconds since the epoch) and the chain check. */
+  getAudit(name: string, since?: number): Promise<IAuditTrail>;
 }
 
 /** A failed request: `message` is the server's `error` text (or what went wrong reaching it). */
@@ -572,6 +618,11 @@ export class RayDeployApi implements IRayDeployApi {
 
   getAction(actionId: string): Promise<IActionDocument> {
     return this.request<IActionDocument>('GET', `actions/${encodeURIComponent(actionId)}`);
+  }
+
+  getAudit(name: string, since?: number): Promise<IAuditTrail> {
+    const query = since === undefined ? '' : `?since=${encodeURIComponent(String(since))}`;
+    return this.request<IAuditTrail>('GET', `deployments/${encodeURIComponent(name)}/audit${query}`);
   }
 
   /** One JSON request; non-2xx answers become an `ApiError` carrying the server's message. */

@@ -15,6 +15,7 @@ import * as React from 'react';
 
 import type {
   IActionDocument,
+  IAuditTrail,
   IDeploymentDetails,
   IDriftSection,
   IAutoRetrainSection,
@@ -607,6 +608,77 @@ function PerformanceBlock({ performance }: { performance: IPerformanceSection })
   );
 }
 
+/** One line of a before/after dict, e.g. `version 3, max_replicas 1`. */
+export function describeChange(change: Record<string, unknown>): string {
+  return Object.entries(change)
+    .map(([key, value]) => `${key} ${typeof value === 'object' && value !== null ? JSON.stringify(value) : String(value)}`)
+    .join(', ');
+}
+
+/**
+ * The details' Audit block: who changed the deployment, when and how (newest first), and whether the audit
+ * log's hash chain is intact. Loaded when the deployment is selected and when its serving version changes.
+ */
+function AuditBlock(props: { panel: RayDeployPanel; name: string; version: string | null }): JSX.Element {
+  const { panel, name, version } = props;
+  const [trail, setTrail] = React.useState<IAuditTrail | null>(null);
+  const [error, setError] = React.useState<string | null>(null);
+  const load = React.useCallback(() => {
+    panel.model.api.getAudit(name).then(
+      doc => {
+        setTrail(doc);
+        setError(null);
+      },
+      (reason: unknown) => setError(reason instanceof Error ? reason.message : String(reason))
+    );
+  }, [panel, name]);
+  React.useEffect(() => {
+    setTrail(null);
+    load();
+  }, [name, version, load]);
+  const entries = trail === null ? [] : [...trail.entries].reverse().slice(0, 20);
+  return (
+    <div className="jp-RayDeploy-audit" data-testid="ray-deploy-audit">
+      <h4 className="jp-RayDeploy-subTitle">
+        Audit{' '}
+        <button className="jp-RayDeploy-button" data-testid="ray-deploy-audit-refresh" onClick={load}>
+          Refresh
+        </button>
+      </h4>
+      {error !== null ? <div className="jp-RayDeploy-error">{error}</div> : null}
+      {trail === null && error === null ? <div className="jp-RayDeploy-muted">Loading…</div> : null}
+      {trail !== null ? (
+        <>
+          <div
+            className={trail.verification.ok ? 'jp-RayDeploy-muted' : 'jp-RayDeploy-error'}
+            data-testid="ray-deploy-audit-chain"
+          >
+            {trail.verification.ok
+              ? `hash chain intact (${trail.verification.count} entries)`
+              : `audit log tampered: entry ${trail.verification.broken_at}: ${trail.verification.reason}`}
+          </div>
+          {entries.length === 0 ? <div className="jp-RayDeploy-muted">no audit entries</div> : null}
+          <ul className="jp-RayDeploy-auditEntries">
+            {entries.map(entry => (
+              <li key={entry.hash} title={JSON.stringify(entry.evidence)}>
+                <span className="jp-RayDeploy-muted">{new Date(entry.time * 1000).toLocaleString()}</span>{' '}
+                <b>{entry.action}</b> by {entry.who}
+                {entry.outcome !== 'ok' ? <span className="jp-RayDeploy-warn"> · {entry.outcome}</span> : null}
+                {Object.keys(entry.after).length > 0 ? (
+                  <span className="jp-RayDeploy-muted">
+                    {' '}
+                    · {describeChange(entry.before)} → {describeChange(entry.after)}
+                  </span>
+                ) : null}
+              </li>
+            ))}
+          </ul>
+        </>
+      ) : null}
+    </div>
+  );
+}
+
 function DeploymentDetails(props: {
   panel: RayDeployPanel;
   doc: IStatusDocument;
@@ -740,6 +812,8 @@ function DeploymentDetails(props: {
       {doc.drift !== null ? <DriftBlock drift={doc.drift} /> : null}
       {doc.quality !== null ? <QualityBlock quality={doc.quality} /> : null}
       {doc.performance !== null ? <PerformanceBlock performance={doc.performance} /> : null}
+
+      <AuditBlock panel={panel} name={doc.name} version={doc.version} />
 
       <h4 className="jp-RayDeploy-subTitle">Versions</h4>
       {details === null ? (

@@ -7,7 +7,7 @@ import * as http from 'http';
 import type { AddressInfo } from 'net';
 
 import { ApiError, RayDeployApi } from '../src/api';
-import { ACTION, clusterDoc, ERROR, STATUS, statusDoc, VERSIONS } from './fixtures';
+import { ACTION, auditTrail, clusterDoc, ERROR, STATUS, statusDoc, VERSIONS } from './fixtures';
 
 interface ISeen {
   method: string;
@@ -120,6 +120,14 @@ describe('RayDeployApi', () => {
     expect(JSON.parse(seen[1].body)).toEqual({});
     await api().rollback('iris', '2');
     expect(JSON.parse(seen[2].body)).toEqual({ to_version: '2' });
+  });
+
+  it('gets the audit trail of an encoded name, with since as a query', async () => {
+    route = () => json(200, auditTrail());
+    const trail = await api().getAudit('my model', 1700000000);
+    expect(trail.verification.ok).toBe(true);
+    expect(trail.entries[0].prev_hash).toBe('0'.repeat(64));
+    expect(seen[0]).toMatchObject({ method: 'GET', path: '/user/me/ray-deploy/api/deployments/my%20model/audit' });
   });
 
   it("raises the server's error message with its status", async () => {

@@ -11,6 +11,7 @@ import type {
   ActionStatus,
   AutoRetrainOn,
   IActionDocument,
+  IAuditTrail,
   IAutoRetrainSection,
   DriftState,
   IClusterDocument,
@@ -32,6 +33,7 @@ import type {
 } from '../src/api';
 import { ApiError } from '../src/api';
 import actionJson from './fixtures/action.json';
+import auditJson from './fixtures/audit.json';
 import clusterDisconnectedJson from './fixtures/cluster-disconnected.json';
 import clusterJson from './fixtures/cluster.json';
 import errorJson from './fixtures/error.json';
@@ -40,6 +42,11 @@ import statusRetrainFinishedJson from './fixtures/status-retrain-finished.json';
 import statusRetrainRunningJson from './fixtures/status-retrain-running.json';
 import statusJson from './fixtures/status.json';
 import versionsJson from './fixtures/versions.json';
+
+/** The audit trail fixture (`audit.json`, an `AuditTrail` Python sends). */
+export function auditTrail(): IAuditTrail {
+  return JSON.parse(JSON.stringify(auditJson)) as IAuditTrail;
+}
 
 /** A JSON string narrowed to one of the allowed literals (JSON imports widen literals to `string`). */
 function oneOf<T extends string>(value: string, allowed: readonly T[]): T {
@@ -283,6 +290,11 @@ export class FakeApi implements IRayDeployApi {
   async promote(name: string): Promise<IActionDocument> {
     this.call(`promote ${name}`);
     return this.nextAction('a-promote', 'promote', name);
+  }
+
+  async getAudit(name: string, since?: number): Promise<IAuditTrail> {
+    this.call(since === undefined ? `getAudit ${name}` : `getAudit ${name} ${since}`);
+    return { ...auditTrail(), deployment: name };
   }
 
   async rollback(name: string, toVersion?: string): Promise<IActionDocument> {
