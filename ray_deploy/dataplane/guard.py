@@ -43,7 +43,7 @@ REFRESH_S = 2.0
 MAX_STALE_S = 5.0
 """A copy older than this is refreshed before the request is admitted: a revocation takes effect on every
 replica within this many seconds (plus one call to the key store)."""
-MISS_REFRESHES_PER_S = 5.0
+MISS_REFRESHES_PER_S = 20.0
 """A key id missing from the copy (a key just created) makes the replica refresh first, so a new key works at
 once; such refreshes are limited to this rate (and as many at once), so unknown ids cannot flood the key store."""
 COUNT_S = 10.0

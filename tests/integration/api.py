@@ -11,7 +11,12 @@ import functools
 import ray_deploy
 
 
-@functools.cache
 def auth() -> dict[str, str]:
-    """``{"Authorization": "Bearer <the project key>"}`` (the session cluster's project home)."""
+    """A new ``{"Authorization": "Bearer <the project key>"}`` on every call: clients such as tritonclient add
+    their own entries to the headers they are given."""
+    return dict(_project_headers())
+
+
+@functools.cache
+def _project_headers() -> dict[str, str]:
     return ray_deploy.auth_headers()
