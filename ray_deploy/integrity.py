@@ -26,10 +26,15 @@ DIGEST_TAG = "ray_deploy.artifact_sha256"
 _CHUNK = 1 << 20
 
 
+REFERENCE_DIR = "ray_deploy_reference"  # reference.ARTIFACT_DIR
+
+
 def artifact_digest(folder: Path) -> str:
     """The hex SHA-256 of every file under ``folder`` (relative paths and bytes, sorted by path).
 
-    Empty folders do not count; a symbolic link counts as the file it points to.
+    Empty folders do not count; a symbolic link counts as the file it points to. The version's reference data
+    (``ray_deploy_reference/``: Parquet that labels are added to after registration, never unpickled) does not
+    count either.
 
     Example:
         >>> artifact_digest(Path("/tmp/empty"))
@@ -39,7 +44,10 @@ def artifact_digest(folder: Path) -> str:
     if not root.is_dir():
         raise FileNotFoundError(f"no artifact folder at {root}")
     files = sorted(
-        Path(dirpath, name).relative_to(root).as_posix() for dirpath, _, names in os.walk(root) for name in names
+        relative
+        for dirpath, _, names in os.walk(root)
+        for name in names
+        if not (relative := Path(dirpath, name).relative_to(root).as_posix()).startswith(f"{REFERENCE_DIR}/")
     )
     digest = hashlib.sha256()
     for relative in files:
