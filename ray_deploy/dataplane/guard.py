@@ -255,7 +255,7 @@ class Guard:
             async with self._lock:  # a key created since the last refresh: look again
                 await self._refresh()
             table = self._table or table
-            log.info("%s: looked up an unknown key id again (key table revision %d)", self.deployment, table.revision)
+            log.debug("%s: looked up an unknown key id again (key table revision %d)", self.deployment, table.revision)
         if not table.enabled and not self._warned_off:
             self._warned_off = True
             log.warning("%s: API-key auth is OFF; anyone who reaches this endpoint may call it", self.deployment)
