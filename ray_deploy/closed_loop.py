@@ -110,7 +110,13 @@ class Traffic:
             self._stop.wait(self.pause_s)
 
 
-def _wait(check: Callable[[], Any], timeout_s: float, what: str) -> Any:
+def wait_until(check: Callable[[], Any], timeout_s: float, what: str) -> Any:
+    """Poll ``check`` every 0.5 s until it returns something truthy (returned), or raise ``TimeoutError`` naming
+    ``what`` after ``timeout_s``.
+
+    Example:
+        >>> wait_until(lambda: dep.status().get("rollout"), 60, "the rollout to start")
+    """
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
         value = check()
@@ -166,20 +172,20 @@ def run(
     )
     step("2. auto-retrain on: a drift alarm retrains (Ray Tune), the gate judges, a canary rolls the winner out")
     with Traffic(dep.url, drifted=False, max_requests=2 * WINDOW_ROWS // ROWS_PER_REQUEST) as before:
-        _wait(lambda: before.sent >= before.max_requests, 60, "the first traffic")
+        wait_until(lambda: before.sent >= before.max_requests, 60, "the first traffic")
     before_accuracy = before.accuracy() or 0.0
     step(f"3. {before.sent} requests like the training data: accuracy {before_accuracy:.2f}, drift stays ok")
     facts: dict[str, Any] = {"first_version": first, "accuracy_before_drift": before_accuracy}
     with Traffic(dep.url, drifted=True, max_requests=3000, pause_s=0.05, seed=10_000) as drifted:
-        _wait(lambda: drift_state(dep) == "alarm", 90, "the drift alarm")
+        wait_until(lambda: drift_state(dep) == "alarm", 90, "the drift alarm")
         facts["accuracy_on_drift"] = drifted.accuracy()
         step(
             f"4. traffic drifted (feature a moved +3, the label now follows c): accuracy {drifted.accuracy():.2f};"
             f" the drift alarm went off after {drifted.sent} labelled requests"
         )
-        section = _wait(lambda: dep.status().get("retrain") or {}, 60, "the retrain to start")
+        section = wait_until(lambda: dep.status().get("retrain") or {}, 60, "the retrain to start")
         step(f"5. the alarm started retrain {section['retrain_id']} as a Ray Job ({num_samples} Tune trials)")
-        retrain = _wait(lambda: _final_retrain(dep), timeout_s, "the retrain to end")
+        retrain = wait_until(lambda: _final_retrain(dep), timeout_s, "the retrain to end")
         facts["retrain"] = retrain
         best = next((t for t in retrain["trials"] if t["trial_id"] == retrain["best_trial"]), None)
         if best is not None:
@@ -189,12 +195,12 @@ def run(
         if retrain["state"] != "succeeded":
             step(f"   retrain {retrain['state']}: {retrain['message']}")
             return facts
-        rollout = _wait(lambda: _final_rollout(dep, retrain["version"]), timeout_s, "the canary to end")
+        rollout = wait_until(lambda: _final_rollout(dep, retrain["version"]), timeout_s, "the canary to end")
         facts["rollout"] = rollout
         steps = " → ".join(f"{h['share']:.0%} {h['decision']}" for h in rollout["history"])
         step(f"8. canary of version {rollout['challenger']}: {steps}; {rollout['state']}")
         served_from = drifted.sent
-        _wait(lambda: drifted.sent >= served_from + 5, 60, "traffic on the new version")
+        wait_until(lambda: drifted.sent >= served_from + 5, 60, "traffic on the new version")
     facts["promoted_version"] = dep.version if rollout["state"] == "promoted" else None
     after = Traffic(dep.url, drifted=True, max_requests=10, pause_s=0.0, seed=50_000)
     for _ in range(after.max_requests):

@@ -27,14 +27,22 @@ _CHUNK = 1 << 20
 
 
 REFERENCE_DIR = "ray_deploy_reference"  # reference.ARTIFACT_DIR
+# MLflow writes this YAML (the registered name and version) into a version's folder whenever a ``models:/`` URI is
+# loaded from a local store without a destination, e.g. ``mlflow.pyfunc.load_model("models:/iris/3")`` in a
+# notebook; it is never unpickled.
+MLFLOW_META_FILE = "registered_model_meta"  # mlflow.store.artifact.models_artifact_repo.REGISTERED_MODEL_META_FILE_NAME
+
+
+def _counts(relative: str) -> bool:
+    return relative != MLFLOW_META_FILE and not relative.startswith(f"{REFERENCE_DIR}/")
 
 
 def artifact_digest(folder: Path) -> str:
     """The hex SHA-256 of every file under ``folder`` (relative paths and bytes, sorted by path).
 
-    Empty folders do not count; a symbolic link counts as the file it points to. The version's reference data
-    (``ray_deploy_reference/``: Parquet that labels are added to after registration, never unpickled) does not
-    count either.
+    Empty folders do not count; a symbolic link counts as the file it points to. Two things that change after
+    registration and are never unpickled do not count either: the version's reference data
+    (``ray_deploy_reference/``, Parquet that labels are added to) and MLflow's own ``registered_model_meta``.
 
     Example:
         >>> artifact_digest(Path("/tmp/empty"))
@@ -47,7 +55,7 @@ def artifact_digest(folder: Path) -> str:
         relative
         for dirpath, _, names in os.walk(root)
         for name in names
-        if not (relative := Path(dirpath, name).relative_to(root).as_posix()).startswith(f"{REFERENCE_DIR}/")
+        if _counts(relative := Path(dirpath, name).relative_to(root).as_posix())
     )
     digest = hashlib.sha256()
     for relative in files:

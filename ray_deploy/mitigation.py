@@ -289,6 +289,7 @@ def mitigate(
 
     from ray_deploy import registry
     from ray_deploy.config import Settings
+    from ray_deploy.dataplane.served_model import load_verified
     from ray_deploy.deployment import get
     from ray_deploy.fairness import fairness_metrics, record_report
 
@@ -300,7 +301,7 @@ def mitigate(
     uri = registry.model_uri(name, parent)
     if "sklearn" not in mlflow.models.get_model_info(uri).flavors:
         raise ConfigError(f"version {parent} of {name!r} is not a scikit-learn model; only those can be mitigated")
-    model = mlflow.sklearn.load_model(uri)
+    model = load_verified(uri, "sklearn")
     frame = pd.DataFrame(data)
     features, groups = split_sensitive(frame, sensitive, deployment._input_names())
     before = fairness_metrics(labels, predicted_labels(deployment.predict(features)), groups)

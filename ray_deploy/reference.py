@@ -129,11 +129,10 @@ def _predict(model: Any, kind: str, name: str, version: str, model_input: Any, p
     from ray_deploy.package import _run, with_predict_method
 
     if kind == "uri":
-        import mlflow
-
+        from ray_deploy.dataplane.served_model import load_verified
         from ray_deploy.registry import model_uri
 
-        return mlflow.pyfunc.load_model(model_uri(name, version)).predict(model_input)
+        return load_verified(model_uri(name, version)).predict(model_input)
     method = "predict_proba" if predict_method == "predict_proba" else "predict"
     return _run(with_predict_method(model, kind, method), kind, model_input, method)  # type: ignore[arg-type]
 

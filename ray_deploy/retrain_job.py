@@ -398,12 +398,12 @@ class _Champion:
 
     def model(self) -> Any:
         """The champion's model object (scikit-learn or torch), for the built-in trainers to start from."""
-        import mlflow
+        from ray_deploy.dataplane.served_model import load_verified
 
         if self.kind == "sklearn":
-            return mlflow.sklearn.load_model(self.uri)
+            return load_verified(self.uri, "sklearn")
         if self.kind == "torch":
-            return mlflow.pytorch.load_model(self.uri, map_location="cpu")
+            return load_verified(self.uri, "pytorch", map_location="cpu")
         raise ConfigError(
             f"{self.name!r} serves a {self.kind} model, which has no built-in trainer; pass "
             "trainer=my_trainer(config, train_df, valid_df) -> (model, metrics)"
@@ -482,10 +482,10 @@ def _gate(
     spec: RetrainSpec,
 ) -> dict[str, Any]:
     """Score the champion and the new version (both loaded from the registry, as they serve) on the gate's rows."""
-    import mlflow
     import numpy as np
 
     from ray_deploy import retrain_data as rd
+    from ray_deploy.dataplane.served_model import load_verified
     from ray_deploy.performance import METRICS, model_metrics
     from ray_deploy.registry import model_uri
     from ray_deploy.retrain_gate import evaluation_gate
@@ -494,8 +494,8 @@ def _gate(
     if metric not in METRICS[task]:  # a custom trainer's own metric: the gate compares the task's standard one
         metric, mode = default_metric(task)  # type: ignore[arg-type]
     models = {
-        "champion": mlflow.pyfunc.load_model(champion.uri),
-        "challenger": mlflow.pyfunc.load_model(model_uri(name, version)),
+        "champion": load_verified(champion.uri),
+        "challenger": load_verified(model_uri(name, version)),
     }
     scores: list[tuple[str, int, float | None, float | None]] = []
     for dataset, frame in (("held_out", parts.held_out), ("recent", parts.recent)):

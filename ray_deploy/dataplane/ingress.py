@@ -41,7 +41,7 @@ from ray_deploy.dataplane.http import (
 from ray_deploy.dataplane.metrics import RequestMetrics
 from ray_deploy.dataplane.outputs import output_tensors, to_jsonable
 from ray_deploy.dataplane.predictor import Predictor
-from ray_deploy.dataplane.routes import MODEL_ROUTES, Route, match
+from ray_deploy.dataplane.routes import MODEL_ROUTES, Route, check_query, match
 from ray_deploy.dataplane.schema import InputSchema
 from ray_deploy.dataplane.served_model import Loaded, VersionPool, versions
 from ray_deploy.dataplane.split import choose
@@ -133,6 +133,7 @@ class ModelServer:
             relative = request.url.path[len(request.scope.get("root_path", "")) :]
             route = match(MODEL_ROUTES, request.method, relative)
             await self._guard.admit(route, request.headers)
+            check_query(route, request.query_params.keys())
             arm = self._arm(route, request.headers)
             if arm is not None:  # a rollout's split: read the body once, so it can travel
                 body = await read_body(request, self._max_bytes)

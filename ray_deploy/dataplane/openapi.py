@@ -24,7 +24,7 @@ V2_DATATYPES = list(DATATYPES)
 
 # status -> (component name, description): the error bodies of the HTTP contract
 _ERRORS = {
-    400: ("BadRequest", "Malformed body: not JSON, wrong envelope, bad V2 header or sizes"),
+    400: ("BadRequest", "Malformed body (not JSON, wrong envelope, bad V2 header or sizes) or unknown query parameter"),
     401: ("Unauthorized", "No API key, or an unknown, revoked or expired one (send Authorization: Bearer <key>)"),
     403: ("Forbidden", "The API key lacks the route's scope or may not call this deployment"),
     404: ("NotFound", "Unknown model, version or route"),
@@ -36,9 +36,10 @@ _ERRORS = {
     503: ("NotReady", "The deployment is not ready yet (retry after Retry-After seconds)"),
     504: ("Timeout", "The model took longer than the deployment's request_timeout_s"),
 }
-_EVERY_ROUTE_ERRORS = (404, 405, 500, 503)
-_BODY_ROUTE_ERRORS = (400, 413, 422, 504)
+_EVERY_ROUTE_ERRORS = (400, 404, 405, 500, 503)  # 400: a query parameter the route does not take
+_BODY_ROUTE_ERRORS = (413, 422, 504)
 _AUTH_ROUTE_ERRORS = (401, 403, 429)
+_QUERY = {"stats": "1, true or yes: add every deployment's status document"}  # RouteSpec.query
 _SECURITY_SCHEMES = {
     "apiKey": {
         "type": "http",
@@ -209,15 +210,9 @@ def _parameters(spec: RouteSpec, versions: list[str]) -> list[dict[str, Any]]:
                 "schema": {"type": "string", "enum": versions},
             }
         )
-    if spec.action == "models":
+    for name in spec.query:
         parameters.append(
-            {
-                "name": "stats",
-                "in": "query",
-                "required": False,
-                "description": "1, true or yes: add every deployment's status document",
-                "schema": _STRING,
-            }
+            {"name": name, "in": "query", "required": False, "description": _QUERY[name], "schema": _STRING}
         )
     return parameters
 

@@ -14,9 +14,10 @@ Example:
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 
-from ray_deploy.errors import MethodNotAllowed, ModelNotFound
+from ray_deploy.errors import BadRequest, MethodNotAllowed, ModelNotFound
 
 MODEL_PREFIX = "/v2/models/"
 SCOPES = ("predict", "explain", "read", "admin")
@@ -30,7 +31,8 @@ class RouteSpec:
     """One documented route: method, path template relative to the app's prefix, and what it does.
 
     ``body`` names the request body the route takes (``"v2"``, ``"predict"``) or None; ``scope`` is what an
-    API key needs to call it (:data:`SCOPES`), None only for the open probe routes.
+    API key needs to call it (:data:`SCOPES`), None only for the open probe routes; ``query`` names the query
+    parameters it takes (any other is a 400, see :func:`check_query`).
     """
 
     method: str
@@ -39,6 +41,7 @@ class RouteSpec:
     summary: str
     body: str | None = None
     scope: str | None = "read"
+    query: tuple[str, ...] = ()
 
     @property
     def segments(self) -> tuple[str, ...]:
@@ -52,6 +55,7 @@ class Route:
     action: str
     params: dict[str, str] = field(default_factory=dict)
     scope: str | None = field(default=None, compare=False)
+    query: tuple[str, ...] = field(default=(), compare=False)
 
 
 def _with_versions(*specs: RouteSpec) -> tuple[RouteSpec, ...]:
@@ -96,7 +100,13 @@ SERVER_ROUTES: tuple[RouteSpec, ...] = (
     RouteSpec("GET", "", "server_metadata", "V2 server metadata: name, version, extensions"),
     RouteSpec("GET", "/health/live", "live", "V2 server liveness (open, for probes)", scope=None),
     RouteSpec("GET", "/health/ready", "ready", "V2 server readiness (open, for probes)", scope=None),
-    RouteSpec("GET", "/models", "models", "Every deployment; ?stats=1 adds every status document in one call"),
+    RouteSpec(
+        "GET",
+        "/models",
+        "models",
+        "Every deployment; ?stats=1 adds every status document in one call",
+        query=("stats",),
+    ),
     RouteSpec("GET", "/openapi.json", "openapi", "The server's OpenAPI 3 document"),
 )
 
@@ -114,13 +124,34 @@ def match(routes: tuple[RouteSpec, ...], method: str, path: str) -> Route:
         if params is None:
             continue
         if spec.method == method or (method == "HEAD" and spec.method == "GET"):
-            return Route(spec.action, params, spec.scope)
+            return Route(spec.action, params, spec.scope, spec.query)
         allowed.append(spec.method)
     shown = "/" + "/".join(parts)
     if allowed:
         methods = ", ".join(sorted(set(allowed)))
         raise MethodNotAllowed(f"{method} is not allowed on {shown}; use {methods}", allow=methods)
     raise ModelNotFound(f"no route {shown}; routes: {describe(routes)}")
+
+
+def check_query(route: Route, names: Iterable[str]) -> None:
+    """Raise :class:`BadRequest` naming the query parameters ``route`` does not take (its OpenAPI document lists
+    the ones it does).
+
+    Example:
+        >>> check_query(Route("models", query=("stats",)), ["stats"])  # fine
+        >>> check_query(Route("infer"), ["debug"])
+        Traceback (most recent call last):
+        BadRequest: unknown query parameter 'debug'; this route takes none
+    """
+    unknown = sorted(set(names) - set(route.query))
+    if not unknown:
+        return
+    shown = ", ".join(repr(n[:40]) for n in unknown[:5]) + (f" and {len(unknown) - 5} more" if len(unknown) > 5 else "")
+    takes = ", ".join(route.query) if route.query else "none"
+    raise BadRequest(
+        f"unknown query parameter{'s' if len(unknown) > 1 else ''} {shown}; this route takes {takes}",
+        unknown=unknown[:5],
+    )
 
 
 def _bind(template: tuple[str, ...], parts: tuple[str, ...]) -> dict[str, str] | None:

@@ -150,6 +150,24 @@ def fetch_verified(name: str, version: str, dst: Path | None = None) -> Path:
     return folder
 
 
+def load_verified(uri: str, flavor: Literal["pyfunc", "sklearn", "pytorch"] = "pyfunc", **options: Any) -> Any:
+    """Load ``models:/<name>/<version>`` with one of MLflow's flavor loaders, after :func:`fetch_verified`.
+
+    Every loader of a registered version goes through this (or :func:`load_for_serving`): nothing is unpickled
+    from artifacts whose digest does not match, and the artifact store itself is never written to (MLflow's own
+    ``models:/`` loader adds a file to a local store's folder).
+
+    Example:
+        >>> load_verified("models:/iris/3", "sklearn").predict(X[:2])
+        array([0, 0])
+    """
+    import importlib
+
+    name, version = _name_version(uri)
+    local = str(fetch_verified(name, version))
+    return importlib.import_module(f"mlflow.{flavor}").load_model(local, **options)
+
+
 def download_version(name: str, version: str, dst: Path | None = None) -> Path:
     """Copy a version's stored artifacts (its download URI, not ``models:/``, which adds a metadata file of its
     own) into ``dst`` or a new temporary folder, without a progress bar; returns the folder."""

@@ -20,7 +20,7 @@ from ray_deploy import serve_api
 from ray_deploy.dataplane import openapi
 from ray_deploy.dataplane.guard import Guard, KeyRecord
 from ray_deploy.dataplane.http import error_response, json_response
-from ray_deploy.dataplane.routes import MODEL_PREFIX, SERVER_ROUTES, Route, match
+from ray_deploy.dataplane.routes import MODEL_PREFIX, SERVER_ROUTES, Route, check_query, match
 from ray_deploy.errors import ModelNotFound, NotReady, RayDeployError
 from ray_deploy.status import model_apps, state_of
 
@@ -51,6 +51,7 @@ class ServerInfo:
                 return await self._not_serving(parts[1], key)
             route = match(SERVER_ROUTES, request.method, relative)
             key = await self._guard.admit(route, request.headers)
+            check_query(route, request.query_params.keys())
             return json_response(await getattr(self, f"_{route.action}")(request, key))
         except RayDeployError as exc:
             return error_response(exc)

@@ -41,6 +41,10 @@ def test_server_routes(summer: ray_deploy.Deployment, cluster: ray_deploy.Cluste
     assert meta["name"] == "ray-deploy" and "predict" in meta["extensions"]
     models = requests.get(f"{base}/models", headers=auth(), timeout=10).json()["models"]
     assert {"name": "summer", "state": "RUNNING", "url": "/v2/models/summer"} in models
+    bogus = requests.get(f"{base}/models?stats=1&verbose=1", headers=auth(), timeout=10)
+    assert bogus.status_code == 400 and "unknown query parameter 'verbose'; this route takes stats" in bogus.text
+    bogus = requests.post(f"{base}/models/summer/infer?debug=1", data=b"{}", headers=auth(), timeout=10)
+    assert bogus.status_code == 400 and "'debug'; this route takes none" in bogus.text
 
 
 def test_model_routes(summer: ray_deploy.Deployment) -> None:

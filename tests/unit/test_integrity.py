@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 from mlflow import MlflowClient
 
-from ray_deploy.dataplane.served_model import load_for_serving
+from ray_deploy.dataplane.served_model import load_for_serving, load_verified
 from ray_deploy.errors import DeploymentFailed, IntegrityError
 from ray_deploy.integrity import DIGEST_TAG, artifact_digest, check_digest
 from ray_deploy.registry import model_uri, register
@@ -132,3 +132,27 @@ def test_a_version_registered_elsewhere_is_trusted_on_first_use_then_checked(mlf
     (_stored_artifacts("iris", version) / "MLmodel").write_text("tampered after the first use\n")
     with pytest.raises(IntegrityError):
         load_for_serving(model_uri("iris", version))
+
+
+def test_mlflows_own_models_uri_loader_on_a_local_store_does_not_break_the_check(mlflow_store: str) -> None:
+    import mlflow
+
+    X, _ = iris()
+    model = sklearn_model()
+    version = register(model, "sklearn", "iris", sample_input=X[:5])
+    mlflow.pyfunc.load_model(model_uri("iris", version))  # as a notebook would: writes registered_model_meta
+    assert (_stored_artifacts("iris", version) / "registered_model_meta").exists()
+    assert load_for_serving(model_uri("iris", version)).predict(X[:3]).tolist() == model.predict(X[:3]).tolist()
+
+
+def test_control_plane_loaders_verify_too(mlflow_store: str, tmp_path: Path) -> None:
+    X, _ = iris()
+    model = sklearn_model()
+    version = register(model, "sklearn", "iris", sample_input=X[:5])
+    assert load_verified(model_uri("iris", version), "sklearn").predict(X[:3]).tolist() == model.predict(X[:3]).tolist()
+    assert not (_stored_artifacts("iris", version) / "registered_model_meta").exists()  # the store is not written
+    marker = tmp_path / "marker"
+    (_stored_artifacts("iris", version) / "model.pkl").write_bytes(pickle.dumps(_Bomb(marker)))
+    with pytest.raises(IntegrityError):
+        load_verified(model_uri("iris", version), "sklearn")
+    assert not marker.exists()

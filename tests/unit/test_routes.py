@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from ray_deploy.dataplane.routes import MODEL_ROUTES, SERVER_ROUTES, Route, match
-from ray_deploy.errors import MethodNotAllowed, ModelNotFound
+from ray_deploy.dataplane.routes import MODEL_ROUTES, SERVER_ROUTES, Route, check_query, match
+from ray_deploy.errors import BadRequest, MethodNotAllowed, ModelNotFound
 
 
 @pytest.mark.parametrize(
@@ -61,3 +61,14 @@ def test_server_routes() -> None:
     with pytest.raises(MethodNotAllowed):
         match(SERVER_ROUTES, "POST", "/models")
     assert [s.path for s in SERVER_ROUTES if s.scope is None] == ["/health/live", "/health/ready"]
+
+
+def test_only_the_documented_query_parameters_are_taken() -> None:
+    models = match(SERVER_ROUTES, "GET", "/models")
+    check_query(models, ["stats"])
+    check_query(match(MODEL_ROUTES, "POST", "/infer"), [])
+    with pytest.raises(BadRequest, match=r"unknown query parameter 'debug'; this route takes stats") as err:
+        check_query(models, ["stats", "debug"])
+    assert err.value.http_status == 400
+    with pytest.raises(BadRequest, match=r"parameters 'a', 'b'.* and 2 more; this route takes none"):
+        check_query(match(MODEL_ROUTES, "POST", "/infer"), list("abcdefg"))
