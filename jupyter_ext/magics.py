@@ -433,27 +433,37 @@ class RayDeployMagics(Magics):
             print(repr(verify_audit()))
 
     @magic_arguments()
-    @argument("command", nargs="?", default="list", choices=["list", "create", "revoke", "default"])
-    @argument("target", nargs="?", help="create: the key's name; revoke: the key id")
+    @argument("command", nargs="?", default="list", choices=["list", "create", "revoke", "default", "auth"])
+    @argument("target", nargs="?", help="create: the key's name; revoke: the key id; auth: on, off or status")
     @argument("--deployments", metavar="A,B", help="create: the deployments it may call (default: all)")
     @argument("--scopes", metavar="S,S", default="predict", help="create: predict, read, ... (default: predict)")
     @argument("--rate-limit", metavar="N/s", help="create: e.g. 100/s or 6000/m")
+    @argument("--burst", type=int, metavar="N", help="create: requests it may send at once (default: 1 s worth)")
     @argument("--expires-in", type=float, metavar="S", help="create: seconds until it expires")
     @argument("-o", "--output", metavar="VAR", help="store the result (table or secret) in this variable")
     @line_magic
     def keys(self, line: str) -> None:
         """API keys of the data plane: ``%keys [list]``, ``%keys create NAME [--deployments a,b] [--scopes
-        predict,read] [--rate-limit 100/s] [--expires-in 3600]``, ``%keys revoke KEY_ID``, ``%keys default``.
+        predict,read] [--rate-limit 100/s] [--burst N] [--expires-in 3600]``, ``%keys revoke KEY_ID``,
+        ``%keys default``, ``%keys auth on|off|status``.
 
         A created key's secret is shown once; store it with ``-o``.
         """
         with _user_errors("keys"):
             args = parse_argstring(self.keys, line)
             output = _output_name(args.output)
-            call = keys_call(args)
             from ray_deploy import keys as key_api
 
-            result = getattr(key_api, call[0])(*call[1], **call[2])
+            function, positional, options = key_api.key_command(
+                args.command,
+                args.target,
+                deployments=args.deployments,
+                scopes=args.scopes,
+                rate_limit=args.rate_limit,
+                burst=args.burst,
+                expires_in=args.expires_in,
+            )
+            result = getattr(key_api, function)(*positional, **options)
             self._store(output, result)
             if args.command == "create":
                 print(f"created key {args.target!r}; its secret (shown once): {result}")
@@ -461,6 +471,10 @@ class RayDeployMagics(Magics):
                 print(f"revoked key {args.target}")
             elif args.command == "default":
                 print(result)
+            elif function == "set_auth":
+                print(f"API-key auth is {args.target} (every replica within {key_api.REVOCATION_S:g} s)")
+            elif function == "auth_enabled":
+                print(f"API-key auth is {'on' if result else 'OFF'}")
             else:
                 from IPython.display import display
 
@@ -683,41 +697,6 @@ def _identity() -> str:
     from ray_deploy.audit import current_identity
 
     return current_identity()
-
-
-def _csv(text: str | None) -> list[str] | None:
-    """``a,b`` as ``["a", "b"]`` (None when not given)."""
-    if text is None:
-        return None
-    return [part.strip() for part in text.split(",") if part.strip()]
-
-
-def keys_call(args: Any) -> tuple[str, tuple[Any, ...], dict[str, Any]]:
-    """The ``ray_deploy.keys`` call a parsed ``%keys`` (or ``ray-deploy keys``) line makes: function, args, kwargs.
-
-    Example:
-        >>> keys_call(Namespace(command="revoke", target="k1", ...))
-        ('revoke_key', ('k1',), {})
-    """
-    if args.command == "create":
-        if not args.target:
-            raise UsageError("keys create needs a name, e.g. `keys create ci --scopes predict`")
-        options: dict[str, Any] = {
-            "deployments": _csv(args.deployments),
-            "scopes": tuple(_csv(args.scopes) or ("predict",)),
-            "rate_limit": args.rate_limit,
-            "expires_in_s": args.expires_in,
-        }
-        return "create_key", (args.target,), options
-    if args.target is not None and args.command != "revoke":
-        raise UsageError(f"keys {args.command} takes no argument, got {args.target!r}")
-    if args.command == "revoke":
-        if not args.target:
-            raise UsageError("keys revoke needs a key id, e.g. `keys revoke 3f2a9c1b`; see `keys list`")
-        return "revoke_key", (args.target,), {}
-    if args.command == "default":
-        return "default_key", (), {}
-    return "list_keys", (), {}
 
 
 def _output_name(name: str | None) -> str | None:

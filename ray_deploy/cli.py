@@ -73,7 +73,7 @@ def _parser() -> argparse.ArgumentParser:
     keys = sub.add_parser("keys", help="data-plane API keys: create, list, revoke, default")
     keys_sub = keys.add_subparsers(dest="keys_command", required=True)
     create = keys_sub.add_parser("create", help="create a key; prints its secret once")
-    create.add_argument("key_name", metavar="NAME")
+    create.add_argument("target", metavar="NAME")
     create.add_argument("--deployments", help="comma-separated deployments it may call (default: all)")
     create.add_argument("--scopes", default="predict", help="comma-separated scopes, e.g. predict,read")
     create.add_argument("--rate-limit", help="e.g. 100/s or 6000/m")
@@ -81,10 +81,10 @@ def _parser() -> argparse.ArgumentParser:
     create.add_argument("--expires-in", type=float, help="seconds until it expires")
     keys_sub.add_parser("list", help="every key (never the secrets)")
     revoke = keys_sub.add_parser("revoke", help="revoke a key by id")
-    revoke.add_argument("key_id")
+    revoke.add_argument("target", metavar="KEY_ID")
     keys_sub.add_parser("default", help="print the default key's secret")
     switch = keys_sub.add_parser("auth", help="turn API-key auth on or off for the whole cluster, or show it")
-    switch.add_argument("state", choices=["on", "off", "status"])
+    switch.add_argument("target", metavar="STATE", choices=["on", "off", "status"])
     retrain = sub.add_parser("retrain", help="retrain a deployment with Ray Tune in the cluster (a Ray Job)")
     retrain.add_argument("name")
     retrain.add_argument("--trials", type=int, default=8, help="Tune trials (default 8)")
@@ -199,32 +199,19 @@ def _run(args: argparse.Namespace) -> None:
 
 
 def keys_call(args: argparse.Namespace) -> tuple[str, tuple[Any, ...], dict[str, Any]]:
-    """The ``ray_deploy.keys`` call of a parsed ``keys`` command: function name, args, kwargs.
+    """The ``ray_deploy.keys`` call of a parsed ``keys`` command (:func:`ray_deploy.keys.key_command`).
 
     Example:
         >>> keys_call(_parser().parse_args(["keys", "revoke", "k1"]))
         ('revoke_key', ('k1',), {})
     """
-    if args.keys_command == "create":
-        options: dict[str, Any] = {
-            "deployments": _csv(args.deployments),
-            "scopes": tuple(_csv(args.scopes) or ["predict"]),
-            "rate_limit": args.rate_limit,
-            "burst": args.burst,
-            "expires_in_s": args.expires_in,
-        }
-        return "create_key", (args.key_name,), options
-    if args.keys_command == "revoke":
-        return "revoke_key", (args.key_id,), {}
-    if args.keys_command == "default":
-        return "default_key", (), {}
-    if args.keys_command == "auth":
-        return ("auth_enabled", (), {}) if args.state == "status" else ("set_auth", (args.state == "on",), {})
-    return "list_keys", (), {}
+    from ray_deploy.keys import key_command
 
-
-def _csv(text: str | None) -> list[str] | None:
-    return None if text is None else [part.strip() for part in text.split(",") if part.strip()]
+    return key_command(
+        args.keys_command or "list",
+        getattr(args, "target", None),
+        **{name: getattr(args, name, None) for name in ("deployments", "scopes", "rate_limit", "burst", "expires_in")},
+    )
 
 
 def _keys(args: argparse.Namespace) -> None:
@@ -233,13 +220,13 @@ def _keys(args: argparse.Namespace) -> None:
     function, positional, options = keys_call(args)
     result = getattr(keys, function)(*positional, **options)
     if function == "create_key":
-        print(f"created key {args.key_name!r}; its secret (shown once, store it now):\n{result}")
+        print(f"created key {args.target!r}; its secret (shown once, store it now):\n{result}")
     elif function == "revoke_key":
-        print(f"revoked key {args.key_id}")
+        print(f"revoked key {args.target}")
     elif function == "default_key":
         print(result)
     elif function == "set_auth":
-        print(f"API-key auth is {args.state} (every replica within {keys.REVOCATION_S:g} s)")
+        print(f"API-key auth is {args.target} (every replica within {keys.REVOCATION_S:g} s)")
     elif function == "auth_enabled":
         print(f"API-key auth is {'on' if result else 'OFF'}")
     else:

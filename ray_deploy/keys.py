@@ -139,6 +139,64 @@ def auth_enabled() -> bool:
 # ---- helpers ---------------------------------------------------------------------------------------------------
 
 
+KEY_COMMANDS = ("list", "create", "revoke", "default", "auth")
+
+
+def key_command(
+    command: str,
+    target: str | None = None,
+    *,
+    deployments: str | None = None,
+    scopes: str | None = None,
+    rate_limit: str | None = None,
+    burst: int | None = None,
+    expires_in: float | None = None,
+) -> tuple[str, tuple[Any, ...], dict[str, Any]]:
+    """The call a ``keys`` command line makes (``ray-deploy keys`` and ``%keys`` both): function name, args, kwargs.
+
+    ``target`` is the key's name for ``create``, the key id for ``revoke`` and ``on|off|status`` for ``auth``;
+    ``deployments`` and ``scopes`` are comma-separated.
+
+    Example:
+        >>> key_command("create", "ci", scopes="predict,read", rate_limit="10/s")
+        ('create_key', ('ci',), {'deployments': None, 'scopes': ('predict', 'read'), 'rate_limit': '10/s', ...})
+        >>> key_command("auth", "off")
+        ('set_auth', (False,), {})
+    """
+    needs = {
+        "create": "a name, e.g. `keys create ci --scopes predict`",
+        "revoke": "a key id, e.g. `keys revoke 3f2a9c1b`; see `keys list`",
+        "auth": "on, off or status, e.g. `keys auth status`",
+    }
+    if command not in KEY_COMMANDS:
+        raise ConfigError(f"unknown keys command {command!r}; use one of {', '.join(KEY_COMMANDS)}")
+    if command in needs and not target:
+        raise ConfigError(f"keys {command} needs {needs[command]}")
+    if command not in needs and target is not None:
+        raise ConfigError(f"keys {command} takes no argument, got {target!r}")
+    if command == "create":
+        options = {
+            "deployments": _csv(deployments),
+            "scopes": tuple(_csv(scopes) or ("predict",)),
+            "rate_limit": rate_limit,
+            "burst": burst,
+            "expires_in_s": expires_in,
+        }
+        return "create_key", (target,), options
+    if command == "revoke":
+        return "revoke_key", (target,), {}
+    if command == "auth":
+        if target not in ("on", "off", "status"):
+            raise ConfigError(f"keys auth takes on, off or status, got {target!r}")
+        return ("auth_enabled", (), {}) if target == "status" else ("set_auth", (target == "on",), {})
+    return ("default_key", (), {}) if command == "default" else ("list_keys", (), {})
+
+
+def _csv(text: str | None) -> list[str] | None:
+    """``"a, b"`` -> ``["a", "b"]``; None stays None."""
+    return None if text is None else [part.strip() for part in text.split(",") if part.strip()]
+
+
 def _new_record(
     name: str,
     deployments: list[str] | None,

@@ -1,4 +1,4 @@
-"""Unit tests start no Ray cluster: ``ray.init`` fails loudly if anything tries."""
+"""Unit tests start no Ray cluster: ``ray.init`` and starting the local head fail loudly if anything tries."""
 
 from __future__ import annotations
 
@@ -16,6 +16,8 @@ def _no_ray_cluster(monkeypatch: pytest.MonkeyPatch) -> None:
         raise AssertionError("unit tests must not start or join a Ray cluster")
 
     monkeypatch.setattr(ray, "init", refuse)
+    # connect() starts the local head (a `ray start` process) before ray.init; it would outlive the test
+    monkeypatch.setattr("ray_deploy.cluster._start_local_head", refuse)
 
 
 @pytest.fixture()

@@ -242,11 +242,16 @@ def test_cli_audit_and_approve_parse() -> None:
 
 
 def test_magics_parse_audit_keys_and_approve(capsys: pytest.CaptureFixture[str]) -> None:
-    from IPython.core.error import UsageError
     from IPython.core.interactiveshell import InteractiveShell
     from IPython.core.magic_arguments import parse_argstring
 
-    from jupyter_ext.magics import RayDeployMagics, keys_call
+    from jupyter_ext.magics import RayDeployMagics
+    from ray_deploy.errors import ConfigError
+    from ray_deploy.keys import key_command
+
+    def keys_call(args: Any) -> Any:
+        names = ("deployments", "scopes", "rate_limit", "burst", "expires_in")
+        return key_command(args.command, args.target, **{n: getattr(args, n) for n in names})
 
     magics = RayDeployMagics(InteractiveShell.instance())
     args = parse_argstring(magics.audit, "iris --since 30m -o trail")
@@ -255,11 +260,23 @@ def test_magics_parse_audit_keys_and_approve(capsys: pytest.CaptureFixture[str])
     assert keys_call(args) == (
         "create_key",
         ("ci",),
-        {"deployments": ["iris"], "scopes": ("predict", "read"), "rate_limit": "10/s", "expires_in_s": None},
+        {
+            "deployments": ["iris"],
+            "scopes": ("predict", "read"),
+            "rate_limit": "10/s",
+            "burst": None,
+            "expires_in_s": None,
+        },
     )
+    assert keys_call(parse_argstring(magics.keys, "auth off")) == ("set_auth", (False,), {})
+    assert keys_call(parse_argstring(magics.keys, "auth status")) == ("auth_enabled", (), {})
+    with pytest.raises(ConfigError, match="keys auth takes on, off or status"):
+        keys_call(parse_argstring(magics.keys, "auth maybe"))
+    with pytest.raises(ConfigError, match="keys list takes no argument"):
+        keys_call(parse_argstring(magics.keys, "list extra"))
     assert keys_call(parse_argstring(magics.keys, "")) == ("list_keys", (), {})
     assert keys_call(parse_argstring(magics.keys, "revoke k1")) == ("revoke_key", ("k1",), {})
-    with pytest.raises(UsageError, match="keys revoke needs a key id"):
+    with pytest.raises(ConfigError, match="keys revoke needs a key id"):
         keys_call(parse_argstring(magics.keys, "revoke"))
     args = parse_argstring(magics.approve, "iris 4")
     assert (args.name, args.version) == ("iris", "4")
