@@ -507,8 +507,9 @@ def deploy(
     A redeploy that omits ``capture``/``drift`` keeps the deployment's current ones.
 
     Governance: ``require_approval=True`` makes every promotion of a challenger (``promote()`` or a canary's last
-    step) wait until a second person calls :meth:`Deployment.approve`; it is kept by a redeploy that does not
-    set it, and changed with ``scale(require_approval=False)``. Every deploy, scale, delete, promotion, rollback
+    step) wait until a second person calls :meth:`Deployment.approve`. Such a deployment takes new versions only
+    through a rollout (a direct redeploy is refused, before anything is registered); the policy is changed with
+    ``scale(require_approval=False)``, an audited change. Every deploy, scale, delete, promotion, rollback
     and approval is written to the audit log (:func:`ray_deploy.audit.audit_log`).
 
     Example:
@@ -523,7 +524,6 @@ def deploy(
             model,
             name,
             opts,
-            "require_approval" in options,
             sample_input,
             predict_method,
             reference,
@@ -551,7 +551,6 @@ def _deploy(
     model: Any,
     name: str,
     opts: DeployOptions,
-    approval_given: bool,
     sample_input: Any,
     predict_method: str,
     reference: Any,
@@ -574,13 +573,18 @@ def _deploy(
         )
     connect()
     check_resources(opts)
+    previous = Deployment(name)._user_config() if name in model_apps(serve_details()) else {}
+    if previous.get("options", {}).get("require_approval"):  # before anything is registered: nothing to undo
+        raise ConfigError(
+            f"{name!r} requires a second person's approval for every new version it serves, so it cannot be "
+            f"redeployed directly; roll the model out with ray_deploy.get({name!r}).canary(model) (its last step "
+            f"waits for the approval), or turn the policy off first with scale(require_approval=False), which is "
+            "audited"
+        )
     with _Progress(name, show_progress) as progress:
         progress.stage(0)
         version = registry.register(model, kind, name, sample_input, method)
         progress.stage(1, f"version {version}")
-        previous = Deployment(name)._user_config() if name in model_apps(serve_details()) else {}
-        if not approval_given and previous.get("options", {}).get("require_approval"):
-            opts = parse_options(opts, require_approval=True)  # a governance policy survives a redeploy
         monitoring = resolve_monitoring(name, previous, capture, drift)
         if reference is not None:
             frame, predictions = prepare_reference(model, kind, name, version, reference, method, monitoring.drift)

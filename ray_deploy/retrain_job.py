@@ -522,11 +522,20 @@ def _then(name: str, version: str, spec: RetrainSpec) -> str:
 
     if spec.then == "register":
         return f"registered with the alias challenger (promote it with ray_deploy.get({name!r}).promote())"
-    if spec.then == "deploy":
+    if spec.then == "deploy" and not _requires_approval(name):
         rollouts.switch_to(name, version)
         return f"version {version} now serves"
     if spec.then == "shadow":
         rollouts.start(name, "shadow", version)
         return "shadow started (it sees a copy of the traffic)"
     rollouts.start(name, "canary", version, spec=spec.rollout)
-    return f"canary started ({', '.join(f'{s:.0%}' for s in spec.rollout.steps)})"
+    started = f"canary started ({', '.join(f'{s:.0%}' for s in spec.rollout.steps)})"
+    if spec.then == "deploy":  # a deployment that requires approval takes new versions only through a rollout
+        return f"{started} instead of a direct deploy: {name!r} requires approval, which its last step waits for"
+    return started
+
+
+def _requires_approval(name: str) -> bool:
+    from ray_deploy.deployment import Deployment
+
+    return Deployment(name).options.require_approval

@@ -331,6 +331,12 @@ def rollback(name: str, to_version: str | None = None) -> None:
         if not older:
             raise ConfigError(f"{name!r} has no version before {current} to roll back to")
         to_version = older[-1]
+    if Deployment(name).options.require_approval and current is not None and int(to_version) > int(current):
+        raise ConfigError(
+            f"{name!r} requires approval for new versions: a rollback goes back to an older version than "
+            f"{current}, and version {to_version} is newer; roll it out with ray_deploy.get({name!r}).canary("
+            f"{str(to_version)!r}) so that a second person approves it"
+        )
     _switch_recorded(name, "rollback", str(to_version))
 
 

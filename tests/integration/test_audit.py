@@ -13,6 +13,7 @@ from sklearn.linear_model import LogisticRegression
 import ray_deploy
 from ray_deploy.audit import acting_as, audit_entries, audit_log, verify_audit
 from ray_deploy.config import Settings
+from ray_deploy.errors import ConfigError
 from ray_deploy.rollout import ApprovalRefused
 
 NAME = "audited"
@@ -76,7 +77,12 @@ def test_changes_are_audited_once_and_approval_needs_a_second_person(cleanup: li
     ]
     assert promotions[1]["after"]["version"] == "2" and promotions[1]["evidence"]["approved_by"] == "jupyter:bob"
 
+    with pytest.raises(ConfigError, match="requires a second person's approval .* cannot be redeployed directly"):
+        ray_deploy.deploy(first, NAME, sample_input=X[:5], num_cpus=0.1, show_progress=False)
+    assert dep.version == "2" and sorted(dep.versions()["version"]) == ["1", "2"]  # nothing was registered
     t3 = time.time()
+    with pytest.raises(ConfigError, match="a rollback goes back to an older version than 2"):
+        dep.rollback(to_version="3")
     dep.rollback(to_version="1")
     rolled = _one(t3, "rollback")
     assert (rolled["before"]["version"], rolled["after"]["version"]) == ("2", "1")
