@@ -38,6 +38,7 @@ from ray_deploy.dashboard import (
     DashboardUnavailable,
     UpstreamFailed,
     dashboard_url,
+    fetch_audit_trail,
     fetch_model_list,
     is_remote,
 )
@@ -274,16 +275,22 @@ class DeploymentManager:
     async def audit(self, name: str, since: float | None = None) -> AuditTrail:
         """The deployment's audit entries (newest 200, oldest first) and the whole log's hash-chain check.
 
-        Read straight from the audit file (``Settings.audit_path``, on the head node where the server runs next to
-        a local cluster): this process is not a Ray driver, and only the ``ray-deploy-audit`` actor writes it.
+        Read through the endpoint (``GET /v2/audit`` with the project key), whose server app asks the audit actor
+        on the head: this process is not a Ray driver, and the log is on the head, wherever that runs.
 
         Example:
             >>> (await manager.audit("iris")).verification.ok
             True
         """
-        from ray_deploy.audit import trail_document
-
-        doc = await asyncio.to_thread(trail_document, self.settings.audit_path, name, since)
+        settings = self.settings
+        doc = await fetch_audit_trail(
+            settings.endpoint,
+            name,
+            since,
+            self.config.request_timeout_s,
+            project_headers(settings),
+            str(settings.tls_cert) if settings.tls_cert else None,
+        )
         return AuditTrail.model_validate(doc)
 
     # ---- changes -----------------------------------------------------------------------------

@@ -361,6 +361,28 @@ class AuditLog:
         """The file it writes."""
         return str(self.path)
 
+    def trail(self, name: str | None = None, since: float | None = None, limit: int | None = 200) -> dict[str, Any]:
+        """A ``documents.AuditTrail`` dict of the file as it is now (:func:`trail_document`)."""
+        return trail_document(self.path, name, since, limit)
+
+
+async def read_trail(name: str | None = None, since: float | None = None, limit: int | None = 200) -> dict[str, Any]:
+    """The audit trail from the ``AuditLog`` actor, for code already in the cluster (the ``/v2`` server app's
+    ``GET /v2/audit``, which the side panel reads): it works wherever the head is. An empty trail when nothing
+    was ever recorded (no actor yet; this never creates it).
+
+    Example:
+        >>> (await read_trail("iris"))["verification"]["ok"]
+        True
+    """
+    import ray
+
+    try:
+        actor = ray.get_actor(ACTOR_NAME, namespace=NAMESPACE)
+    except ValueError:
+        return {"deployment": name, "entries": [], "verification": verify_chain([]).to_dict()}
+    return dict(await actor.trail.remote(name, since, limit))
+
 
 def _actor() -> Any:
     """The ``AuditLog`` actor, created on the head node when none runs (connects this process if needed)."""

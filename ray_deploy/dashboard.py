@@ -24,6 +24,7 @@ from ray_deploy.errors import ClusterError, ModelNotFound
 
 DASHBOARD_URL_ENV = "RAY_DEPLOY_DASHBOARD_URL"
 MODEL_LIST_ROUTE = "/v2/models"
+AUDIT_ROUTE = "/v2/audit"
 _TOKEN_HELP = (
     "set RAY_AUTH_TOKEN (or RAY_AUTH_TOKEN_PATH) for the Jupyter server, or store the cluster's token "
     "(`ray get-auth-token` on a machine of the cluster) in ~/.ray/auth_token"
@@ -174,6 +175,34 @@ async def fetch_model_list(
     if not isinstance(rows, list) or not all(isinstance(row, dict) for row in rows):
         raise UpstreamFailed(f"{url} did not send a model list")
     return rows
+
+
+async def fetch_audit_trail(
+    endpoint: str,
+    name: str | None,
+    since: float | None,
+    timeout_s: float = 10.0,
+    headers: dict[str, str] | None = None,
+    cafile: str | None = None,
+) -> dict[str, Any]:
+    """A deployment's audit trail from ``GET {endpoint}/v2/audit`` (the ``/v2`` server app reads it from the
+    audit actor on the head, wherever that runs); needs an admin key in ``headers``.
+
+    Example:
+        >>> (await fetch_audit_trail("http://127.0.0.1:8000", "iris", None, headers=auth_headers()))["entries"][0]
+        {'action': 'deploy', ...}
+    """
+    from urllib.parse import urlencode
+
+    query = {k: v for k, v in (("deployment", name), ("since", None if since is None else repr(since))) if v}
+    url = f"{endpoint.rstrip('/')}{AUDIT_ROUTE}" + (f"?{urlencode(query)}" if query else "")
+    code, text = await _fetch("GET", url, timeout_s, f"the ray-deploy endpoint {endpoint}", headers, cafile=cafile)
+    if code >= 400:
+        raise UpstreamFailed(f"{url} answered HTTP {code}: {text[:300]}")
+    doc = _json(text, url)
+    if not isinstance(doc, dict) or not isinstance(doc.get("entries"), list):
+        raise UpstreamFailed(f"{url} did not send an audit trail")
+    return doc
 
 
 async def _fetch(

@@ -39,7 +39,11 @@ _ERRORS = {
 _EVERY_ROUTE_ERRORS = (400, 404, 405, 500, 503)  # 400: a query parameter the route does not take
 _BODY_ROUTE_ERRORS = (413, 422, 504)
 _AUTH_ROUTE_ERRORS = (401, 403, 429)
-_QUERY = {"stats": "1, true or yes: add every deployment's status document"}  # RouteSpec.query
+_QUERY = {  # RouteSpec.query
+    "stats": "1, true or yes: add every deployment's status document",
+    "deployment": "Only this deployment's entries (default: every entry)",
+    "since": "Only entries since then: seconds since the epoch, an ISO time, or a duration ago such as 1h or 30m",
+}
 _SECURITY_SCHEMES = {
     "apiKey": {
         "type": "http",
@@ -71,6 +75,7 @@ _SERVER_OK = {
     "live": "Live",
     "ready": "ServerReady",
     "models": "ModelList",
+    "audit": "AuditTrail",
     "openapi": "OpenAPIDocument",
 }
 _BODIES = {"v2": "InferRequest", "predict": "PredictRequest", "feedback": "FeedbackRequest"}
@@ -128,11 +133,11 @@ def model_document(
 
 
 def server_document(version: str, model_names: list[str]) -> dict[str, Any]:
-    """The OpenAPI document of the ``/v2`` server app: health, server metadata and the model list.
+    """The OpenAPI document of the ``/v2`` server app: health, server metadata, the model list and the audit trail.
 
     Example:
         >>> sorted(server_document("0.1.0", ["iris"])["paths"])
-        ['/', '/health/live', '/health/ready', '/models', '/openapi.json']
+        ['/', '/audit', '/health/live', '/health/ready', '/models', '/openapi.json']
     """
     schemas = {
         **_shared_schemas(),
@@ -142,6 +147,13 @@ def server_document(version: str, model_names: list[str]) -> dict[str, Any]:
         "Live": _object({"live": {"type": "boolean"}}),
         "ServerReady": _object({"ready": {"type": "boolean"}}),
         "ModelList": _object({"models": {"type": "array", "items": _model_row()}}),
+        "AuditTrail": _object(
+            {
+                "deployment": {"type": "string", "nullable": True},
+                "entries": {"type": "array", "items": _ANY_OBJECT},
+                "verification": _ANY_OBJECT,
+            }
+        ),
     }
     deployed = ", ".join(model_names) or "none yet"
     description = (

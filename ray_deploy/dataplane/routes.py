@@ -22,7 +22,7 @@ from ray_deploy.errors import BadRequest, MethodNotAllowed, ModelNotFound
 MODEL_PREFIX = "/v2/models/"
 SCOPES = ("predict", "explain", "read", "admin")
 """What an API key may do: ``predict`` (infer, predict, feedback), ``explain``, ``read`` (metadata, readiness,
-stats, the model list, OpenAPI) and ``admin`` (everything)."""
+stats, the model list, OpenAPI) and ``admin`` (everything, and alone the audit trail)."""
 SERVER_PREFIX = "/v2"
 
 
@@ -106,6 +106,14 @@ SERVER_ROUTES: tuple[RouteSpec, ...] = (
         "models",
         "Every deployment; ?stats=1 adds every status document in one call",
         query=("stats",),
+    ),
+    RouteSpec(
+        "GET",
+        "/audit",
+        "audit",
+        "The audit trail (newest 200 entries) and its hash-chain check; ?deployment=NAME&since=1h narrow it",
+        scope="admin",
+        query=("deployment", "since"),
     ),
     RouteSpec("GET", "/openapi.json", "openapi", "The server's OpenAPI 3 document"),
 )

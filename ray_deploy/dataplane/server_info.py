@@ -17,11 +17,12 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from ray_deploy import serve_api
+from ray_deploy.audit import parse_since, read_trail
 from ray_deploy.dataplane import openapi
 from ray_deploy.dataplane.guard import Guard, KeyRecord
 from ray_deploy.dataplane.http import error_response, json_response
 from ray_deploy.dataplane.routes import MODEL_PREFIX, SERVER_ROUTES, Route, check_query, match
-from ray_deploy.errors import ModelNotFound, NotReady, RayDeployError
+from ray_deploy.errors import BadRequest, ConfigError, Forbidden, ModelNotFound, NotReady, RayDeployError
 from ray_deploy.status import model_apps, state_of
 
 log = logging.getLogger("ray.serve")
@@ -84,6 +85,21 @@ class ServerInfo:
             for row, doc in zip(rows, docs, strict=True):
                 row["status"] = doc
         return {"models": rows}
+
+    async def _audit(self, request: Request, key: KeyRecord | None) -> dict[str, Any]:
+        """The audit trail (an admin key's), narrowed by ``?deployment=`` and ``?since=``; a key restricted to
+        some deployments sees only their entries."""
+        name = request.query_params.get("deployment") or None
+        try:
+            since = parse_since(request.query_params.get("since") or None)
+        except ConfigError as exc:
+            raise BadRequest(str(exc)) from None
+        if key is not None and not key.allows_deployment(name):
+            raise Forbidden(f"the API key {key.key_id} may not read the audit trail of {name!r}")
+        trail = await read_trail(name, since)
+        if key is not None and key.deployments is not None:
+            trail["entries"] = [e for e in trail["entries"] if e.get("deployment") in key.deployments]
+        return trail
 
     async def _not_serving(self, name: str, key: KeyRecord | None) -> Response:
         apps = _visible(model_apps(await asyncio.to_thread(serve_api.serve_details)), key)

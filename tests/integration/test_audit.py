@@ -3,18 +3,22 @@ before/after, an edited audit file fails verification, and a promotion waits for
 
 from __future__ import annotations
 
+import asyncio
 import time
 from typing import Any
 
 import pytest
+import requests
 from sklearn.datasets import load_iris
 from sklearn.linear_model import LogisticRegression
 
 import ray_deploy
+from jupyter_ext.manager import DeploymentManager
 from ray_deploy.audit import acting_as, audit_entries, audit_log, verify_audit
 from ray_deploy.config import Settings
 from ray_deploy.errors import ConfigError
 from ray_deploy.rollout import ApprovalRefused
+from tests.integration.api import auth
 
 NAME = "audited"
 
@@ -111,3 +115,15 @@ def test_changes_are_audited_once_and_approval_needs_a_second_person(cleanup: li
     finally:
         path.write_text(original)
     assert verify_audit().ok
+
+    # the side panel reads it through the endpoint (GET /v2/audit, admin keys only), wherever the head runs
+    trail = asyncio.run(DeploymentManager().audit(NAME, since=t0))
+    assert [e.action for e in trail.entries] == list(table["action"]) and trail.verification.ok
+    audit_url = f"{Settings.from_env().endpoint}/v2/audit"
+    assert requests.get(audit_url, params={"since": "soon"}, headers=auth(), timeout=30).status_code == 400
+    reader = ray_deploy.create_key("reader", scopes=["read"])
+    try:
+        refused = requests.get(audit_url, headers={"Authorization": f"Bearer {reader}"}, timeout=30)
+        assert refused.status_code == 403 and "lacks the 'admin' scope" in refused.json()["error"]
+    finally:
+        ray_deploy.revoke_key(reader)

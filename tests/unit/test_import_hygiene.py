@@ -11,7 +11,7 @@ PACKAGE = Path(ray_deploy.__file__).parent
 REPO = PACKAGE.parent
 # What replica code may import from ray_deploy: the errors, config, documents, the Ray adapter, the pure decision and
 # compute modules (status, explain, explanation, fairness, drift, alarms, performance, rollout), the artifact digest
-# (integrity), the capture store, the reference data loader, and itself.
+# (integrity), the capture store, the reference data loader, the audit trail's reader (audit), and itself.
 DATAPLANE_MAY_IMPORT = {
     "ray_deploy.errors",
     "ray_deploy.config",
@@ -28,6 +28,7 @@ DATAPLANE_MAY_IMPORT = {
     "ray_deploy.reference",
     "ray_deploy.rollout",
     "ray_deploy.integrity",
+    "ray_deploy.audit",
 }
 
 
