@@ -30,7 +30,7 @@ lint: install
 	$(PY) -m mypy ray_deploy jupyter_ext
 
 unit: install
-	$(PY) -m pytest tests/unit -q
+	$(PY) -m pytest tests/unit -q -n 2
 
 integration: install
 	$(PY) -m pytest tests/integration -q
@@ -38,8 +38,10 @@ integration: install
 jstest: install
 	cd $(FRONTEND) && (test -d node_modules || npm ci) && npm test --silent
 
+# unit tests (no cluster, CPU-bound) on both cores; then the tests that share one local cluster, in one process
 test: lint jstest
-	$(PY) -m pytest -q -rs --durations=20
+	$(PY) -m pytest tests/unit -q -rs -n 2 --durations=10
+	$(PY) -m pytest tests/integration tests/ui -q -rs --durations=20
 
 bench: install
 	$(PY) bench/serving.py

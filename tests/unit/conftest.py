@@ -20,14 +20,19 @@ def _no_ray_cluster(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr("ray_deploy.cluster._start_local_head", refuse)
 
 
-@pytest.fixture()
-def mlflow_store(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
-    """A real MLflow sqlite store in a temp folder, used as ray-deploy's registry."""
+def use_mlflow_store(folder: Path, monkeypatch: pytest.MonkeyPatch) -> str:
+    """Make a real MLflow sqlite store in ``folder`` ray-deploy's home and registry; returns its URI."""
     import mlflow
 
-    monkeypatch.setenv("RAY_DEPLOY_HOME", str(tmp_path))
-    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    monkeypatch.setenv("RAY_DEPLOY_HOME", str(folder))
+    uri = f"sqlite:///{folder / 'mlflow.db'}"
     monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
     mlflow.set_tracking_uri(uri)
     mlflow.set_registry_uri(uri)
-    yield uri
+    return uri
+
+
+@pytest.fixture()
+def mlflow_store(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
+    """A real MLflow sqlite store in a temp folder, used as ray-deploy's registry."""
+    yield use_mlflow_store(tmp_path, monkeypatch)

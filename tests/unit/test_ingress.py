@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -13,6 +14,7 @@ from ray_deploy.dataplane.guard import Guard, KeyRecord, KeyTable, digest_of
 from ray_deploy.dataplane.ingress import ModelServer
 from ray_deploy.dataplane.server_info import ServerInfo
 from ray_deploy.registry import register
+from tests.unit.conftest import use_mlflow_store
 from tests.unit.models import iris, sklearn_model
 
 
@@ -46,15 +48,18 @@ async def _keys(revision: int) -> KeyTable:
     return KeyTable(True, {"unit": KeyRecord("unit", "unit", digest_of("s3cret"), ("admin",))}, 1)
 
 
-@pytest.fixture()
-def server(mlflow_store: str) -> ModelServer:
-    X, _ = iris()
-    register(sklearn_model(), "sklearn", "iris", sample_input=X[:5])
-    register(sklearn_model(), "sklearn", "iris", sample_input=X[:5])
-    srv = ModelServer("iris", mlflow_store)
-    srv._guard = Guard("iris", fetch=_keys)
-    asyncio.run(srv.reconfigure({"version": "2", "kind": "sklearn", "options": {"max_body_mb": 0.01}}))
-    return srv
+@pytest.fixture(scope="module")
+def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ModelServer]:
+    """One model server (two registered versions) for the module: every test leaves it as it found it."""
+    with pytest.MonkeyPatch.context() as monkeypatch:
+        store = use_mlflow_store(tmp_path_factory.mktemp("store"), monkeypatch)
+        X, _ = iris()
+        register(sklearn_model(), "sklearn", "iris", sample_input=X[:5])
+        register(sklearn_model(), "sklearn", "iris", sample_input=X[:5])
+        srv = ModelServer("iris", store)
+        srv._guard = Guard("iris", fetch=_keys)
+        asyncio.run(srv.reconfigure({"version": "2", "kind": "sklearn", "options": {"max_body_mb": 0.01}}))
+        yield srv
 
 
 def _call(srv: ModelServer, method: str, path: str, body: Any = None, raw: bytes | None = None) -> tuple[int, Any]:
