@@ -194,7 +194,7 @@ async def fetch_audit_trail(
     """
     from urllib.parse import urlencode
 
-    query = {k: v for k, v in (("deployment", name), ("since", None if since is None else repr(since))) if v}
+    query = {k: v for k, v in (("deployment", name), ("since", None if since is None else f"{since:.3f}")) if v}
     url = f"{endpoint.rstrip('/')}{AUDIT_ROUTE}" + (f"?{urlencode(query)}" if query else "")
     code, text = await _fetch("GET", url, timeout_s, f"the ray-deploy endpoint {endpoint}", headers, cafile=cafile)
     if code >= 400:

@@ -15,7 +15,15 @@ from __future__ import annotations
 
 from typing import Any
 
-from ray_deploy.dataplane.routes import MODEL_PREFIX, MODEL_ROUTES, SCOPES, SERVER_PREFIX, SERVER_ROUTES, RouteSpec
+from ray_deploy.dataplane.routes import (
+    MODEL_PREFIX,
+    MODEL_ROUTES,
+    QUERY_PATTERNS,
+    SCOPES,
+    SERVER_PREFIX,
+    SERVER_ROUTES,
+    RouteSpec,
+)
 from ray_deploy.dataplane.schema import InputSchema
 from ray_deploy.dataplane.v2 import DATATYPES
 
@@ -42,7 +50,7 @@ _AUTH_ROUTE_ERRORS = (401, 403, 429)
 _QUERY = {  # RouteSpec.query
     "stats": "1, true or yes: add every deployment's status document",
     "deployment": "Only this deployment's entries (default: every entry)",
-    "since": "Only entries since then: seconds since the epoch, an ISO time, or a duration ago such as 1h or 30m",
+    "since": "Only entries since then: seconds since the epoch, or a duration ago such as 30m, 1h or 2d",
 }
 _SECURITY_SCHEMES = {
     "apiKey": {
@@ -224,7 +232,13 @@ def _parameters(spec: RouteSpec, versions: list[str]) -> list[dict[str, Any]]:
         )
     for name in spec.query:
         parameters.append(
-            {"name": name, "in": "query", "required": False, "description": _QUERY[name], "schema": _STRING}
+            {
+                "name": name,
+                "in": "query",
+                "required": False,
+                "description": _QUERY[name],
+                "schema": {**_STRING, **({"pattern": QUERY_PATTERNS[name]} if name in QUERY_PATTERNS else {})},
+            }
         )
     return parameters
 

@@ -24,6 +24,9 @@ SCOPES = ("predict", "explain", "read", "admin")
 """What an API key may do: ``predict`` (infer, predict, feedback), ``explain``, ``read`` (metadata, readiness,
 stats, the model list, OpenAPI) and ``admin`` (everything, and alone the audit trail)."""
 SERVER_PREFIX = "/v2"
+QUERY_PATTERNS = {"since": r"^[0-9]+(\.[0-9]+)?[smhdw]?$"}
+"""Query parameters whose values have a grammar (OpenAPI ``pattern``): ``since`` is seconds since the epoch
+(``1764370000``) or a duration ago (``30m``, ``1h``, ``2d``)."""
 
 
 @dataclass(frozen=True)
