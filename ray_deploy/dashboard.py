@@ -167,10 +167,7 @@ async def fetch_model_list(
         ['iris']
     """
     url = f"{endpoint.rstrip('/')}{MODEL_LIST_ROUTE}?stats=1"
-    code, text = await _fetch("GET", url, timeout_s, f"the ray-deploy endpoint {endpoint}", headers, cafile=cafile)
-    if code >= 400:
-        raise UpstreamFailed(f"{url} answered HTTP {code}: {text[:300]}")
-    doc = _json(text, url)
+    doc = await _get_from_endpoint(endpoint, url, timeout_s, headers, cafile)
     rows = doc.get("models") if isinstance(doc, dict) else None
     if not isinstance(rows, list) or not all(isinstance(row, dict) for row in rows):
         raise UpstreamFailed(f"{url} did not send a model list")
@@ -196,13 +193,20 @@ async def fetch_audit_trail(
 
     query = {k: v for k, v in (("deployment", name), ("since", None if since is None else f"{since:.3f}")) if v}
     url = f"{endpoint.rstrip('/')}{AUDIT_ROUTE}" + (f"?{urlencode(query)}" if query else "")
-    code, text = await _fetch("GET", url, timeout_s, f"the ray-deploy endpoint {endpoint}", headers, cafile=cafile)
-    if code >= 400:
-        raise UpstreamFailed(f"{url} answered HTTP {code}: {text[:300]}")
-    doc = _json(text, url)
+    doc = await _get_from_endpoint(endpoint, url, timeout_s, headers, cafile)
     if not isinstance(doc, dict) or not isinstance(doc.get("entries"), list):
         raise UpstreamFailed(f"{url} did not send an audit trail")
     return doc
+
+
+async def _get_from_endpoint(
+    endpoint: str, url: str, timeout_s: float, headers: dict[str, str] | None, cafile: str | None
+) -> Any:
+    """``GET url`` of the ray-deploy endpoint as JSON; an HTTP error status raises :class:`UpstreamFailed`."""
+    code, text = await _fetch("GET", url, timeout_s, f"the ray-deploy endpoint {endpoint}", headers, cafile=cafile)
+    if code >= 400:
+        raise UpstreamFailed(f"{url} answered HTTP {code}: {text[:300]}")
+    return _json(text, url)
 
 
 async def _fetch(

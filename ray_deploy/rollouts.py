@@ -331,7 +331,8 @@ def rollback(name: str, to_version: str | None = None) -> None:
         if not older:
             raise ConfigError(f"{name!r} has no version before {current} to roll back to")
         to_version = older[-1]
-    if Deployment(name).options.require_approval and current is not None and int(to_version) > int(current):
+    newer = current is not None and str(to_version).isdigit() and int(to_version) > int(current)
+    if newer and Deployment(name).options.require_approval:
         raise ConfigError(
             f"{name!r} requires approval for new versions: a rollback goes back to an older version than "
             f"{current}, and version {to_version} is newer; roll it out with ray_deploy.get({name!r}).canary("

@@ -133,7 +133,7 @@ class ModelServer:
             relative = request.url.path[len(request.scope.get("root_path", "")) :]
             route = match(MODEL_ROUTES, request.method, relative)
             await self._guard.admit(route, request.headers)
-            check_query(route, request.query_params.keys())
+            check_query(route, request.query_params.multi_items())
             arm = self._arm(route, request.headers)
             if arm is not None:  # a rollout's split: read the body once, so it can travel
                 body = await read_body(request, self._max_bytes)

@@ -14,6 +14,7 @@ Example:
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
@@ -25,8 +26,8 @@ SCOPES = ("predict", "explain", "read", "admin")
 stats, the model list, OpenAPI) and ``admin`` (everything, and alone the audit trail)."""
 SERVER_PREFIX = "/v2"
 QUERY_PATTERNS = {"since": r"^[0-9]+(\.[0-9]+)?[smhdw]?$"}
-"""Query parameters whose values have a grammar (OpenAPI ``pattern``): ``since`` is seconds since the epoch
-(``1764370000``) or a duration ago (``30m``, ``1h``, ``2d``)."""
+"""Query parameters whose values have a grammar (OpenAPI ``pattern``), checked by :func:`check_query`."""
+QUERY_GRAMMAR = {"since": "use seconds since the epoch (1764370000) or a duration ago (30m, 1h, 2d)"}
 
 
 @dataclass(frozen=True)
@@ -144,25 +145,30 @@ def match(routes: tuple[RouteSpec, ...], method: str, path: str) -> Route:
     raise ModelNotFound(f"no route {shown}; routes: {describe(routes)}")
 
 
-def check_query(route: Route, names: Iterable[str]) -> None:
-    """Raise :class:`BadRequest` naming the query parameters ``route`` does not take (its OpenAPI document lists
-    the ones it does).
+def check_query(route: Route, items: Iterable[tuple[str, str]]) -> None:
+    """Raise :class:`BadRequest` for a query parameter ``route`` does not take, or a value outside its grammar
+    (:data:`QUERY_PATTERNS`); the route's OpenAPI document states both.
 
     Example:
-        >>> check_query(Route("models", query=("stats",)), ["stats"])  # fine
-        >>> check_query(Route("infer"), ["debug"])
+        >>> check_query(Route("models", query=("stats",)), [("stats", "1")])  # fine
+        >>> check_query(Route("infer"), [("debug", "1")])
         Traceback (most recent call last):
         BadRequest: unknown query parameter 'debug'; this route takes none
     """
-    unknown = sorted(set(names) - set(route.query))
-    if not unknown:
-        return
-    shown = ", ".join(repr(n[:40]) for n in unknown[:5]) + (f" and {len(unknown) - 5} more" if len(unknown) > 5 else "")
-    takes = ", ".join(route.query) if route.query else "none"
-    raise BadRequest(
-        f"unknown query parameter{'s' if len(unknown) > 1 else ''} {shown}; this route takes {takes}",
-        unknown=unknown[:5],
-    )
+    pairs = list(items)
+    unknown = sorted({name for name, _ in pairs} - set(route.query))
+    if unknown:
+        shown = ", ".join(repr(n[:40]) for n in unknown[:5]) + (
+            f" and {len(unknown) - 5} more" if len(unknown) > 5 else ""
+        )
+        takes = ", ".join(route.query) if route.query else "none"
+        raise BadRequest(
+            f"unknown query parameter{'s' if len(unknown) > 1 else ''} {shown}; this route takes {takes}",
+            unknown=unknown[:5],
+        )
+    for name, value in pairs:
+        if name in QUERY_PATTERNS and not re.fullmatch(QUERY_PATTERNS[name], value):
+            raise BadRequest(f"{name}={value[:40]!r} is not understood; {QUERY_GRAMMAR[name]}", field=name)
 
 
 def _bind(template: tuple[str, ...], parts: tuple[str, ...]) -> dict[str, str] | None:

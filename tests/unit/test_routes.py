@@ -65,10 +65,21 @@ def test_server_routes() -> None:
 
 def test_only_the_documented_query_parameters_are_taken() -> None:
     models = match(SERVER_ROUTES, "GET", "/models")
-    check_query(models, ["stats"])
+    check_query(models, [("stats", "1")])
     check_query(match(MODEL_ROUTES, "POST", "/infer"), [])
     with pytest.raises(BadRequest, match=r"unknown query parameter 'debug'; this route takes stats") as err:
-        check_query(models, ["stats", "debug"])
+        check_query(models, [("stats", "1"), ("debug", "")])
     assert err.value.http_status == 400
     with pytest.raises(BadRequest, match=r"parameters 'a', 'b'.* and 2 more; this route takes none"):
-        check_query(match(MODEL_ROUTES, "POST", "/infer"), list("abcdefg"))
+        check_query(match(MODEL_ROUTES, "POST", "/infer"), [(c, "") for c in "abcdefg"])
+
+
+@pytest.mark.parametrize("since", ["1764370000", "1764370000.5", "30m", "2d"])
+def test_since_takes_epoch_seconds_or_a_duration(since: str) -> None:
+    check_query(match(SERVER_ROUTES, "GET", "/audit"), [("since", since), ("deployment", "")])
+
+
+@pytest.mark.parametrize("since", ["", "soon", "1h\n", "-5", "2026-01-01"])
+def test_since_outside_its_grammar_is_a_400(since: str) -> None:
+    with pytest.raises(BadRequest, match="is not understood; use seconds since the epoch"):
+        check_query(match(SERVER_ROUTES, "GET", "/audit"), [("since", since)])
