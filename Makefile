@@ -14,7 +14,8 @@ FRONTEND_SRC := $(shell find $(FRONTEND)/src $(FRONTEND)/style -type f 2>/dev/nu
 
 install: $(STAMP)
 
-$(STAMP): pyproject.toml $(FRONTEND_SRC)
+# the V2 gRPC modules are generated from the .proto by hatch_build.py at install, so they depend on it too
+$(STAMP): pyproject.toml hatch_build.py ray_deploy/dataplane/grpc_v2/inference.proto $(FRONTEND_SRC)
 	test -x $(PY) || python3 -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q "$(TORCH)"

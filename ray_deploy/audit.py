@@ -384,6 +384,18 @@ async def read_trail(name: str | None = None, since: float | None = None, limit:
     return dict(await actor.trail.remote(name, since, limit))
 
 
+def start() -> None:
+    """Start the audit actor if it does not run yet, without waiting for it (``connect`` calls this).
+
+    Example:
+        >>> start()
+    """
+    try:
+        _actor()
+    except Exception:  # recording starts it again; a connect must not fail for the audit log
+        log.warning("ray-deploy: could not start the audit actor", exc_info=True)
+
+
 def _actor() -> Any:
     """The ``AuditLog`` actor, created on the head node when none runs (connects this process if needed)."""
     import ray

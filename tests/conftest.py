@@ -12,6 +12,7 @@ os.environ["RAY_DEPLOY_RAY_PORT"] = os.environ.get("RAY_DEPLOY_TEST_RAY_PORT", "
 os.environ["RAY_DEPLOY_HTTP_PORT"] = os.environ.get("RAY_DEPLOY_TEST_HTTP_PORT", "8100")
 os.environ["RAY_DEPLOY_DASHBOARD_PORT"] = os.environ.get("RAY_DEPLOY_TEST_DASHBOARD_PORT", "8300")
 os.environ["RAY_DEPLOY_METRICS_PORT"] = os.environ.get("RAY_DEPLOY_TEST_METRICS_PORT", "8390")
+os.environ["RAY_DEPLOY_GRPC_PORT"] = os.environ.get("RAY_DEPLOY_TEST_GRPC_PORT", "9190")
 os.environ.pop("RAY_ADDRESS", None)
 os.environ.pop("MLFLOW_TRACKING_URI", None)
 os.environ.setdefault("PYTHONUNBUFFERED", "1")

@@ -160,6 +160,10 @@ def _scaling(options: DeployOptions) -> dict[str, Any]:
             "initial_replicas": options.initial_replicas,
             "target_ongoing_requests": options.target_ongoing_requests,
             "upscale_delay_s": options.upscale_delay_s,
+            "look_back_period_s": options.look_back_period_s,
+            # deprecated in Serve (the push interval variables of cluster.AUTOSCALING_ENV replace it), but Serve
+            # still warns unless it is below look_back_period_s
+            "metrics_interval_s": 1.0,
             "downscale_delay_s": options.downscale_delay_s,
         }
     }

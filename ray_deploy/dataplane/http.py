@@ -90,13 +90,22 @@ def replayable(request: Request, body: bytes) -> Request:
     return _with_body(request.scope, body)
 
 
-def replayable_from(path: str, headers: dict[str, str], body: bytes) -> Request:
-    """A POST request to ``path`` with these headers and body (a request forwarded through a handle)."""
+def replayable_from(
+    path: str, headers: dict[str, str], body: bytes, method: str = "POST", root_path: str = ""
+) -> Request:
+    """A request to ``path`` with these headers and body (a request forwarded through a handle).
+
+    ``path`` is the full path; ``root_path`` the app's route prefix that starts it (the route matcher strips it).
+
+    Example:
+        >>> replayable_from("/v2/models/iris/ready", {}, b"", "GET", "/v2/models/iris").url.path
+        '/v2/models/iris/ready'
+    """
     scope = {
         "type": "http",
-        "method": "POST",
+        "method": method,
         "path": path,
-        "root_path": "",
+        "root_path": root_path,
         "query_string": b"",
         "headers": [(k.lower().encode("latin-1"), v.encode("latin-1")) for k, v in headers.items()],
     }

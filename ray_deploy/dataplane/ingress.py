@@ -41,7 +41,7 @@ from ray_deploy.dataplane.http import (
 from ray_deploy.dataplane.metrics import RequestMetrics
 from ray_deploy.dataplane.outputs import output_tensors, to_jsonable
 from ray_deploy.dataplane.predictor import Predictor
-from ray_deploy.dataplane.routes import MODEL_ROUTES, Route, check_query, match
+from ray_deploy.dataplane.routes import MODEL_PREFIX, MODEL_ROUTES, Route, check_query, match
 from ray_deploy.dataplane.schema import InputSchema
 from ray_deploy.dataplane.served_model import Loaded, VersionPool, versions
 from ray_deploy.dataplane.split import choose
@@ -239,8 +239,20 @@ class ModelServer:
         finally:
             self._record(start, response.status_code, served, rejected)
             _SHADOW_OF.reset(token)
-        headers_out = {k: v for k, v in response.headers.items() if k.lower() != "content-length"}
-        return response.status_code, bytes(response.body), headers_out
+        return _parts(response)
+
+    async def http(
+        self, method: str, path: str, headers: dict[str, str], body: bytes
+    ) -> tuple[int, bytes, dict[str, str]]:
+        """Handle method: answer an HTTP request given as its parts, through the whole envelope (key, limits,
+        rollout split, validation, capture, metrics), as if it had come over HTTP. The V2 gRPC front end calls it.
+
+        Example:
+            >>> await handle.http.remote("GET", "/v2/models/iris/ready", {"authorization": "Bearer rdk_..."}, b"")
+            (200, b'{"name":"iris","version":"3","ready":true}', {'content-type': 'application/json'})
+        """
+        request = replayable_from(path, headers, body, method, f"{MODEL_PREFIX}{self.name}")
+        return _parts(await self(request))
 
     async def shadow_predict(self, data: Any, shadow_of: str) -> None:
         """Handle method of the challenger: predict a mirrored handle call; the answer is only captured."""
@@ -353,6 +365,12 @@ class ModelServer:
 
     def _is_current(self, loaded: Loaded) -> bool:
         return loaded is self._pool.current
+
+
+def _parts(response: Response) -> tuple[int, bytes, dict[str, str]]:
+    """A response as status, body and headers (without Content-Length: whoever sends it on sets its own)."""
+    headers = {k: v for k, v in response.headers.items() if k.lower() != "content-length"}
+    return response.status_code, bytes(response.body), headers
 
 
 async def _remote(ref: Any, timeout_s: float, timeout_message: str) -> Any:

@@ -1,6 +1,10 @@
 """``ServerInfo``: the ``/v2`` app: health, server metadata, the model list (with every status document in
 one call), the server's OpenAPI document, and clear 404/503 answers for models that do not serve (yet).
 
+Its replica also hosts the V2 gRPC endpoint (:mod:`ray_deploy.dataplane.grpc_v2`) on ``RAY_DEPLOY_HTTP_HOST:
+RAY_DEPLOY_GRPC_PORT``, which routes each call by model name to that deployment's ``ModelServer``: Serve's own gRPC
+proxy routes by an ``application`` metadata entry that standard V2 clients do not send.
+
 Example:
     $ curl http://127.0.0.1:8000/v2/models?stats=1
     {"models": [{"name": "iris", "state": "RUNNING", "url": "/v2/models/iris", "status": {...}}]}
@@ -9,7 +13,9 @@ Example:
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
+from collections.abc import Mapping
 from importlib import metadata
 from typing import Any
 
@@ -18,7 +24,9 @@ from starlette.responses import Response
 
 from ray_deploy import serve_api
 from ray_deploy.audit import parse_since, read_trail
+from ray_deploy.config import Settings
 from ray_deploy.dataplane import openapi
+from ray_deploy.dataplane.grpc_v2.directory import ModelDirectory
 from ray_deploy.dataplane.guard import Guard, KeyRecord
 from ray_deploy.dataplane.http import error_response, json_response
 from ray_deploy.dataplane.routes import MODEL_PREFIX, SERVER_ROUTES, Route, check_query, match
@@ -38,10 +46,54 @@ def server_version() -> str:
 
 
 class ServerInfo:
-    """Answers the server routes of :data:`~ray_deploy.dataplane.routes.SERVER_ROUTES`."""
+    """Answers the server routes of :data:`~ray_deploy.dataplane.routes.SERVER_ROUTES`, and hosts the V2 gRPC
+    endpoint (``grpc=False``, or no running event loop as in unit tests: without it)."""
 
-    def __init__(self) -> None:
+    def __init__(self, grpc: bool = True) -> None:
         self._guard = Guard(None)
+        self._directory = ModelDirectory()
+        self._grpc: Any = None  # the grpc.aio server, once it listens
+        self._grpc_start: asyncio.Task[None] | None = None
+        if grpc:
+            with contextlib.suppress(RuntimeError):  # no running loop: built outside a replica
+                self._grpc_start = asyncio.get_running_loop().create_task(self._start_grpc())
+
+    async def _start_grpc(self) -> None:
+        """Listen for V2 gRPC calls; a failure is logged and leaves the HTTP routes as they are."""
+        try:
+            # imported here, in the replica only: see ray_deploy.dataplane.grpc_v2
+            from ray_deploy.dataplane.grpc_v2.server import serve
+
+            settings = Settings.from_env()
+            tls = (settings.tls_cert, settings.tls_key) if settings.tls_cert and settings.tls_key else None
+            self._grpc = await serve(settings.grpc_target, self._model_handle, self._grpc_server_metadata, tls)
+        except Exception:
+            log.exception("the V2 gRPC endpoint did not start; the HTTP API works without it")
+
+    async def _model_handle(self, name: str, headers: Mapping[str, str]) -> Any:
+        """A handle on the deployment's ModelServer for a gRPC call; where it does not answer, the same key check and
+        404/503 as its HTTP routes get here."""
+        handle = await self._directory.handle(name)
+        if handle is None:
+            key = await self._guard.admit(Route("models", scope="read"), headers)
+            await self._not_serving(name, key)
+        return handle
+
+    async def _grpc_server_metadata(self, headers: Mapping[str, str]) -> dict[str, Any]:
+        """``GET /v2`` for a gRPC ``ServerMetadata`` call, with the same key check."""
+        route = match(SERVER_ROUTES, "GET", "")
+        key = await self._guard.admit(route, headers)
+        return await self._server_metadata(None, key)
+
+    def __del__(self) -> None:
+        """Serve calls this when the replica stops: the gRPC endpoint stops with it."""
+        start, server = getattr(self, "_grpc_start", None), getattr(self, "_grpc", None)
+        self._grpc_start = self._grpc = None
+        with contextlib.suppress(RuntimeError):  # no running loop: the process is ending, and the port with it
+            if start is not None:
+                start.cancel()
+            if server is not None:
+                self._grpc_stop = asyncio.get_running_loop().create_task(server.stop(None))
 
     async def __call__(self, request: Request) -> Response:
         try:
@@ -60,7 +112,7 @@ class ServerInfo:
             log.exception("ray-deploy server route failed")
             return error_response(RayDeployError("internal error in the ray-deploy server; see its replica log"))
 
-    async def _server_metadata(self, request: Request, key: KeyRecord | None) -> dict[str, Any]:
+    async def _server_metadata(self, request: Request | None, key: KeyRecord | None) -> dict[str, Any]:
         return {"name": "ray-deploy", "version": server_version(), "extensions": EXTENSIONS}
 
     async def _live(self, request: Request, key: KeyRecord | None) -> dict[str, Any]:

@@ -89,6 +89,8 @@ _ENV_VARIABLES = (
     "RAY_DEPLOY_AUTOSCALER",
     "RAY_DEPLOY_CAPTURE_URI",
     "RAY_DEPLOY_METRICS_PORT",
+    "RAY_DEPLOY_GRPC_PORT",
+    "RAY_DEPLOY_INGRESS",
     "RAY_DEPLOY_AUDIT_PATH",
     "RAY_DEPLOY_TLS_CERT",
     "RAY_DEPLOY_TLS_KEY",
@@ -112,6 +114,8 @@ def test_settings_to_env_is_the_inverse_of_from_env(
             autoscaler=True,
             capture_uri="s3://bucket/captures",
             metrics_port=9191,
+            grpc_port=9444,
+            ingress="proxy",
             tls_cert=tmp_path / "cert.pem",
             tls_key=tmp_path / "key.pem",
         )

@@ -46,7 +46,7 @@ def _imports(path: Path) -> list[tuple[str, int]]:
 
 def test_dataplane_imports_only_what_replicas_may_use() -> None:
     offenders = []
-    for path in sorted((PACKAGE / "dataplane").glob("*.py")):
+    for path in sorted((PACKAGE / "dataplane").rglob("*.py")):
         for module, line in _imports(path):
             if not module.startswith("ray_deploy") or module.startswith("ray_deploy.dataplane"):
                 continue
@@ -59,7 +59,7 @@ def test_dataplane_imports_only_what_replicas_may_use() -> None:
 
 
 def test_dataplane_from_ray_deploy_imports_only_serve_api() -> None:
-    for path in sorted((PACKAGE / "dataplane").glob("*.py")):
+    for path in sorted((PACKAGE / "dataplane").rglob("*.py")):
         tree = ast.parse(path.read_text())
         for node in ast.walk(tree):
             if isinstance(node, ast.ImportFrom) and node.module == "ray_deploy":

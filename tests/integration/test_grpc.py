@@ -1,0 +1,131 @@
+"""The V2 gRPC endpoint with a standard client: tritonclient.grpc with its defaults (the model named only in
+``model_name``, the API key as ``authorization`` metadata) against the shared churn pipeline (FP64 and BYTES
+columns) and an FP32 tensor model; answers equal the HTTP API's for the same rows, and errors are gRPC statuses."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import numpy as np
+import pandas as pd
+import pytest
+import tritonclient.grpc as triton_grpc
+import tritonclient.http as triton_http
+from sklearn.linear_model import LogisticRegression
+from sklearn.pipeline import Pipeline
+from tritonclient.utils import InferenceServerException
+
+import ray_deploy
+from ray_deploy.config import Settings
+from tests.integration.api import auth
+from tests.polling import wait_for
+
+FRAME = pd.DataFrame({"age": [25.0, 60.0, 41.0], "income": [20.5, 99.0, 55.0], "plan": ["basic", "team", "pro"]})
+COLUMNS = (("age", "FP64"), ("income", "FP64"), ("plan", "BYTES"))
+
+
+def _key() -> dict[str, str]:
+    """The project key as gRPC metadata (gRPC metadata keys are lower case)."""
+    return {k.lower(): v for k, v in auth().items()}
+
+
+@pytest.fixture(scope="module")
+def client(cluster: ray_deploy.ClusterInfo) -> triton_grpc.InferenceServerClient:
+    """A tritonclient.grpc client with default settings, once the ServerInfo replica listens."""
+    grpc_client = triton_grpc.InferenceServerClient(Settings.from_env().grpc_target)
+
+    def live() -> bool:
+        try:
+            return bool(grpc_client.is_server_live())
+        except InferenceServerException:
+            return False
+
+    wait_for(live, 60, "the V2 gRPC endpoint")
+    return grpc_client
+
+
+@pytest.fixture(scope="module")
+def fp32(cluster: ray_deploy.ClusterInfo) -> Iterator[tuple[ray_deploy.Deployment, LogisticRegression]]:
+    """A classifier over a float32 tensor: its V2 input is FP32."""
+    rng = np.random.default_rng(3)
+    X = rng.normal(size=(60, 4)).astype(np.float32)
+    model = LogisticRegression().fit(X, (X[:, 0] + X[:, 1] > 0).astype(int))
+    dep = ray_deploy.deploy(model, "grpc-fp32", sample_input=X[:5], num_cpus=0.1, show_progress=False)
+    yield dep, model
+    dep.delete()
+
+
+def _churn_inputs(module: type) -> list[object]:
+    inputs = []
+    for column, datatype in COLUMNS:
+        values = FRAME[column].to_numpy()
+        tensor = module.InferInput(column, [len(FRAME)], datatype)  # type: ignore[attr-defined]
+        tensor.set_data_from_numpy(values.astype(object) if datatype == "BYTES" else values)
+        inputs.append(tensor)
+    return inputs
+
+
+def test_health_and_metadata(
+    client: triton_grpc.InferenceServerClient, churn: tuple[ray_deploy.Deployment, Pipeline]
+) -> None:
+    assert client.is_server_live() and client.is_server_ready()
+    assert client.is_model_ready("churn", headers=_key())
+    server = client.get_server_metadata(headers=_key())
+    assert server.name == "ray-deploy" and "binary_tensor_data" in server.extensions
+    meta = client.get_model_metadata("churn", headers=_key())
+    assert meta.name == "churn" and meta.platform.startswith("ray-deploy/")
+    assert [(i.name, i.datatype) for i in meta.inputs] == list(COLUMNS)
+    assert meta.outputs[0].datatype == "FP64" and list(meta.outputs[0].shape) == [-1, 2]
+    version = meta.versions[-1]
+    assert client.is_model_ready("churn", model_version=version, headers=_key())
+
+
+def test_dataframe_model_with_bytes_columns_equals_the_http_answer(
+    client: triton_grpc.InferenceServerClient,
+    churn: tuple[ray_deploy.Deployment, Pipeline],
+    cluster: ray_deploy.ClusterInfo,
+) -> None:
+    _, model = churn
+    result = client.infer("churn", _churn_inputs(triton_grpc), request_id="grpc-1", headers=_key())
+    proba = result.as_numpy("predictions")
+    np.testing.assert_allclose(proba, model.predict_proba(FRAME), rtol=1e-6)
+    response = result.get_response()
+    assert response.model_name == "churn" and response.id == "grpc-1" and response.model_version
+    http = triton_http.InferenceServerClient(url=cluster.endpoint.removeprefix("http://"))
+    over_http = http.infer("churn", _churn_inputs(triton_http), headers=auth())
+    np.testing.assert_array_equal(proba, over_http.as_numpy("predictions"))
+
+
+def test_fp32_tensor_model_with_binary_defaults(
+    client: triton_grpc.InferenceServerClient, fp32: tuple[ray_deploy.Deployment, LogisticRegression]
+) -> None:
+    dep, model = fp32
+    data = np.random.default_rng(5).normal(size=(7, 4)).astype(np.float32)
+    tensor = triton_grpc.InferInput("input-0", list(data.shape), "FP32")
+    tensor.set_data_from_numpy(data)
+    result = client.infer(dep.name, [tensor], headers=_key())
+    np.testing.assert_array_equal(result.as_numpy("predictions"), model.predict(data))
+    meta = client.get_model_metadata(dep.name, headers=_key())
+    assert [(i.datatype, list(i.shape)) for i in meta.inputs] == [("FP32", [-1, 4])]
+
+
+def _refused(call: object) -> InferenceServerException:
+    with pytest.raises(InferenceServerException) as refused:
+        call()  # type: ignore[operator]
+    return refused.value
+
+
+def test_errors_are_grpc_statuses(
+    client: triton_grpc.InferenceServerClient, churn: tuple[ray_deploy.Deployment, Pipeline]
+) -> None:
+    wrong = _refused(lambda: client.infer("churn", _churn_inputs(triton_grpc), headers={"authorization": "Bearer no"}))
+    assert wrong.status() == "StatusCode.UNAUTHENTICATED"
+    missing = _refused(lambda: client.infer("churn", _churn_inputs(triton_grpc)))
+    assert missing.status() == "StatusCode.UNAUTHENTICATED" and "needs an API key" in missing.message()
+    unknown = _refused(lambda: client.get_model_metadata("no-such-model", headers=_key()))
+    assert unknown.status() == "StatusCode.NOT_FOUND"
+    assert "no deployment named 'no-such-model'; deployed: [" in unknown.message() and "'churn'" in unknown.message()
+    age = triton_grpc.InferInput("age", [2, 2], "FP64")
+    age.set_data_from_numpy(np.ones((2, 2)))
+    mismatch = _refused(lambda: client.infer("churn", [age], headers=_key()))
+    assert mismatch.status() == "StatusCode.INVALID_ARGUMENT" and mismatch.message()
