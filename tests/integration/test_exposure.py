@@ -22,6 +22,8 @@ import psutil
 import pytest
 import requests
 
+from tests.polling import wait_for
+
 # Non-loopback listeners Ray binds with no setting to change them, as (command-line prefix, at most this many per
 # process, why). Anything else on a non-loopback address fails the test.
 RAY_FORCES = (
@@ -143,29 +145,34 @@ def _listeners(procs: list[psutil.Process]) -> list[Listener]:
     )
 
 
-@pytest.fixture(scope="module")
-def head(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Head]:
+def _run_head(tmp_path_factory: pytest.TempPathFactory, tls: bool) -> Iterator[Head]:
+    """`ray-deploy up` on its own home and free ports (HTTPS with ``tls``, which keeps Serve's Python proxy; else
+    the default HAProxy direct ingress); afterwards `ray-deploy down` must leave no process and nothing that
+    listened still listening."""
     home = tmp_path_factory.mktemp("exposure_home")
     cert, key = _self_signed(tmp_path_factory.mktemp("tls"))
-    ray_port, http, dashboard, metrics = _free_ports(4)
-    ports = {"ray": ray_port, "http": http, "dashboard": dashboard, "metrics": metrics}
-    env = {k: v for k, v in os.environ.items() if k not in ("RAY_ADDRESS", "MLFLOW_TRACKING_URI")}
+    ray_port, http, dashboard, metrics, grpc = _free_ports(5)
+    ports = {"ray": ray_port, "http": http, "dashboard": dashboard, "metrics": metrics, "grpc": grpc}
+    env = {k: v for k, v in os.environ.items() if k not in ("RAY_ADDRESS", "MLFLOW_TRACKING_URI", "RAY_DEPLOY_INGRESS")}
     env.update(
         RAY_DEPLOY_HOME=str(home),
         RAY_DEPLOY_RAY_PORT=str(ray_port),
         RAY_DEPLOY_HTTP_PORT=str(http),
         RAY_DEPLOY_DASHBOARD_PORT=str(dashboard),
         RAY_DEPLOY_METRICS_PORT=str(metrics),
-        RAY_DEPLOY_TLS_CERT=str(cert),
-        RAY_DEPLOY_TLS_KEY=str(key),
+        RAY_DEPLOY_GRPC_PORT=str(grpc),
         RAY_DEPLOY_NUM_CPUS="1",
     )
+    if tls:
+        env.update(RAY_DEPLOY_TLS_CERT=str(cert), RAY_DEPLOY_TLS_KEY=str(key))
+    listened: set[int] = set()
     try:
         up = _cli(env, "up")
         assert up.returncode == 0, f"ray-deploy up failed:\n{up.stdout}\n{up.stderr}"
         yield Head(env, home, ports, cert, up.stdout)
     finally:
         procs = _session_processes(home) if (home / "local_head.json").exists() else []
+        listened = {item.port for item in _listeners(procs)}
         down = _cli(env, "down")
         assert down.returncode == 0, f"ray-deploy down failed:\n{down.stdout}\n{down.stderr}"
         _, alive = psutil.wait_procs(procs, timeout=30)
@@ -173,19 +180,43 @@ def head(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Head]:
         still = [
             conn.laddr
             for conn in psutil.net_connections(kind="inet")
-            if conn.status == psutil.CONN_LISTEN and conn.laddr.port in ports.values()
+            if conn.status == psutil.CONN_LISTEN and conn.laddr.port in listened | set(ports.values())
         ]
-        assert not still, f"the head's ports still listen after `ray-deploy down`: {still}"
+        assert not still, f"ports of the head still listen after `ray-deploy down`: {still}"
 
 
-def test_only_what_ray_forces_listens_beyond_loopback(head: Head) -> None:
+@pytest.fixture(scope="module")
+def head(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Head]:
+    """A head whose endpoint serves HTTPS (Serve's Python proxy)."""
+    yield from _run_head(tmp_path_factory, tls=True)
+
+
+@pytest.fixture(scope="module")
+def haproxy_head(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Head]:
+    """A head with the default HAProxy direct ingress."""
+    yield from _run_head(tmp_path_factory, tls=False)
+
+
+@pytest.mark.parametrize("which", ["head", "haproxy_head"])
+def test_only_what_ray_forces_listens_beyond_loopback(which: str, request: pytest.FixtureRequest) -> None:
+    head: Head = request.getfixturevalue(which)
+    # the /v2 app (and the gRPC endpoint its replica hosts) may still be starting when `up` returns
+    wait_for(lambda: requests.get(f"{_base(head)}/v2/health/live", verify=str(head.ca), timeout=10).ok, 120, "/v2")
+    wait_for(
+        lambda: head.ports["grpc"] in {i.port for i in _listeners(_session_processes(head.home))}, 60, "gRPC endpoint"
+    )
     listeners = _listeners(_session_processes(head.home))
     by_port = {item.port: item for item in listeners}
-    for what in ("ray", "http", "dashboard", "metrics"):
+    for what in ("ray", "http", "dashboard", "metrics", "grpc"):
         assert head.ports[what] in by_port, f"nothing listens on the {what} port {head.ports[what]}: {listeners}"
         assert by_port[head.ports[what]].loopback, (
             f"the {what} port listens beyond loopback: {by_port[head.ports[what]]}"
         )
+    front = by_port[head.ports["http"]].process
+    if which == "haproxy_head":
+        assert front.startswith("/") and "haproxy" in front.split()[0], f"HAProxy does not serve HTTP: {front}"
+    else:
+        assert "haproxy" not in front, f"HTTPS must stay on Serve's Python proxy: {front}"
     exposed = [item for item in listeners if not item.loopback]
     offenders = []
     for item in exposed:
@@ -205,6 +236,11 @@ def test_only_what_ray_forces_listens_beyond_loopback(head: Head) -> None:
         + "\n  ".join(forced)
     )
     assert len(listeners) >= 8, f"expected the whole head (GCS, raylet, dashboard, agents, Serve): {listeners}"
+
+
+def _base(head: Head) -> str:
+    scheme = "https" if "RAY_DEPLOY_TLS_CERT" in head.env else "http"
+    return f"{scheme}://127.0.0.1:{head.ports['http']}"
 
 
 def test_endpoint_serves_https_with_the_configured_certificate(head: Head) -> None:

@@ -132,6 +132,44 @@ def test_scale_changes_replicas_in_place(cleanup: list[str]) -> None:
     assert doc["version"] == "1" and doc["replicas"]["target"] == 2
 
 
+def test_sustained_load_adds_a_replica_and_idle_removes_it(cleanup: list[str]) -> None:
+    """With the default upscale_delay_s, 16 clients that never pause get a second replica; when they stop, the
+    deployment goes back to one. Bounded in time; how fast it reacts is measured by bench/autoscale.py."""
+    cleanup.append("busy")
+    dep = ray_deploy.deploy(
+        scaled_by(1),
+        "busy",
+        sample_input=np.array(ROW),
+        num_cpus=0.1,
+        min_replicas=1,
+        max_replicas=2,
+        downscale_delay_s=2,
+        show_progress=False,
+    )
+    assert dep.status()["replicas"]["current"] == 1
+    stop, statuses = threading.Event(), Counter[int]()
+
+    def client() -> None:
+        with requests.Session() as session:
+            deadline = time.time() + 120
+            while not stop.is_set() and time.time() < deadline:
+                answer = session.post(f"{dep.url}/predict", json={"instances": ROW}, headers=auth(), timeout=30)
+                statuses[answer.status_code] += 1
+
+    clients = [threading.Thread(target=client, daemon=True) for _ in range(16)]
+    for thread in clients:
+        thread.start()
+    try:
+        wait_for(lambda: dep.status()["replicas"]["current"] == 2, 110, "a second replica under sustained load")
+    finally:
+        stop.set()
+        for thread in clients:
+            thread.join(timeout=60)
+    assert set(statuses) == {200}, f"requests failed while scaling up: {statuses}"
+    wait_for(lambda: dep.status()["replicas"]["current"] == 1, 120, "back to one replica once idle")
+    assert dep.predict(np.array(ROW)).tolist() == [3.0]
+
+
 def _cli(*args: str) -> subprocess.CompletedProcess[str]:
     cli = str(__import__("pathlib").Path(sys.executable).with_name("ray-deploy"))
     return subprocess.run([cli, *args], capture_output=True, text=True, timeout=300)
