@@ -1,32 +1,44 @@
-"""Benchmark serving overhead: two torch MLPs in-process, on plain Ray Serve, and on ray-deploy (HTTP and handle).
+"""Benchmark serving overhead: two torch MLPs in-process, behind uvicorn, on plain Ray Serve and on ray-deploy.
 
-For each model the run deploys it three times side by side on the local cluster (a minimal ``@serve.deployment``
-with Serve's defaults, ``ray_deploy.deploy`` with its defaults, request capture on, and the same with
-``capture=False``), drives every target with asyncio at concurrency 1 and 32, and prints one Markdown table:
-p50/p99 latency, requests/s, errors, and the ratios to plain Ray Serve over HTTP. At concurrency 32 the heavy
-model shows what ray-deploy's default dynamic batching of torch models buys, and the notes give what request
-capture costs: ray-deploy's throughput over HTTP with capture on relative to capture off (target: at least 0.95x).
+For each model the run measures the module in-process (one row per call, and the best of a few batch sizes: the
+throughput ceiling), starts a bare uvicorn/Starlette app serving it in a subprocess (the HTTP floor of this
+machine), deploys it four times side by side on the local cluster (a minimal ``@serve.deployment`` with Serve's
+defaults; the same tuned the way a Ray expert would, ``max_ongoing_requests`` and ``@serve.batch`` like
+ray-deploy's; ``ray_deploy.deploy`` with its defaults, request capture on; and the same with ``capture=False``),
+drives every target with asyncio at concurrency 1 and 32, and prints one Markdown table: p50/p99 latency,
+requests/s, errors, and the ratios to plain Ray Serve with defaults, followed by notes that check the targets of
+the performance table (ray-deploy against plain Serve tuned, the uvicorn floor, in-process batching, gRPC).
 
-The data plane needs an API key: every HTTP request sends ``ray_deploy.auth_headers()`` (the project's admin key,
-no rate limit), so the ``ray-deploy, HTTP`` row is auth on. Two more rows, against the same capture-on
-deployment, give what API-key auth costs: ``auth off`` (``ray_deploy.set_auth(False)`` for the measurement,
-cluster-wide, and on again afterwards, even on failure) and ``rate-limited key`` (a key of
-``ray_deploy.create_key`` with the ``predict`` scope, for that deployment only, and a rate limit too high to be
-reached, so the row measures admission, not refusals; revoked afterwards). The notes relate the two (target: at
-least 0.95x at concurrency 32). The run expects auth on when it starts, and turns it off for a few seconds per
-model and concurrency: run it beside no one who relies on the same cluster refusing keyless requests.
+Ingress: the local head serves HTTP through HAProxy direct ingress (HAProxy forwards to a replica's own HTTP
+server), and keeps Serve's Python HTTP proxy as its fallback (``ray_deploy.cluster.python_proxy_endpoint()``), which
+serves every app too. Plain Serve with defaults is measured through the Python proxy (what Ray gives by default);
+plain Serve tuned and ray-deploy are measured through both, the same deployment, one row each. ray-deploy is also
+driven over V2 gRPC (``tritonclient.grpc.aio``, ``ModelInfer`` with raw binary tensors) and over the Serve handle.
+On a head that runs the Python proxy only (``RAY_DEPLOY_INGRESS=proxy``) the HAProxy rows are left out.
+
+The data plane needs an API key: every HTTP and gRPC request sends ``ray_deploy.auth_headers()`` (the project's
+admin key, no rate limit), so the ``ray-deploy, HTTP`` row is auth on. Three more rows give what request capture
+and API-key auth cost: ``capture off`` (the second ray-deploy deployment), ``auth off``
+(``ray_deploy.set_auth(False)`` for the measurement, cluster-wide, and on again afterwards, even on failure) and
+``rate-limited key`` (a key of ``ray_deploy.create_key`` with the ``predict`` scope, for that deployment only, and a
+rate limit too high to be reached, so the row measures admission, not refusals; revoked afterwards). The notes
+relate them (target: at least 0.95x at concurrency 32). The run expects auth on when it starts, and turns it off for
+a few seconds per model and concurrency: run it beside no one who relies on the same cluster refusing keyless
+requests. ``--no-capture-auth`` leaves these three rows (and the capture-off deployment) out.
 
 Run it with ``make bench`` (which runs ``python bench/serving.py``), or directly:
 
     python bench/serving.py                     # 300 requests or 15 s per measurement, whichever ends first
     python bench/serving.py --quick             # a fast smoke run
+    python bench/serving.py --quick --no-capture-auth   # faster still: no capture/auth rows
     python bench/serving.py --json bench.json   # also write the figures as JSON
     python bench/serving.py --stop-cluster      # stop the local cluster afterwards
 
 It uses the cluster of ``ray_deploy.connect()`` (set ``RAY_DEPLOY_HOME`` and the ``RAY_DEPLOY_*_PORT`` variables to
-run beside another local cluster), only talks to 127.0.0.1, and deletes the apps it creates. The three replicas of
+run beside another local cluster), only talks to 127.0.0.1, and deletes the apps it creates. The four replicas of
 a model reserve one CPU each: a local head this script starts offers at least that many logical CPUs (unless
-``RAY_DEPLOY_NUM_CPUS`` says otherwise); on a smaller cluster it stops before deploying anything.
+``RAY_DEPLOY_NUM_CPUS`` says otherwise); on a smaller cluster it stops before deploying anything. The uvicorn app
+listens on a free 127.0.0.1 port and is stopped with its model.
 """
 
 from __future__ import annotations
@@ -36,6 +48,8 @@ import asyncio
 import json
 import math
 import os
+import socket
+import subprocess
 import sys
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Mapping
@@ -52,6 +66,7 @@ from ray import serve
 from starlette.requests import Request
 
 import ray_deploy
+from ray_deploy.cluster import python_proxy_endpoint
 from ray_deploy.config import DeployOptions, Settings
 from ray_deploy.keys import auth_enabled, auth_headers, create_key, revoke_key, set_auth
 
@@ -60,26 +75,43 @@ REPLICA_CPUS = 1.0
 HOST = "127.0.0.1"
 JSON_HEADERS = {"Content-Type": "application/json"}
 REQUEST_TIMEOUT_S = 60.0
+BATCH_SIZES = (1, 8, 32)
+"""Batch sizes the in-process best-batch row tries; it reports the one with the most rows/s."""
+FLOOR_START_S = 60.0
+"""Longest wait for the uvicorn floor app to answer after its process started."""
 
 IN_PROCESS = "in-process"
-PLAIN_HTTP = "plain Ray Serve, HTTP"
+IN_PROCESS_BATCH = "in-process, best batch"
+FLOOR_HTTP = "uvicorn/Starlette floor, HTTP"
+PLAIN_HTTP = "plain Ray Serve defaults, HTTP (Python proxy)"
+PLAIN_TUNED_PROXY = "plain Ray Serve tuned, HTTP (Python proxy)"
+PLAIN_TUNED_HAPROXY = "plain Ray Serve tuned, HTTP (HAProxy)"
 OURS_HTTP = "ray-deploy, HTTP"
+OURS_HTTP_PROXY = "ray-deploy, HTTP (Python proxy)"
+OURS_GRPC = "ray-deploy, gRPC"
 OURS_HTTP_NO_CAPTURE = "ray-deploy, HTTP, capture off"
 OURS_HTTP_AUTH_OFF = "ray-deploy, HTTP, auth off"
 OURS_HTTP_LIMITED_KEY = "ray-deploy, HTTP, rate-limited key"
 OURS_HANDLE = "ray-deploy, handle"
 TARGETS = (
     IN_PROCESS,
+    IN_PROCESS_BATCH,
+    FLOOR_HTTP,
     PLAIN_HTTP,
+    PLAIN_TUNED_PROXY,
+    PLAIN_TUNED_HAPROXY,
     OURS_HTTP,
+    OURS_HTTP_PROXY,
+    OURS_GRPC,
     OURS_HTTP_NO_CAPTURE,
     OURS_HTTP_LIMITED_KEY,
     OURS_HTTP_AUTH_OFF,
     OURS_HANDLE,
 )
 """The order of the table's rows within a model and concurrency."""
-SERVED_REPLICAS = 3
-"""Replicas deployed at once per model (plain Serve, ray-deploy, ray-deploy with capture off), REPLICA_CPUS each."""
+SERVED_REPLICAS = 4
+"""Replicas deployed at once per model (plain Serve defaults and tuned, ray-deploy capture on and off), REPLICA_CPUS
+each."""
 CAPTURE_TARGET = 0.95
 """Least acceptable req/s with capture on relative to capture off, at the highest concurrency."""
 AUTH_TARGET = 0.95
@@ -89,6 +121,12 @@ BENCH_RATE_LIMIT = "1000000/s"
 AUTH_SWITCH_S = 30.0
 """Longest wait for a replica to follow ``set_auth`` (they refresh their key table within about 5 s)."""
 AUTH_POLL_S = 0.25
+
+TORCH_DEFAULTS = DeployOptions()
+TUNED_BATCH_SIZE = TORCH_DEFAULTS.batch_size(True)
+TUNED_BATCH_WAIT_S = TORCH_DEFAULTS.batch_wait_timeout_s
+TUNED_ONGOING = TORCH_DEFAULTS.ongoing_requests(True)
+"""Plain Serve tuned gets ray-deploy's torch defaults: the same ``@serve.batch`` and ``max_ongoing_requests``."""
 
 Call = Callable[[], Awaitable[bool]]
 """One request against a target; True when it was answered successfully."""
@@ -122,6 +160,10 @@ MODELS = (
 )
 
 
+def model_spec(name: str) -> ModelSpec:
+    return next(spec for spec in MODELS if spec.name == name)
+
+
 @dataclass(frozen=True)
 class Budget:
     """One measurement: ``warmup`` requests, then ``requests`` requests or ``seconds``, whichever ends first."""
@@ -133,7 +175,7 @@ class Budget:
 
 @dataclass
 class Result:
-    """The figures of one (model, target, concurrency)."""
+    """The figures of one (model, target, concurrency). ``rps`` counts rows: ``batch`` rows per request."""
 
     model: str
     target: str
@@ -143,6 +185,7 @@ class Result:
     p50_ms: float
     p99_ms: float
     rps: float
+    batch: int = 1
     rps_vs_plain: float | None = None
     p50_vs_plain: float | None = None
 
@@ -162,7 +205,7 @@ class Recorder:
         else:
             self.errors += 1
 
-    def result(self, model: str, target: str, concurrency: int) -> Result:
+    def result(self, model: str, target: str, concurrency: int, batch: int = 1) -> Result:
         ok = self.latencies_ms
         return Result(
             model=model,
@@ -172,7 +215,8 @@ class Recorder:
             errors=self.errors,
             p50_ms=float(np.percentile(ok, 50)) if ok else math.nan,
             p99_ms=float(np.percentile(ok, 99)) if ok else math.nan,
-            rps=len(ok) / self.elapsed_s if self.elapsed_s > 0 else 0.0,
+            rps=len(ok) * batch / self.elapsed_s if self.elapsed_s > 0 else 0.0,
+            batch=batch,
         )
 
 
@@ -180,7 +224,7 @@ def log(message: str) -> None:
     print(f"[bench] {message}", file=sys.stderr, flush=True)
 
 
-# ---- the plain Ray Serve baseline ----------------------------------------------------------------------------
+# ---- the plain Ray Serve baselines ----------------------------------------------------------------------------
 
 
 class PlainServer:
@@ -196,50 +240,164 @@ class PlainServer:
         return {"predictions": output.tolist()}
 
 
+class TunedServer:
+    """Plain Serve tuned by hand: every row of a request goes through ``@serve.batch``, so concurrent requests share
+    one forward pass (ray-deploy's batch size and wait, and its ``max_ongoing_requests``)."""
+
+    def __init__(self, module: torch.nn.Module) -> None:
+        self.module = module.eval()
+
+    @serve.batch(max_batch_size=TUNED_BATCH_SIZE, batch_wait_timeout_s=TUNED_BATCH_WAIT_S)
+    async def predict_rows(self, rows: list[list[float]]) -> list[list[float]]:
+        with torch.inference_mode():
+            return self.module(torch.tensor(rows, dtype=torch.float32)).tolist()
+
+    async def __call__(self, request: Request) -> dict[str, Any]:
+        body = await request.json()
+        predictions = await asyncio.gather(*(self.predict_rows(row) for row in body["instances"]))
+        return {"predictions": list(predictions)}
+
+
 def plain_deployment() -> serve.Deployment:
     return serve.deployment(ray_actor_options={"num_cpus": REPLICA_CPUS})(PlainServer)
 
 
-@dataclass(frozen=True)
-class Served:
-    """Where one model is served: plain Serve's URL, and ray-deploy's predict URLs and app names (capture on, off)."""
+def tuned_deployment() -> serve.Deployment:
+    return serve.deployment(ray_actor_options={"num_cpus": REPLICA_CPUS}, max_ongoing_requests=TUNED_ONGOING)(
+        TunedServer
+    )
 
-    plain_url: str
-    ours_url: str
-    ours_name: str
-    no_capture_url: str
-    no_capture_name: str
+
+# ---- the HTTP floor: the model behind a bare uvicorn/Starlette app ---------------------------------------------
+
+
+def serve_floor(spec: ModelSpec, port: int) -> None:
+    """Serve ``spec``'s module on ``HOST:port``: ``POST /predict`` takes the plain Serve body; one uvicorn worker.
+    Runs in a process of its own (``--serve-floor``), so it does not share the load generator's interpreter."""
+    import uvicorn
+    from starlette.applications import Starlette
+    from starlette.responses import JSONResponse
+    from starlette.routing import Route
+
+    torch.set_num_threads(max(1, int(REPLICA_CPUS)))
+    module = spec.build()
+
+    async def predict(request: Request) -> JSONResponse:
+        body = await request.json()
+        with torch.inference_mode():
+            output = module(torch.tensor(body["instances"], dtype=torch.float32))
+        return JSONResponse({"predictions": output.tolist()})
+
+    app = Starlette(routes=[Route("/predict", predict, methods=["POST"])])
+    uvicorn.run(app, host=HOST, port=port, workers=1, log_level="warning", access_log=False)
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind((HOST, 0))
+        return int(sock.getsockname()[1])
 
 
 @contextmanager
-def served(spec: ModelSpec, module: torch.nn.Module) -> Iterator[Served]:
-    """Deploy ``module`` on plain Ray Serve and twice with ray-deploy (capture on, the default, and off), same
-    options and CPUs per replica; delete all three on the way out."""
-    plain_name, route = f"bench-plain-{spec.name}", f"/bench/{spec.name}"
-    ours_name, no_capture_name = f"bench-{spec.name}", f"bench-{spec.name}-nocapture"
+def floor_server(spec: ModelSpec) -> Iterator[str]:
+    """Start :func:`serve_floor` in a subprocess on a free port; yields its predict URL; stops it on the way out."""
+    port = free_port()
+    command = [sys.executable, str(Path(__file__).resolve()), "--serve-floor", spec.name, "--port", str(port)]
+    env = {**os.environ, "OMP_NUM_THREADS": str(max(1, int(REPLICA_CPUS)))}
+    log(f"starting the uvicorn floor app for {spec.name} on port {port}")
+    process = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL)
     try:
-        log(f"deploying {plain_name} (plain Ray Serve)")
+        yield f"http://{HOST}:{port}/predict"
+    finally:
+        process.terminate()
+        try:
+            process.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+
+
+async def wait_for_http(session: aiohttp.ClientSession, url: str, body: bytes, timeout_s: float) -> None:
+    """Poll ``url`` until it accepts a connection (the floor app's process is still starting)."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        try:
+            async with session.post(url, data=body, headers=JSON_HEADERS) as response:
+                await response.read()
+                return
+        except aiohttp.ClientConnectionError:
+            if time.monotonic() >= deadline:
+                raise RuntimeError(f"{url} did not accept a connection within {timeout_s:g} s") from None
+            await asyncio.sleep(0.2)
+
+
+# ---- the deployments ------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Served:
+    """Where one model is served: plain Serve's URLs (defaults; tuned via each ingress), ray-deploy's predict URLs
+    (via each ingress) and app names, and the capture-off deployment's (None when it is left out). A ``*_haproxy``
+    URL is None on a head without HAProxy."""
+
+    plain_url: str
+    tuned_url: str
+    tuned_haproxy_url: str | None
+    ours_url: str
+    ours_proxy_url: str
+    ours_name: str
+    no_capture_url: str | None
+    no_capture_name: str | None
+
+
+def ingresses() -> tuple[str, str | None]:
+    """(the Python proxy's base URL, HAProxy's base URL or None): on a head without HAProxy the endpoint is the
+    Python proxy."""
+    endpoint = Settings.from_env().endpoint
+    proxy = python_proxy_endpoint()
+    return (endpoint, None) if proxy is None else (proxy, endpoint)
+
+
+@contextmanager
+def served(spec: ModelSpec, module: torch.nn.Module, capture_off: bool = True) -> Iterator[Served]:
+    """Deploy ``module`` on plain Ray Serve (defaults, and tuned) and with ray-deploy (capture on, the default, and
+    off unless ``capture_off`` is False), same CPUs per replica; delete them all on the way out."""
+    plain_name, route = f"bench-plain-{spec.name}", f"/bench/{spec.name}"
+    tuned_name, tuned_route = f"bench-tuned-{spec.name}", f"/bench/{spec.name}-tuned"
+    ours_name = f"bench-{spec.name}"
+    no_capture_name = f"bench-{spec.name}-nocapture" if capture_off else None
+    ours_names = [ours_name] + ([no_capture_name] if no_capture_name else [])
+    try:
+        log(f"deploying {plain_name} (plain Ray Serve, defaults) and {tuned_name} (plain Ray Serve, tuned)")
         serve.run(plain_deployment().bind(module), name=plain_name, route_prefix=route)
+        serve.run(tuned_deployment().bind(module), name=tuned_name, route_prefix=tuned_route)
         sample = torch.randn(4, spec.in_features)
         deployed: dict[str, Any] = {}
-        for name, capture in ((ours_name, None), (no_capture_name, False)):
+        for name in ours_names:
+            capture = False if name == no_capture_name else None
             log(f"deploying {name} (ray-deploy, capture {'off' if capture is False else 'on'})")
             deployed[name] = ray_deploy.deploy(
                 module, name, sample_input=sample, capture=capture, num_cpus=REPLICA_CPUS, show_progress=False
             )
-        plain_url = f"http://{HOST}:{Settings.from_env().http_port}{route}"
+        endpoint = Settings.from_env().endpoint
+        proxy, haproxy = ingresses()
+        ours_path = deployed[ours_name].url.removeprefix(endpoint) + "/predict"
         yield Served(
-            plain_url=plain_url,
-            ours_url=f"{deployed[ours_name].url}/predict",
+            plain_url=f"{proxy}{route}",
+            tuned_url=f"{proxy}{tuned_route}",
+            tuned_haproxy_url=f"{haproxy}{tuned_route}" if haproxy else None,
+            ours_url=f"{endpoint}{ours_path}",
+            ours_proxy_url=f"{proxy}{ours_path}",
             ours_name=ours_name,
-            no_capture_url=f"{deployed[no_capture_name].url}/predict",
+            no_capture_url=f"{deployed[no_capture_name].url}/predict" if no_capture_name else None,
             no_capture_name=no_capture_name,
         )
     finally:
-        log(f"deleting {plain_name}, {ours_name} and {no_capture_name}")
+        log(f"deleting {plain_name}, {tuned_name} and {', '.join(ours_names)}")
         serve.delete(plain_name)
+        serve.delete(tuned_name)
         existing = {d["name"] for d in ray_deploy.list_deployments()}
-        for name in (ours_name, no_capture_name):
+        for name in ours_names:
             if name in existing:
                 ray_deploy.delete(name)
 
@@ -248,7 +406,7 @@ def served(spec: ModelSpec, module: torch.nn.Module) -> Iterator[Served]:
 
 
 def measure_in_process(module: torch.nn.Module, row: torch.Tensor, budget: Budget) -> Recorder:
-    """Call the module on one row in a plain loop, as a notebook would."""
+    """Call the module on ``row`` (one row, or a batch) in a plain loop, as a notebook would."""
     rec = Recorder()
     with torch.inference_mode():
         for _ in range(budget.warmup):
@@ -262,6 +420,15 @@ def measure_in_process(module: torch.nn.Module, row: torch.Tensor, budget: Budge
             rec.record(began, True)
         rec.elapsed_s = time.perf_counter() - start
     return rec
+
+
+def measure_best_batch(spec: ModelSpec, module: torch.nn.Module, budget: Budget) -> Result:
+    """The module called on batches of each of :data:`BATCH_SIZES` rows; the result with the most rows/s."""
+    results = []
+    for size in BATCH_SIZES:
+        rec = measure_in_process(module, torch.randn(size, spec.in_features), budget)
+        results.append(rec.result(spec.name, IN_PROCESS_BATCH, 1, batch=size))
+    return max(results, key=lambda r: r.rps)
 
 
 async def drive(call: Call, concurrency: int, requests: int, seconds: float) -> Recorder:
@@ -323,6 +490,55 @@ def check_predictions(where: str, got: np.ndarray, expected: np.ndarray) -> None
         raise RuntimeError(f"{where} predicted {got.tolist()}, in-process gives {expected.tolist()}")
 
 
+# ---- V2 gRPC ----------------------------------------------------------------------------------------------------
+
+
+def grpc_headers() -> dict[str, str]:
+    """The project key as gRPC metadata (whose keys must be lower case)."""
+    return {key.lower(): value for key, value in auth_headers().items()}
+
+
+@asynccontextmanager
+async def grpc_client() -> AsyncIterator[Any]:
+    """A ``tritonclient.grpc.aio`` client of the cluster's V2 gRPC endpoint, closed on the way out. (Only
+    tritonclient's generated modules are imported here, never ray-deploy's: one process cannot hold both.)"""
+    from tritonclient.grpc.aio import InferenceServerClient
+
+    client = InferenceServerClient(Settings.from_env().grpc_target)
+    try:
+        yield client
+    finally:
+        await client.close()
+
+
+async def grpc_inputs(client: Any, name: str, row: np.ndarray) -> list[Any]:
+    """The ``ModelInfer`` inputs that send ``row`` as the model's first input, as raw binary data."""
+    from tritonclient.grpc.aio import InferInput
+
+    metadata = await client.get_model_metadata(name, headers=grpc_headers(), as_json=True)
+    first = metadata["inputs"][0]
+    tensor = InferInput(first["name"], list(row.shape), first["datatype"])
+    tensor.set_data_from_numpy(row.astype(np.float32 if first["datatype"] == "FP32" else row.dtype))
+    return [tensor]
+
+
+def grpc_call(client: Any, name: str, inputs: list[Any]) -> Call:
+    headers = grpc_headers()
+
+    async def call() -> bool:
+        await client.infer(name, inputs, headers=headers, client_timeout=REQUEST_TIMEOUT_S)
+        return True
+
+    return call
+
+
+async def check_grpc(client: Any, name: str, inputs: list[Any], expected: np.ndarray) -> None:
+    """Fail before measuring when gRPC does not answer with the in-process predictions."""
+    answer = await client.infer(name, inputs, headers=grpc_headers(), client_timeout=REQUEST_TIMEOUT_S)
+    first = answer.get_response(as_json=True)["outputs"][0]["name"]
+    check_predictions(f"gRPC {name}", np.asarray(answer.as_numpy(first)), expected)
+
+
 # ---- API keys -------------------------------------------------------------------------------------------------
 
 
@@ -371,66 +587,179 @@ def limited_key(deployment: str) -> Iterator[str]:
         revoke_key(key)
 
 
+# ---- one model's deployed rows ----------------------------------------------------------------------------------
+
+
+@dataclass
+class Run:
+    """One model's measurement session: the targets it checked, the budget, and the results gathered."""
+
+    spec: ModelSpec
+    budget: Budget
+    session: aiohttp.ClientSession
+    body: bytes
+    expected: np.ndarray
+    results: list[Result] = field(default_factory=list)
+
+    async def row(self, target: str, call: Call, concurrency: int) -> None:
+        log(f"{self.spec.name}: {target}, concurrency {concurrency}")
+        rec = await measure(call, concurrency, self.budget)
+        self.results.append(rec.result(self.spec.name, target, concurrency))
+
+    async def check(self, url: str, headers: Mapping[str, str]) -> None:
+        await check_http(self.session, url, self.body, headers, self.expected)
+
+
 async def measure_served(
-    spec: ModelSpec, module: torch.nn.Module, where: Served, row: torch.Tensor, budget: Budget
+    spec: ModelSpec, module: torch.nn.Module, where: Served, floor_url: str, row: torch.Tensor, budget: Budget
 ) -> list[Result]:
-    """Both concurrencies against plain Serve over HTTP, ray-deploy over HTTP (capture on and off; auth on with the
-    project key, with a rate-limited key, and off) and ray-deploy's handle (capture on).
+    """Both concurrencies against the uvicorn floor, plain Serve (defaults; tuned through each ingress), ray-deploy
+    over HTTP through each ingress, over gRPC and over its handle, and (with the capture-off deployment) the
+    capture and auth rows: capture off, auth off, a rate-limited key.
 
     Compared rows are measured one after the other: capture off just before capture on, so the Monitor's Parquet
     writes that trail a capture-on run do not land on the capture-off row; and the rate-limited key right after
     auth off, each just after the wait for the replica to follow an auth switch.
     """
-    body = json.dumps({"instances": row.tolist()}).encode()
     array = row.numpy()
     with torch.inference_mode():
         expected = module(row).numpy()
     handle = serve.get_app_handle(where.ours_name)
-    admin = {**JSON_HEADERS, **auth_headers()}  # plain Serve gets it too: the same request everywhere
+    admin = {**JSON_HEADERS, **auth_headers()}  # plain Serve and uvicorn get it too: the same request everywhere
     connector = aiohttp.TCPConnector(limit=max(CONCURRENCY))
     timeout = aiohttp.ClientTimeout(total=REQUEST_TIMEOUT_S)
-    results: list[Result] = []
-
-    async def row_of(target: str, call: Call, concurrency: int) -> None:
-        log(f"{spec.name}: {target}, concurrency {concurrency}")
-        rec = await measure(call, concurrency, budget)
-        results.append(rec.result(spec.name, target, concurrency))
-
-    async with aiohttp.ClientSession(connector=connector, timeout=timeout) as session:
-        await check_http(session, where.plain_url, body, admin, expected)
-        await check_http(session, where.ours_url, body, admin, expected)
-        await check_http(session, where.no_capture_url, body, admin, expected)
+    body = json.dumps({"instances": row.tolist()}).encode()
+    async with aiohttp.ClientSession(connector=connector, timeout=timeout) as session, grpc_client() as client:
+        run = Run(spec, budget, session, body, expected)
+        await wait_for_http(session, floor_url, body, FLOOR_START_S)
+        plain_urls = [floor_url, where.plain_url, where.tuned_url, where.ours_url, where.ours_proxy_url]
+        for url in plain_urls + [u for u in (where.tuned_haproxy_url, where.no_capture_url) if u]:
+            await run.check(url, admin)
+        inputs = await grpc_inputs(client, where.ours_name, array)
+        await check_grpc(client, where.ours_name, inputs, expected)
         check_predictions(f"handle {where.ours_name}", np.asarray(await handle.predict.remote(array)), expected)
-        if not auth_enabled():
-            raise RuntimeError(
-                "API-key auth is off on this cluster (a run of this benchmark that was killed leaves it off): turn "
-                "it on first, with ray_deploy.set_auth(True) or RAY_DEPLOY_AUTH=on"
-            )
-        await wait_for_keyless(session, where.ours_url, body, 401)
-        with limited_key(where.ours_name) as key:
-            await check_http(session, where.ours_url, body, with_key(key), expected)
-            plain = http_call(session, where.plain_url, body, admin)
-            no_capture = http_call(session, where.no_capture_url, body, admin)
-            ours = http_call(session, where.ours_url, body, admin)
-            keyless = http_call(session, where.ours_url, body, JSON_HEADERS)
-            limited = http_call(session, where.ours_url, body, with_key(key))
+        calls = {
+            FLOOR_HTTP: http_call(session, floor_url, body, admin),
+            PLAIN_HTTP: http_call(session, where.plain_url, body, admin),
+            PLAIN_TUNED_PROXY: http_call(session, where.tuned_url, body, admin),
+            OURS_HTTP: http_call(session, where.ours_url, body, admin),
+            OURS_HTTP_PROXY: http_call(session, where.ours_proxy_url, body, admin),
+            OURS_GRPC: grpc_call(client, where.ours_name, inputs),
+            OURS_HANDLE: handle_call(handle, array),
+        }
+        if where.tuned_haproxy_url:
+            calls[PLAIN_TUNED_HAPROXY] = http_call(session, where.tuned_haproxy_url, body, admin)
+        if where.no_capture_url:
+            calls[OURS_HTTP_NO_CAPTURE] = http_call(session, where.no_capture_url, body, admin)
+            await capture_and_auth_rows(run, where, calls)
+        else:
             for concurrency in CONCURRENCY:
-                await row_of(PLAIN_HTTP, plain, concurrency)
-                await row_of(OURS_HTTP_NO_CAPTURE, no_capture, concurrency)
-                await row_of(OURS_HTTP, ours, concurrency)
-                async with auth_off(session, where.ours_url, body):
-                    await check_http(session, where.ours_url, body, JSON_HEADERS, expected)
-                    await row_of(OURS_HTTP_AUTH_OFF, keyless, concurrency)
-                await row_of(OURS_HTTP_LIMITED_KEY, limited, concurrency)
-                await row_of(OURS_HANDLE, handle_call(handle, array), concurrency)
-    return sorted(results, key=lambda r: (r.concurrency, TARGETS.index(r.target)))
+                for target, call in calls.items():
+                    await run.row(target, call, concurrency)
+    return sorted(run.results, key=lambda r: (r.concurrency, TARGETS.index(r.target)))
+
+
+async def capture_and_auth_rows(run: Run, where: Served, calls: dict[str, Call]) -> None:
+    """Every row of ``calls`` at both concurrencies, with capture off just before ``OURS_HTTP`` and the auth rows
+    (auth off, then a rate-limited key) just after it."""
+    if not auth_enabled():
+        raise RuntimeError(
+            "API-key auth is off on this cluster (a run of this benchmark that was killed leaves it off): turn "
+            "it on first, with ray_deploy.set_auth(True) or RAY_DEPLOY_AUTH=on"
+        )
+    await wait_for_keyless(run.session, where.ours_url, run.body, 401)
+    with limited_key(where.ours_name) as key:
+        await run.check(where.ours_url, with_key(key))
+        keyless = http_call(run.session, where.ours_url, run.body, JSON_HEADERS)
+        limited = http_call(run.session, where.ours_url, run.body, with_key(key))
+        no_capture = calls.pop(OURS_HTTP_NO_CAPTURE)
+        for concurrency in CONCURRENCY:
+            for target, call in calls.items():
+                if target == OURS_HTTP:
+                    await run.row(OURS_HTTP_NO_CAPTURE, no_capture, concurrency)
+                await run.row(target, call, concurrency)
+                if target == OURS_HTTP:
+                    async with auth_off(run.session, where.ours_url, run.body):
+                        await run.check(where.ours_url, JSON_HEADERS)
+                        await run.row(OURS_HTTP_AUTH_OFF, keyless, concurrency)
+                    await run.row(OURS_HTTP_LIMITED_KEY, limited, concurrency)
 
 
 # ---- the report -----------------------------------------------------------------------------------------------
 
 
+@dataclass(frozen=True)
+class Goal:
+    """A target of the performance table: ``metric`` of ``target`` at ``concurrency`` relative to ``base`` (at
+    ``base_concurrency``, default the same), at least ``threshold`` (at most, when ``at_most``), per model."""
+
+    label: str
+    target: str
+    base: str
+    concurrency: int
+    threshold: float
+    metric: str = "rps"
+    at_most: bool = False
+    base_concurrency: int | None = None
+    models: tuple[str, ...] = tuple(spec.name for spec in MODELS)
+
+    def ratio(self, results: list[Result], model: str) -> float | None:
+        by_key = {(r.model, r.target, r.concurrency): r for r in results}
+        top = by_key.get((model, self.target, self.concurrency))
+        base = by_key.get((model, self.base, self.base_concurrency or self.concurrency))
+        if top is None or base is None or not getattr(base, self.metric):
+            return None
+        return float(getattr(top, self.metric) / getattr(base, self.metric))
+
+    def met(self, value: float | None) -> bool:
+        if value is None or math.isnan(value):
+            return False
+        return value <= self.threshold if self.at_most else value >= self.threshold
+
+    def evaluate(self, results: list[Result]) -> dict[str, Any]:
+        ratios = {model: self.ratio(results, model) for model in self.models}
+        return {"goal": self.label, "ratios": ratios, "met": {m: self.met(v) for m, v in ratios.items()}}
+
+    def note(self, results: list[Result]) -> str:
+        sign = "≤" if self.at_most else "≥"
+        figures = ", ".join(
+            f"{model} {capture_ratio(value)} ({'met' if self.met(value) else 'NOT met'})"
+            for model, value in self.evaluate(results)["ratios"].items()
+        )
+        return f"- {self.label} (target {sign}{self.threshold:g}×): {figures}."
+
+
+TOP = max(CONCURRENCY)
+GOALS = (
+    Goal(f"`{OURS_HTTP}` / `{PLAIN_TUNED_PROXY}`, req/s at concurrency {TOP}", OURS_HTTP, PLAIN_TUNED_PROXY, TOP, 5.0),
+    Goal(
+        f"`{OURS_HTTP}` / `{PLAIN_TUNED_HAPROXY}`, req/s at concurrency {TOP}", OURS_HTTP, PLAIN_TUNED_HAPROXY, TOP, 1.0
+    ),
+    Goal(
+        f"`{OURS_HTTP}` / `{FLOOR_HTTP}`, req/s at concurrency {TOP}",
+        OURS_HTTP,
+        FLOOR_HTTP,
+        TOP,
+        0.35,
+        models=("small",),
+    ),
+    Goal(f"`{OURS_HTTP}` / `{PLAIN_HTTP}`, p50 at concurrency 1", OURS_HTTP, PLAIN_HTTP, 1, 0.5, "p50_ms", True),
+    Goal(
+        f"`{OURS_HTTP}` at concurrency {TOP} / `{IN_PROCESS_BATCH}`, rows/s",
+        OURS_HTTP,
+        IN_PROCESS_BATCH,
+        TOP,
+        0.8,
+        base_concurrency=1,
+        models=("heavy",),
+    ),
+    Goal(f"`{OURS_GRPC}` / `{OURS_HTTP}`, req/s at concurrency {TOP}", OURS_GRPC, OURS_HTTP, TOP, 1.0),
+)
+"""The targets of the issue, checked in the notes (a benchmark is not a test: nothing fails when one is missed)."""
+
+
 def add_ratios(results: list[Result]) -> None:
-    """Relate every result to plain Ray Serve over HTTP at the same model and concurrency."""
+    """Relate every result to plain Ray Serve with defaults over HTTP at the same model and concurrency."""
     plain = {(r.model, r.concurrency): r for r in results if r.target == PLAIN_HTTP}
     for r in results:
         base = plain.get((r.model, r.concurrency))
@@ -463,13 +792,12 @@ def ratio_summary(
     ratios: Callable[[list[Result], int], dict[str, float | None]], results: list[Result], target: float
 ) -> str:
     """``"<ratios> at concurrency 32: ... (target: ..., met); at concurrency 1: ..."`` for a note."""
-    top = max(CONCURRENCY)
-    at_top = ratios(results, top)
+    at_top = ratios(results, TOP)
     figures = ", ".join(f"{model} {capture_ratio(value)}" for model, value in at_top.items())
     met = all(value is not None and value >= target for value in at_top.values())
     at_one = ", ".join(f"{model} {capture_ratio(value)}" for model, value in ratios(results, 1).items())
     return (
-        f"req/s at concurrency {top}: {figures} (target: at least {target:.2f}×, {'met' if met else 'NOT met'}); "
+        f"req/s at concurrency {TOP}: {figures} (target: at least {target:.2f}×, {'met' if met else 'NOT met'}); "
         f"at concurrency 1: {at_one}."
     )
 
@@ -485,8 +813,8 @@ def capture_note(results: list[Result]) -> str:
 
 def auth_note(results: list[Result]) -> str:
     return (
-        f"- API keys: `{OURS_HTTP}` and the other HTTP rows send the project's default key (scope admin, no rate "
-        f"limit); `{OURS_HTTP_LIMITED_KEY}` sends a key with scope predict for that deployment only and a rate "
+        f"- API keys: `{OURS_HTTP}` and the other HTTP and gRPC rows send the project's default key (scope admin, no "
+        f"rate limit); `{OURS_HTTP_LIMITED_KEY}` sends a key with scope predict for that deployment only and a rate "
         f"limit of {BENCH_RATE_LIMIT} (never reached: the row measures admission, not refusals); "
         f"`{OURS_HTTP_AUTH_OFF}` sends no key, with auth turned off cluster-wide (`ray_deploy.set_auth(False)`) "
         "just for it. Both run against the capture-on deployment, one after the other. "
@@ -494,36 +822,56 @@ def auth_note(results: list[Result]) -> str:
     )
 
 
-def markdown(results: list[Result], budget: Budget) -> str:
-    """The table for the README, under a few lines saying what was measured and how."""
-    ours = DeployOptions(num_cpus=REPLICA_CPUS)
+def describe_targets(budget: Budget) -> list[str]:
+    """The lines that say what each row measures."""
     plain_ongoing = plain_deployment().max_ongoing_requests
-    lines = [
+    haproxy = python_proxy_endpoint() is not None
+    return [
         f"- Models: {', '.join(spec.describe() for spec in MODELS)}; every request is one row.",
-        f"- {IN_PROCESS}: the module called in a Python loop under `torch.inference_mode()`, "
-        f"{torch.get_num_threads()} torch thread(s) like a replica with num_cpus={REPLICA_CPUS:g}.",
+        f"- {IN_PROCESS}: the module called on one row in a Python loop under `torch.inference_mode()`, "
+        f"{torch.get_num_threads()} torch thread(s) like a replica with num_cpus={REPLICA_CPUS:g}; "
+        f"{IN_PROCESS_BATCH}: the same on batches of {', '.join(map(str, BATCH_SIZES))} rows, the best rows/s (the "
+        "`batch` column; its req/s counts rows, its latencies are per batch).",
+        f"- {FLOOR_HTTP}: the module in `async def` behind a bare Starlette app, one uvicorn worker in a process of "
+        'its own, the plain Serve body (`{"instances": ...}`): the HTTP floor of this machine.',
         f"- {PLAIN_HTTP}: a minimal `@serve.deployment` running the module in `async __call__`, Serve defaults "
-        f"(max_ongoing_requests {plain_ongoing}, no batching).",
+        f"(max_ongoing_requests {plain_ongoing}, no batching), through Serve's Python HTTP proxy.",
+        f"- plain Ray Serve tuned: the same with `@serve.batch(max_batch_size={TUNED_BATCH_SIZE}, "
+        f"batch_wait_timeout_s={TUNED_BATCH_WAIT_S:g})` and max_ongoing_requests {TUNED_ONGOING}, one deployment "
+        "measured through the Python proxy and through HAProxy direct ingress"
+        + ("." if haproxy else " (not measured: this head runs the Python proxy only)."),
         f"- ray-deploy: `ray_deploy.deploy(model, ...)` defaults for torch (dynamic batching up to "
-        f"{ours.batch_size(True)} rows, max_ongoing_requests {ours.ongoing_requests(True)}), over HTTP (`/predict`) "
-        "and over the Serve handle (`predict.remote`).",
-        capture_note(results),
-        auth_note(results),
+        f"{TORCH_DEFAULTS.batch_size(True)} rows, max_ongoing_requests {TORCH_DEFAULTS.ongoing_requests(True)}), "
+        f"over HTTP (`/predict`; `{OURS_HTTP}` through the cluster's endpoint"
+        + (", HAProxy direct ingress" if haproxy else ", the Python proxy")
+        + f"; `{OURS_HTTP_PROXY}` the same deployment through the Python proxy), over V2 gRPC (`{OURS_GRPC}`: "
+        "`tritonclient.grpc.aio`, `ModelInfer` with raw binary tensors) and over the Serve handle (`predict.remote`).",
         f"- One replica each with num_cpus={REPLICA_CPUS:g}; load from one asyncio client on the same machine "
         f"({os.cpu_count()} CPUs): {budget.requests} requests or {budget.seconds:g} s per row, whichever ends "
         f"first, after a warm-up; ray {ray.__version__}, torch {torch.__version__}.",
-        "- Ratios are to plain Ray Serve over HTTP at the same model and concurrency: req/s above 1× is more "
-        "throughput, p50 above 1× is slower.",
+        f"- Ratios are to `{PLAIN_HTTP}` at the same model and concurrency: req/s above 1× is more throughput, p50 "
+        "above 1× is slower.",
+    ]
+
+
+def markdown(results: list[Result], budget: Budget) -> str:
+    """The table for the README, under a few lines saying what was measured and how, then the targets."""
+    lines = describe_targets(budget)
+    if any(r.target == OURS_HTTP_NO_CAPTURE for r in results):
+        lines += [capture_note(results), auth_note(results)]
+    lines += [
         "",
-        "| model | target | concurrency | requests | errors | p50 ms | p99 ms | req/s "
+        "| model | target | concurrency | batch | requests | errors | p50 ms | p99 ms | req/s "
         "| req/s vs plain | p50 vs plain |",
-        "|---|---|--:|--:|--:|--:|--:|--:|--:|--:|",
+        "|---|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|",
     ]
     for r in results:
         lines.append(
-            f"| {r.model} | {r.target} | {r.concurrency} | {r.requests} | {r.errors} | {r.p50_ms:.2f} | "
+            f"| {r.model} | {r.target} | {r.concurrency} | {r.batch} | {r.requests} | {r.errors} | {r.p50_ms:.2f} | "
             f"{r.p99_ms:.2f} | {r.rps:,.0f} | {ratio(r.rps_vs_plain)} | {ratio(r.p50_vs_plain)} |"
         )
+    lines += ["", "Targets (measured; noisy on a shared machine):", ""]
+    lines += [goal.note(results) for goal in GOALS]
     return "\n".join(lines)
 
 
@@ -549,6 +897,7 @@ def write_json(path: Path, results: list[Result], budget: Budget) -> None:
         "results": [asdict(r) for r in results],
         "capture_on_vs_off_rps": {str(c): capture_ratios(results, c) for c in CONCURRENCY},
         "auth_limited_key_vs_off_rps": {str(c): auth_ratios(results, c) for c in CONCURRENCY},
+        "goals": [goal.evaluate(results) for goal in GOALS],
     }
     path.write_text(json.dumps(doc, indent=2))
 
@@ -556,7 +905,7 @@ def write_json(path: Path, results: list[Result], budget: Budget) -> None:
 # ---- the run --------------------------------------------------------------------------------------------------
 
 
-def run(budget: Budget) -> list[Result]:
+def run(budget: Budget, capture_auth: bool = True) -> list[Result]:
     """Measure every model in-process, then deployed; one model's apps at a time, so each gets the CPUs."""
     results: list[Result] = []
     for spec in MODELS:
@@ -564,19 +913,26 @@ def run(budget: Budget) -> list[Result]:
         row = torch.randn(1, spec.in_features)
         log(f"{spec.name}: {IN_PROCESS}")
         results.append(measure_in_process(module, row, budget).result(spec.name, IN_PROCESS, 1))
-        with served(spec, module) as where:
-            results += asyncio.run(measure_served(spec, module, where, row, budget))
+        log(f"{spec.name}: {IN_PROCESS_BATCH} of {BATCH_SIZES}")
+        results.append(measure_best_batch(spec, module, budget))
+        with served(spec, module, capture_off=capture_auth) as where, floor_server(spec) as floor_url:
+            results += asyncio.run(measure_served(spec, module, where, floor_url, row, budget))
     add_ratios(results)
-    return results
+    return sorted(results, key=lambda r: (MODELS.index(model_spec(r.model)), r.concurrency, TARGETS.index(r.target)))
 
 
 def parse_args(argv: list[str] | None = None) -> tuple[argparse.Namespace, Budget]:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
     parser.add_argument("--requests", type=int, help="requests per measurement (default 300; --quick: 40)")
     parser.add_argument("--seconds", type=float, help="longest a measurement runs (default 15; --quick: 3)")
     parser.add_argument("--quick", action="store_true", help="a fast smoke run")
     parser.add_argument("--json", type=Path, metavar="PATH", help="also write the results as JSON to PATH")
     parser.add_argument("--stop-cluster", action="store_true", help="stop the local cluster at the end")
+    parser.add_argument(
+        "--no-capture-auth", action="store_true", help="leave out the capture-off, auth-off and rate-limited-key rows"
+    )
+    parser.add_argument("--serve-floor", choices=[s.name for s in MODELS], help=argparse.SUPPRESS)
+    parser.add_argument("--port", type=int, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     budget = Budget(
         requests=args.requests or (40 if args.quick else 300),
@@ -588,27 +944,30 @@ def parse_args(argv: list[str] | None = None) -> tuple[argparse.Namespace, Budge
 
 def main(argv: list[str] | None = None) -> int:
     args, budget = parse_args(argv)
+    if args.serve_floor:  # the uvicorn floor app's own process (see floor_server)
+        serve_floor(model_spec(args.serve_floor), args.port)
+        return 0
     settings = Settings.from_env()
     if settings.http_host != HOST:
         log(f"RAY_DEPLOY_HTTP_HOST is {settings.http_host}; this benchmark only sends requests to {HOST}")
         return 2
     torch.set_num_threads(max(1, int(REPLICA_CPUS)))  # as in a replica: Ray sets OMP_NUM_THREADS to its CPUs
-    wanted = SERVED_REPLICAS * REPLICA_CPUS
+    wanted = (SERVED_REPLICAS - (1 if args.no_capture_auth else 0)) * REPLICA_CPUS
     if settings.ray_address is None and settings.num_cpus is None:
         # a local head started here offers the machine's CPUs, and at least one per replica deployed at once (only
         # one target is loaded at a time, so the logical CPUs beyond the cores are never busy together)
-        os.environ["RAY_DEPLOY_NUM_CPUS"] = str(max(os.cpu_count() or 1, math.ceil(wanted)))
+        os.environ["RAY_DEPLOY_NUM_CPUS"] = str(max(os.cpu_count() or 1, math.ceil(SERVED_REPLICAS * REPLICA_CPUS)))
     try:  # connect inside: --stop-cluster also stops a head started here that could not be connected to
         info = ray_deploy.connect()
-        log(f"cluster {info.address}, {info.cpus:g} CPU; endpoint {info.endpoint}")
+        log(f"cluster {info.address}, {info.cpus:g} CPU; endpoint {info.endpoint}; Python proxy {ingresses()[0]}")
         if info.cpus < wanted:
             log(
-                f"the cluster offers {info.cpus:g} CPU, the {SERVED_REPLICAS} replicas deployed per model need "
-                f"{wanted:g}; start the local head with RAY_DEPLOY_NUM_CPUS={math.ceil(wanted)} (or more), or "
-                "point RAY_DEPLOY_HOME and the RAY_DEPLOY_*_PORT variables at a fresh one"
+                f"the cluster offers {info.cpus:g} CPU, the replicas deployed at once per model need {wanted:g}; start "
+                f"the local head with RAY_DEPLOY_NUM_CPUS={math.ceil(wanted)} (or more), or point RAY_DEPLOY_HOME and "
+                "the RAY_DEPLOY_*_PORT variables at a fresh one"
             )
             return 2
-        results = run(budget)
+        results = run(budget, capture_auth=not args.no_capture_auth)
         print(markdown(results, budget), flush=True)
         if args.json:
             write_json(args.json, results, budget)
