@@ -10,7 +10,7 @@ FRONTEND     := jupyter_ext/frontend
 FRONTEND_SRC := $(shell find $(FRONTEND)/src $(FRONTEND)/style -type f 2>/dev/null) \
                 $(addprefix $(FRONTEND)/,package.json package-lock.json tsconfig.json install.json)
 
-.PHONY: install demo test lint unit integration jstest bench bench-drift bench-tune down clean
+.PHONY: install demo test lint unit integration jstest bench bench-autoscale bench-deploy bench-drift bench-tune down clean
 
 install: $(STAMP)
 
@@ -46,6 +46,14 @@ test: lint jstest
 
 bench: install
 	$(PY) bench/serving.py
+
+# a load step on a 1-2 replica deployment: time to a second replica, and back to one
+bench-autoscale: install
+	$(PY) bench/autoscale.py $(BENCH_AUTOSCALE_ARGS)
+
+# first deploy, new version, scale, delete and scale from zero of a scikit-learn model, timed by phase
+bench-deploy: install
+	$(PY) bench/deploy.py $(BENCH_DEPLOY_ARGS)
 
 bench-tune: install
 	$(PY) bench/tune.py

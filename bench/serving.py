@@ -651,6 +651,8 @@ async def measure_served(
             calls[PLAIN_TUNED_HAPROXY] = http_call(session, where.tuned_haproxy_url, body, admin)
         if where.no_capture_url:
             calls[OURS_HTTP_NO_CAPTURE] = http_call(session, where.no_capture_url, body, admin)
+        calls = dict(sorted(calls.items(), key=lambda item: TARGETS.index(item[0])))  # compared rows side by side
+        if where.no_capture_url:
             await capture_and_auth_rows(run, where, calls)
         else:
             for concurrency in CONCURRENCY:

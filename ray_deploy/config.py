@@ -30,7 +30,7 @@ class DeployOptions(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     num_cpus: float = Field(0.5, gt=0, le=1024, description="CPUs reserved per replica (fractional allowed).")
-    num_gpus: float = Field(0, ge=0, le=64, description="GPUs per replica; fractional (e.g. 0.5) shares a GPU.")
+    num_gpus: float = Field(0.0, ge=0, le=64, description="GPUs per replica; fractional (e.g. 0.5) shares a GPU.")
     memory: int | None = Field(None, gt=0, description="Memory reserved per replica, in bytes.")
     min_replicas: int = Field(1, ge=0, le=1000, description="Fewest replicas; 0 scales to zero when idle.")
     max_replicas: int = Field(1, ge=1, le=1000, description="Most replicas the autoscaler may start.")

@@ -67,7 +67,9 @@ def build_model_app(
     # replicas in place (Serve restarts every replica of an unversioned deployment on each deploy).
     code = code_version(name, settings)
     is_torch = kind == "torch"
-    actor_options: dict[str, Any] = {"num_cpus": options.num_cpus, "num_gpus": options.num_gpus}
+    # Serve restarts every replica when the actor options' serialized form changes, and 0 and 0.0 serialize apart:
+    # a scale or a new version (options read back from the running app's JSON) must compare equal to the deploy's
+    actor_options: dict[str, Any] = {"num_cpus": float(options.num_cpus), "num_gpus": float(options.num_gpus)}
     if options.memory:
         actor_options["memory"] = options.memory
     user_config = {
