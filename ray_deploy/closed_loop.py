@@ -168,7 +168,13 @@ def run(
         num_samples=num_samples,
         resources_per_trial={"cpu": cpus_per_trial},
         max_regression=0.05,
-        rollout=RolloutSpec(steps=(0.5, 1.0), step_s=10, gates=GateSpec(min_requests=10, max_prediction_shift=1.0)),
+        # the label moved, so predictions must shift; and Tune may pick 4x the champion's trees, whose p99 on one
+        # row measured 1.6-1.8x the champion's here (the default 2x gate then rolls back by chance): allow 3x
+        rollout=RolloutSpec(
+            steps=(0.5, 1.0),
+            step_s=10,
+            gates=GateSpec(min_requests=10, max_prediction_shift=1.0, max_p99_ratio=3.0),
+        ),
     )
     step("2. auto-retrain on: a drift alarm retrains (Ray Tune), the gate judges, a canary rolls the winner out")
     with Traffic(dep.url, drifted=False, max_requests=2 * WINDOW_ROWS // ROWS_PER_REQUEST) as before:

@@ -50,7 +50,10 @@ def test_second_process_reattaches(cleanup: list[str]) -> None:
 
 
 def test_redeploy_under_load_has_zero_failed_requests(cleanup: list[str]) -> None:
-    cleanup.append("rolling")
+    """Under continuous load on one deployment: another app is deployed and deleted (each a new HAProxy
+    configuration), the deployment is scaled up, then gets a new version (with the deploy's own replica count,
+    so it scales down again); not one request fails."""
+    cleanup.extend(["rolling", "neighbour"])
     dep = ray_deploy.deploy(scaled_by(1), "rolling", sample_input=np.array(ROW), num_cpus=0.1, show_progress=False)
     results: Counter[tuple[int, str]] = Counter()
     failures: list[str] = []
@@ -71,7 +74,10 @@ def test_redeploy_under_load_has_zero_failed_requests(cleanup: list[str]) -> Non
     for thread in threads:
         thread.start()
     time.sleep(4)
+    ray_deploy.deploy(scaled_by(2), "neighbour", sample_input=np.array(ROW), num_cpus=0.1, show_progress=False)
+    dep.scale(min_replicas=2, max_replicas=2)
     ray_deploy.deploy(scaled_by(10), "rolling", sample_input=np.array(ROW), num_cpus=0.1, show_progress=False)
+    ray_deploy.delete("neighbour")
     time.sleep(4)
     stop.set()
     for thread in threads:
