@@ -210,6 +210,13 @@ class GateSpec(BaseModel):
         0.02, ge=0, le=1, description="Largest allowed challenger error rate minus the champion's."
     )
     max_p99_ratio: float = Field(2.0, gt=1, le=100, description="Largest allowed challenger p99 / champion p99.")
+    p99_slack_ms: float = Field(
+        5.0,
+        ge=0,
+        le=60_000,
+        description="The latency gate fails only when the challenger's p99 is also this many ms above the champion's: "
+        "behind HAProxy a champion answers in a millisecond or two, where a 2x ratio is scheduling noise.",
+    )
     max_prediction_shift: float = Field(
         0.2,
         gt=0,

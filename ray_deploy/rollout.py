@@ -337,7 +337,8 @@ def error_rate_gate(champion: VersionWindow, challenger: VersionWindow, gates: G
 
 
 def latency_gate(champion: VersionWindow, challenger: VersionWindow, gates: GateSpec) -> dict[str, Any]:
-    """Fail when challenger p99 / champion p99 exceeds ``max_p99_ratio`` (histogram p99s, ~5% resolution).
+    """Fail when challenger p99 / champion p99 exceeds ``max_p99_ratio`` (histogram p99s, ~5% resolution) and the
+    challenger's p99 is more than ``p99_slack_ms`` above the champion's.
 
     Example:
         >>> a, b = VersionWindow(), VersionWindow()
@@ -354,8 +355,10 @@ def latency_gate(champion: VersionWindow, challenger: VersionWindow, gates: Gate
         who = "champion" if champ is None else "challenger"
         return _gate("p99_latency", "waiting", champ, chall, limit, f"p99_latency waiting for {who} latencies")
     ratio = chall / champ
-    status = "fail" if ratio > limit + _EPS else "pass"
-    message = f"p99_latency {chall:.1f} ms vs {champ:.1f} ms (x{ratio:.2f}, limit x{limit:.2f})"
+    slower = ratio > limit + _EPS and chall - champ > gates.p99_slack_ms
+    status = "fail" if slower else "pass"
+    bound = f"limit x{limit:.2f} and +{gates.p99_slack_ms:g} ms"
+    message = f"p99_latency {chall:.1f} ms vs {champ:.1f} ms (x{ratio:.2f}, {bound})"
     return _gate("p99_latency", status, champ, chall, limit, message)
 
 

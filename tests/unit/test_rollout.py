@@ -142,6 +142,14 @@ def test_latency_gate_compares_p99s() -> None:
     assert latency_gate(champion, all_errors, GATES)["status"] == "waiting"
 
 
+def test_latency_gate_ignores_a_large_ratio_of_tiny_latencies() -> None:
+    """1 ms against 3 ms is x3 but 2 ms: below the slack (5 ms by default), not a slower model."""
+    fast = latency_gate(window(latency_ms=1.0), window(latency_ms=3.0), GATES)
+    assert fast["status"] == "pass" and "+5 ms" in fast["message"]
+    strict = GATES.model_copy(update={"p99_slack_ms": 0.0})
+    assert latency_gate(window(latency_ms=1.0), window(latency_ms=3.0), strict)["status"] == "fail"
+
+
 def test_prediction_shift_gate_uses_ks_for_numbers_and_js_for_classes() -> None:
     rng = np.random.default_rng(1)
     champion, same, shifted = VersionWindow(), VersionWindow(), VersionWindow()
