@@ -214,8 +214,8 @@ class GateSpec(BaseModel):
         5.0,
         ge=0,
         le=60_000,
-        description="The latency gate fails only when the challenger's p99 is also this many ms above the champion's: "
-        "behind HAProxy a champion answers in a millisecond or two, where a 2x ratio is scheduling noise.",
+        description="The latency gate's limit is also at least this many ms above the champion's p99: a champion that "
+        "answers in a millisecond or two makes a 2x ratio scheduling noise.",
     )
     max_prediction_shift: float = Field(
         0.2,

@@ -59,6 +59,7 @@ __all__ = [
     "FINAL_STATES",
     "LABEL_GATES",
     "MAX_STEP_FACTOR",
+    "P99_SIGNIFICANCE",
     "Decision",
     "Gate",
     "RolloutState",
@@ -104,6 +105,10 @@ _LAT_LOG_GROWTH = math.log(_LAT_GROWTH)
 _LAT_BINS = 170
 _RESERVOIR = 2_000
 _MAX_CLASSES = 20  # integer-valued predictions with at most this many distinct values are class labels
+# The latency gate fails only when the challenger's share of requests slower than its limit is above 1% at this
+# significance (one-sided binomial test): the p99 of a few dozen requests is their slowest one, and one scheduling
+# hiccup of a busy machine must not roll a rollout back, while a challenger slower on every request fails at once.
+P99_SIGNIFICANCE = 0.01
 _EPS = 1e-12
 
 
@@ -224,6 +229,19 @@ class VersionWindow:
                 return _LAT_BASE_MS / 2 if k == 0 else _LAT_BASE_MS * _LAT_GROWTH ** (k - 0.5)
         return None  # unreachable: the counts add up to latency_count
 
+    def count_above(self, threshold_ms: float) -> int:
+        """Latencies certainly above ``threshold_ms``: those in bins that start at or above it.
+
+        Example:
+            >>> w = VersionWindow(); w.add_latency(5.0); w.add_latency(50.0); w.count_above(20.0)
+            1
+        """
+        if threshold_ms <= 0:
+            return sum(self.latency_bins[1:])
+        # the first bin k >= 1 whose start, 0.1 * 1.1**(k-1) ms, is at or above the threshold
+        first = 1 + math.ceil(math.log(threshold_ms / _LAT_BASE_MS) / _LAT_LOG_GROWTH - 1e-9)
+        return sum(self.latency_bins[max(1, first) :])
+
     def p50(self) -> float | None:
         """Median latency, ms (None without latencies).
 
@@ -337,29 +355,39 @@ def error_rate_gate(champion: VersionWindow, challenger: VersionWindow, gates: G
 
 
 def latency_gate(champion: VersionWindow, challenger: VersionWindow, gates: GateSpec) -> dict[str, Any]:
-    """Fail when challenger p99 / champion p99 exceeds ``max_p99_ratio`` (histogram p99s, ~5% resolution) and the
-    challenger's p99 is more than ``p99_slack_ms`` above the champion's.
+    """Fail when the challenger's p99 is above its limit, the champion's p99 times ``max_p99_ratio`` and at least
+    ``p99_slack_ms`` more, and more than 1% of its requests are slower than that limit with 99% confidence
+    (:data:`P99_SIGNIFICANCE`). Percentiles come from the windows' histograms (~5% resolution).
 
     Example:
         >>> a, b = VersionWindow(), VersionWindow()
         >>> for _ in range(50): a.add(200, 10.0); b.add(200, 30.0)
-        >>> latency_gate(a, b, GateSpec())["status"]
-        'fail'
+        >>> latency_gate(a, b, GateSpec())["message"]
+        'p99_latency 29.0 ms vs 10.2 ms (x2.85; limit 20.4 ms: x2.00 and +5 ms; 50 of 50 requests above it)'
     """
+    from scipy.stats import binom
+
     waiting = _waiting_for_requests("p99_latency", challenger, gates)
     if waiting:
         return waiting
     champ, chall = champion.p99(), challenger.p99()
-    limit = gates.max_p99_ratio
+    ratio_limit = gates.max_p99_ratio
     if champ is None or chall is None:
         who = "champion" if champ is None else "challenger"
-        return _gate("p99_latency", "waiting", champ, chall, limit, f"p99_latency waiting for {who} latencies")
-    ratio = chall / champ
-    slower = ratio > limit + _EPS and chall - champ > gates.p99_slack_ms
-    status = "fail" if slower else "pass"
-    bound = f"limit x{limit:.2f} and +{gates.p99_slack_ms:g} ms"
-    message = f"p99_latency {chall:.1f} ms vs {champ:.1f} ms (x{ratio:.2f}, {bound})"
-    return _gate("p99_latency", status, champ, chall, limit, message)
+        return _gate("p99_latency", "waiting", champ, chall, ratio_limit, f"p99_latency waiting for {who} latencies")
+    limit_ms = max(ratio_limit * champ, champ + gates.p99_slack_ms)
+    message = (
+        f"p99_latency {chall:.1f} ms vs {champ:.1f} ms (x{chall / champ:.2f}; limit {limit_ms:.1f} ms: "
+        f"x{ratio_limit:.2f} and +{gates.p99_slack_ms:g} ms"
+    )
+    if chall <= limit_ms + _EPS:
+        return _gate("p99_latency", "pass", champ, chall, ratio_limit, message + ")")
+    above, n = challenger.count_above(limit_ms), challenger.latency_count
+    significant = float(binom.sf(above - 1, n, 0.01)) < P99_SIGNIFICANCE
+    if significant:
+        return _gate("p99_latency", "fail", champ, chall, ratio_limit, f"{message}; {above} of {n} requests above it)")
+    message += f"; only {above} of {n} requests above it, not significantly more than 1%)"
+    return _gate("p99_latency", "pass", champ, chall, ratio_limit, message)
 
 
 def _is_number(v: object) -> bool:

@@ -136,7 +136,7 @@ def test_latency_gate_compares_p99s() -> None:
     champion = window(latency_ms=10.0)
     assert latency_gate(champion, window(latency_ms=15.0), GATES)["status"] == "pass"
     slow = latency_gate(champion, window(latency_ms=30.0), GATES)
-    assert slow["status"] == "fail" and "limit x2.00" in slow["message"]
+    assert slow["status"] == "fail" and "x2.00 and +5 ms; 100 of 100 requests above it" in slow["message"]
     assert latency_gate(champion, window(requests=10), GATES)["status"] == "waiting"
     all_errors = window(errors=100)
     assert latency_gate(champion, all_errors, GATES)["status"] == "waiting"
@@ -148,6 +148,30 @@ def test_latency_gate_ignores_a_large_ratio_of_tiny_latencies() -> None:
     assert fast["status"] == "pass" and "+5 ms" in fast["message"]
     strict = GATES.model_copy(update={"p99_slack_ms": 0.0})
     assert latency_gate(window(latency_ms=1.0), window(latency_ms=3.0), strict)["status"] == "fail"
+
+
+def test_latency_gate_needs_significantly_more_than_one_percent_of_slow_requests() -> None:
+    """A few hiccups make the p99 of a small window its slowest request; they must not roll back a rollout."""
+    champion = window(latency_ms=4.0)
+
+    def challenger(slow: int, n: int = 100) -> VersionWindow:
+        w = window(requests=n - slow, latency_ms=4.0, seed=3)
+        for _ in range(slow):
+            w.add(200, 20.0)
+        return w
+
+    hiccups = latency_gate(champion, challenger(3), GATES)
+    assert hiccups["challenger"] > 2 * hiccups["champion"]  # the p99 alone is over the limit (x2, +5 ms)
+    assert hiccups["status"] == "pass" and "only 3 of 100 requests above it" in hiccups["message"]
+    assert latency_gate(champion, challenger(5), GATES)["status"] == "fail"  # P(>= 5 of 100 | 1%) = 0.003
+    assert latency_gate(champion, challenger(30, n=1000), GATES)["status"] == "fail"  # 3% of many requests
+
+
+def test_count_above_counts_bins_that_start_at_or_above_the_threshold() -> None:
+    w = VersionWindow()
+    for x in (0.05, 1.0, 5.0, 50.0, 500.0):
+        w.add_latency(x)
+    assert [w.count_above(t) for t in (0.0, 2.0, 40.0, 600.0, 1e12)] == [4, 3, 2, 0, 0]
 
 
 def test_prediction_shift_gate_uses_ks_for_numbers_and_js_for_classes() -> None:
