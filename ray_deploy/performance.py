@@ -627,15 +627,16 @@ class LabelJoin:
                 counts[version] = counts.get(version, 0) + 1
         return counts
 
-    def outcomes(self, version: str, now: float) -> list[float]:
+    def outcomes(self, version: str, now: float, since: float | None = None) -> list[float]:
         """Per labelled prediction of ``version`` in the window: 1.0 when right, else 0.0 (classification), or
-        minus the absolute error (regression), so higher is better; what an A/B test compares.
+        minus the absolute error (regression), so higher is better; what an A/B test compares. With ``since``,
+        only labels that arrived from then on.
 
         Example:
-            >>> join.outcomes("3", now=time.time())[:4]
+            >>> join.outcomes("3", now=time.time(), since=ab_test_began)[:4]
             [1.0, 1.0, 0.0, 1.0]
         """
-        cutoff = now - self.window_s
+        cutoff = now - self.window_s if since is None else max(now - self.window_s, since)
         out: list[float] = []
         for (_, _, pair_version), (t, prediction, label) in self._pairs.items():
             if pair_version != version or t < cutoff:

@@ -254,12 +254,15 @@ class Monitor:
         self._fairness = (now, (sensitive, since), fairness)
         return fairness
 
-    def rollout_outcomes(self, metric: str, versions: list[str]) -> dict[str, list[float]]:
-        """Per-request outcomes per version for an A/B test (``error_rate``, ``latency_ms`` or a label metric)."""
+    def rollout_outcomes(self, metric: str, versions: list[str], since: float | None = None) -> dict[str, list[float]]:
+        """Per-request outcomes per version for an A/B test (``error_rate``, ``latency_ms`` or a label metric),
+        from the test's start on: labels that arrived before ``since`` (default: when the rollout began) belong to
+        earlier traffic and are left out."""
         if metric in ("error_rate", "latency_ms"):
             return {v: self.rollouts.outcomes_of(metric, v) for v in versions}
         watch = self._require_watch()
-        return {v: watch.labels.outcomes(v, time.time()) for v in versions}
+        began = self._rollout_began if since is None else float(since)
+        return {v: watch.labels.outcomes(v, time.time(), since=began) for v in versions}
 
     def set_rollout(self, section: dict[str, Any] | None, active: bool) -> None:
         """The controller's latest rollout section (shown in the status document)."""

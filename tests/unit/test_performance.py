@@ -171,6 +171,16 @@ def test_a_shadow_version_of_the_same_request_is_judged_too() -> None:
     assert join.forget(["r1"]) == 4 and join.labelled == 0
 
 
+def test_outcomes_since_leave_out_labels_that_arrived_before_an_ab_test_began() -> None:
+    join = LabelJoin()
+    for rid, prediction in [("early", 1), ("during-right", 1), ("during-wrong", 0)]:
+        join.add_predictions(_frame(rid, [prediction]))
+    join.add_labels(["early"], [1], now=T0)
+    join.add_labels(["during-right", "during-wrong"], [1, 1], now=T0 + 10)
+    assert join.outcomes("1", now=T0 + 20) == [1.0, 1.0, 0.0]
+    assert join.outcomes("1", now=T0 + 20, since=T0 + 5) == [1.0, 0.0]
+
+
 def test_relabelling_replaces_the_earlier_label() -> None:
     join = LabelJoin()
     join.add_predictions(_frame("r1", [1]))
