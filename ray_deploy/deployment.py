@@ -668,10 +668,22 @@ def _roll_out(
     app = build_model_app(name, version, kind, options, settings, dashboard_url, monitoring, rollout)
     started = time.time()
     run_app(app, name=name, route_prefix=f"{MODEL_ROUTE}{name}")
-    _wait_until_serving(name, version, started, timeout_s, progress)
+    challenger = str(rollout["challenger"]) if rollout is not None else None
+    _wait_until_serving(name, version, started, timeout_s, progress, challenger)
 
 
-def _wait_until_serving(name: str, version: str, started: float, timeout_s: float, progress: _Progress | None) -> None:
+INGRESS_WAIT_S = 10.0  # at most this long for HAProxy to route a new app, after its replicas answer
+
+
+def _wait_until_serving(
+    name: str,
+    version: str,
+    started: float,
+    timeout_s: float,
+    progress: _Progress | None,
+    challenger: str | None = None,
+) -> None:
+    """Wait until a replica serves ``version`` and splits to ``challenger`` (None: no split), or raise."""
     from ray import serve
 
     deadline = started + timeout_s
@@ -689,7 +701,8 @@ def _wait_until_serving(name: str, version: str, started: float, timeout_s: floa
                 answer = _result(serve.get_app_handle(name).ready.remote(), timeout_s=30)
             except Exception as exc:  # a replica may still be swapping versions
                 answer = {"error": str(exc)}
-            if answer.get("version") == version:
+            if answer.get("version") == version and answer.get("challenger") == challenger:
+                _wait_for_ingress(name, min(deadline, time.time() + INGRESS_WAIT_S))
                 return
         if progress is not None:
             progress.note(_failure_message(app) or status.lower())
@@ -699,6 +712,26 @@ def _wait_until_serving(name: str, version: str, started: float, timeout_s: floa
                 f"(state {status}): {_failure_message(app)}"
             )
         time.sleep(0.1)
+
+
+def _wait_for_ingress(name: str, deadline: float) -> None:
+    """Wait (bounded) until the local head's HAProxy routes HTTP to ``name``: it takes a new app's route a second or
+    so after Serve reports the app running, and the first request must not wait for that. Any answer of the model
+    server itself (200, or 401/403 to this request without a key) shows the route is live; HAProxy's own 404/503
+    do not."""
+    import requests
+
+    settings = Settings.from_env()
+    if not settings.direct_ingress or not cluster_info().local:
+        return
+    url = f"{settings.endpoint}{MODEL_ROUTE}{name}/ready"
+    while time.time() < deadline:
+        try:
+            if requests.get(url, timeout=5).status_code in (200, 401, 403):
+                return
+        except requests.RequestException:
+            return  # the endpoint does not answer from here: nothing to wait for
+        time.sleep(0.05)
 
 
 def _root_cause(details: str) -> str:

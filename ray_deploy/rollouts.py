@@ -362,14 +362,14 @@ def switch_to(name: str, version: str, rollout: dict[str, Any] | None = None) ->
     config = Deployment(name)._user_config()
     info = MlflowClient().get_model_version(name, version)
     kind = registry_kind((info.tags or {}).get("ray_deploy.model_kind", "uri"), version, name)
-    _roll_out(
-        name,
-        version,
-        kind,
-        DeployOptions(**config.get("options", {})),
-        monitoring=_monitoring_of(config),
-        rollout=rollout,
-    )
+    options, monitoring = DeployOptions(**config.get("options", {})), _monitoring_of(config)
+    ending = config.get("rollout")
+    if rollout is None and ending:
+        # Two steps: first the champion serves ``version`` and sends nothing more to the challenger, then the
+        # challenger's replicas go. In one step a request the champion forwarded just before would wait for a
+        # challenger replica that is no longer there (seconds, until one starts again).
+        _roll_out(name, version, kind, options, monitoring=monitoring, rollout={**ending, "share": 0.0})
+    _roll_out(name, version, kind, options, monitoring=monitoring, rollout=rollout)
     set_champion(name, version)
     _drop_challenger_alias(name)
 
@@ -481,7 +481,7 @@ class RolloutController:
             )
         if self.state.mode == "ab":
             outcomes = await self._monitor().rollout_outcomes.remote(
-                self.metric, [self.state.champion, self.state.challenger]
+                self.metric, [self.state.champion, self.state.challenger], self.state.started_at
             )
             a, b = outcomes[self.state.champion], outcomes[self.state.challenger]
             if len(a) >= 2 and len(b) >= 2:

@@ -76,11 +76,17 @@ class Rollout:
     mode: str
     share: float
     sticky_header: str | None = None
+    challenger: str = ""
 
     @classmethod
     def from_config(cls, config: dict[str, Any]) -> Rollout:
         header = config.get("sticky_header")
-        return cls(str(config["mode"]), float(config["share"]), header.lower() if header else None)
+        return cls(
+            str(config["mode"]),
+            float(config["share"]),
+            header.lower() if header else None,
+            str(config.get("challenger") or ""),
+        )
 
 
 def _rejected_field(exc: RayDeployError) -> str | None:
@@ -109,6 +115,9 @@ class ModelServer:
         self._metrics = RequestMetrics(name)
         self._challenger = challenger
         self._rollout: Rollout | None = None
+        # the challenger version that answered ready: the split sends nothing to a challenger still starting
+        self._challenger_ready: str | None = None
+        self._challenger_watch: asyncio.Task[None] | None = None
 
     async def reconfigure(self, config: dict[str, Any]) -> None:
         """Load the configured version (if new) and apply options; the old model serves until then."""
@@ -121,6 +130,7 @@ class ModelServer:
         self._capture.configure(CaptureSpec(**config.get("capture", {})), str(config.get("salt", "")))
         rollout = config.get("rollout")
         self._rollout = Rollout.from_config(rollout) if rollout and self._challenger is not None else None
+        self._watch_challenger()
 
     # ---- the envelope ---------------------------------------------------------------------
 
@@ -198,11 +208,39 @@ class ModelServer:
 
     # ---- rollouts: the split, the challenger's share and shadow copies ------------------------------
 
+    def _watch_challenger(self) -> None:
+        """Start splitting once the rollout's challenger answers ``ready`` (its replicas start in seconds; until then
+        the champion answers everything, so no request waits for them)."""
+        wanted = self._rollout.challenger if self._rollout is not None else None
+        if wanted == self._challenger_ready:
+            return
+        self._challenger_ready = None
+        if self._challenger_watch is not None:
+            self._challenger_watch.cancel()
+            self._challenger_watch = None
+        if wanted is not None:
+            self._challenger_watch = asyncio.get_running_loop().create_task(self._await_challenger(wanted))
+
+    async def _await_challenger(self, version: str) -> None:
+        while True:
+            try:
+                answer = await self._challenger.ready.remote()
+                if answer.get("version") == version:
+                    self._challenger_ready = version
+                    log.info("%s: the challenger (version %s) is ready; the split starts", self.name, version)
+                    return
+            except Exception:  # not started yet, or still loading its version
+                pass
+            await asyncio.sleep(0.2)
+
     def _arm(self, route: Route | None, headers: Any) -> str | None:
         """Where this request goes during a rollout: "challenger", "shadow" (champion answers, a copy is
-        mirrored) or None (champion only). Requests naming a version are never split."""
+        mirrored) or None (champion only). Requests naming a version are never split, and nothing is split
+        before the challenger is ready."""
         rollout = self._rollout
-        if rollout is None or (route is not None and (route.action not in _DATA_ACTIONS or "version" in route.params)):
+        if rollout is None or rollout.challenger != self._challenger_ready:
+            return None
+        if route is not None and (route.action not in _DATA_ACTIONS or "version" in route.params):
             return None
         key = headers.get(rollout.sticky_header) if rollout.sticky_header else None
         if rollout.mode == "shadow":
@@ -269,9 +307,11 @@ class ModelServer:
         return _SHADOW_OF.get() or serve_api.request_id()
 
     async def ready(self) -> dict[str, Any]:
-        """Handle method: the version this replica serves (``deploy`` waits until it is the new one)."""
+        """Handle method: the version this replica serves and the challenger its split sends to, None without a
+        split or before the challenger is ready (``deploy`` and rollouts wait until both are the new ones)."""
         loaded = await self._pool.get(None)
-        return {"name": self.name, "version": loaded.version, "device": loaded.model.device}
+        challenger = self._challenger_ready if self._rollout is not None else None
+        return {"name": self.name, "version": loaded.version, "device": loaded.model.device, "challenger": challenger}
 
     # ---- the actions (one per route of the table) ---------------------------------------------
 
