@@ -51,7 +51,9 @@ def _start_prometheus(binary: str, metrics_port: int, folder: Path) -> tuple[sub
     """A real Prometheus on loopback scraping the metrics endpoint every second; returns it and a query function."""
     config = folder / "prometheus.yml"
     config.write_text(
-        "global:\n  scrape_interval: 1s\n  scrape_timeout: 1s\n"
+        # Ray's endpoint holds every Serve and core metric of the session (megabytes once many apps ran): the
+        # timeout must leave a busy machine time to render it, or every scrape fails and nothing arrives
+        "global:\n  scrape_interval: 5s\n  scrape_timeout: 5s\n"
         f"scrape_configs:\n  - job_name: ray\n    static_configs:\n      - targets: ['127.0.0.1:{metrics_port}']\n"
     )
     port = _free_port()
@@ -86,6 +88,13 @@ def _start_prometheus(binary: str, metrics_port: int, folder: Path) -> tuple[sub
     raise AssertionError(f"prometheus did not become ready; see {folder / 'prometheus.log'}")
 
 
+def _scrape_health(query: Query) -> dict[str, Any]:
+    """What Prometheus says of its last scrapes (``up`` and how long they took), for a failure's message."""
+    up = query("up")
+    took = query("scrape_duration_seconds")
+    return {"up": list(up.values()), "scrape_duration_s": list(took.values())}
+
+
 def _snapshot_from_prometheus(query: Query, name: str) -> dict[str, Any]:
     def by(label: str, metric: str) -> dict[str, float]:
         answer = query(f'sum by ({label}) ({metric}{{deployment="{name}"}})')
@@ -102,6 +111,7 @@ def _snapshot_from_prometheus(query: Query, name: str) -> dict[str, Any]:
         "latency_buckets": by("le", "ray_deploy_request_latency_ms_bucket"),
         "rows": total("ray_deploy_rows_total"),
         "rejected": total("ray_deploy_rejected_requests_total"),
+        "scrape": _scrape_health(query),
     }
 
 

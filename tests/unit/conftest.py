@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -36,3 +38,37 @@ def use_mlflow_store(folder: Path, monkeypatch: pytest.MonkeyPatch) -> str:
 def mlflow_store(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
     """A real MLflow sqlite store in a temp folder, used as ray-deploy's registry."""
     yield use_mlflow_store(tmp_path, monkeypatch)
+
+
+UNIT_KEY = "Bearer rdk_unit_s3cret"  # the one admin key of unit_keys
+
+
+async def unit_keys(revision: int) -> Any:
+    """A key store holding one admin key, :data:`UNIT_KEY` (the guard itself is tested in test_guard.py)."""
+    from ray_deploy.dataplane.guard import KeyRecord, KeyTable, digest_of
+
+    return KeyTable(True, {"unit": KeyRecord("unit", "unit", digest_of("s3cret"), ("admin",))}, 1)
+
+
+def iris_model_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
+    """A real ``ModelServer`` for "iris" without Ray, over a real registry: two registered versions, version 2
+    serving, a 10 kB body limit, :func:`unit_keys` as its key store. For module-scoped fixtures.
+
+    Example:
+        >>> @pytest.fixture(scope="module")
+        ... def server(tmp_path_factory): yield from iris_model_server(tmp_path_factory)
+    """
+    from ray_deploy.dataplane.guard import Guard
+    from ray_deploy.dataplane.ingress import ModelServer
+    from ray_deploy.registry import register
+    from tests.unit.models import iris, sklearn_model
+
+    with pytest.MonkeyPatch.context() as monkeypatch:
+        store = use_mlflow_store(tmp_path_factory.mktemp("store"), monkeypatch)
+        X, _ = iris()
+        register(sklearn_model(), "sklearn", "iris", sample_input=X[:5])
+        register(sklearn_model(), "sklearn", "iris", sample_input=X[:5])
+        server = ModelServer("iris", store)
+        server._guard = Guard("iris", fetch=unit_keys)
+        asyncio.run(server.reconfigure({"version": "2", "kind": "sklearn", "options": {"max_body_mb": 0.01}}))
+        yield server

@@ -22,34 +22,20 @@ from ray_deploy import serve_api
 from ray_deploy.dataplane.grpc_v2 import server as grpc_server
 from ray_deploy.dataplane.grpc_v2.directory import ModelDirectory, answering
 from ray_deploy.dataplane.grpc_v2.protocol import pb2, pb2_grpc
-from ray_deploy.dataplane.guard import Guard, KeyRecord, KeyTable, digest_of
+from ray_deploy.dataplane.guard import Guard
 from ray_deploy.dataplane.ingress import ModelServer
 from ray_deploy.dataplane.server_info import ServerInfo
-from ray_deploy.registry import register
-from tests.unit.conftest import use_mlflow_store
-from tests.unit.models import iris, sklearn_model
+from tests.unit.conftest import UNIT_KEY, iris_model_server, unit_keys
 
-KEY = {"authorization": "Bearer rdk_unit_s3cret"}
+KEY = {"authorization": UNIT_KEY}
 METADATA = tuple(KEY.items())
 ROW = np.array([[6.5, 3.0, 5.5, 2.0]])
-
-
-async def _keys(revision: int) -> KeyTable:
-    return KeyTable(True, {"unit": KeyRecord("unit", "unit", digest_of("s3cret"), ("admin",))}, 1)
 
 
 @pytest.fixture(scope="module")
 def model_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ModelServer]:
     """One model server with two registered versions; a 10 kB body limit."""
-    with pytest.MonkeyPatch.context() as monkeypatch:
-        store = use_mlflow_store(tmp_path_factory.mktemp("store"), monkeypatch)
-        X, _ = iris()
-        register(sklearn_model(), "sklearn", "iris", sample_input=X[:5])
-        register(sklearn_model(), "sklearn", "iris", sample_input=X[:5])
-        srv = ModelServer("iris", store)
-        srv._guard = Guard("iris", fetch=_keys)
-        asyncio.run(srv.reconfigure({"version": "2", "kind": "sklearn", "options": {"max_body_mb": 0.01}}))
-        yield srv
+    yield from iris_model_server(tmp_path_factory)
 
 
 @pytest.fixture()
@@ -58,7 +44,7 @@ def info(model_server: ModelServer, monkeypatch: pytest.MonkeyPatch) -> ServerIn
     apps = {"iris": {"status": "RUNNING", "route_prefix": "/v2/models/iris"}}
     monkeypatch.setattr(serve_api, "serve_details", lambda: {"applications": apps})
     server_info = ServerInfo(grpc=False)
-    server_info._guard = Guard(None, fetch=_keys)
+    server_info._guard = Guard(None, fetch=unit_keys)
     handle = SimpleNamespace(http=SimpleNamespace(remote=model_server.http))  # a DeploymentHandle's shape
     server_info._directory = ModelDirectory(handle_of=lambda name: handle)
     return server_info

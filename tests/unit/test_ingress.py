@@ -10,12 +10,10 @@ from typing import Any
 import pytest
 from starlette.requests import Request
 
-from ray_deploy.dataplane.guard import Guard, KeyRecord, KeyTable, digest_of
 from ray_deploy.dataplane.ingress import ModelServer
 from ray_deploy.dataplane.server_info import ServerInfo
-from ray_deploy.registry import register
-from tests.unit.conftest import use_mlflow_store
-from tests.unit.models import iris, sklearn_model
+from tests.unit.conftest import UNIT_KEY, iris_model_server
+from tests.unit.models import iris
 
 
 def _request(method: str, path: str, body: bytes = b"", headers: dict[str, str] | None = None) -> Request:
@@ -40,26 +38,13 @@ def _request(method: str, path: str, body: bytes = b"", headers: dict[str, str] 
     return Request(scope, receive)
 
 
-KEY = {"Authorization": "Bearer rdk_unit_s3cret"}
-
-
-async def _keys(revision: int) -> KeyTable:
-    """The key store of these tests: one admin key (the guard itself is tested in test_guard.py)."""
-    return KeyTable(True, {"unit": KeyRecord("unit", "unit", digest_of("s3cret"), ("admin",))}, 1)
+KEY = {"Authorization": UNIT_KEY}
 
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ModelServer]:
     """One model server (two registered versions) for the module: every test leaves it as it found it."""
-    with pytest.MonkeyPatch.context() as monkeypatch:
-        store = use_mlflow_store(tmp_path_factory.mktemp("store"), monkeypatch)
-        X, _ = iris()
-        register(sklearn_model(), "sklearn", "iris", sample_input=X[:5])
-        register(sklearn_model(), "sklearn", "iris", sample_input=X[:5])
-        srv = ModelServer("iris", store)
-        srv._guard = Guard("iris", fetch=_keys)
-        asyncio.run(srv.reconfigure({"version": "2", "kind": "sklearn", "options": {"max_body_mb": 0.01}}))
-        yield srv
+    yield from iris_model_server(tmp_path_factory)
 
 
 def _call(srv: ModelServer, method: str, path: str, body: Any = None, raw: bytes | None = None) -> tuple[int, Any]:
