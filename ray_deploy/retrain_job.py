@@ -27,7 +27,15 @@ from typing import Any, Literal
 
 from ray_deploy.config import RetrainSpec, Settings
 from ray_deploy.errors import ConfigError, RayDeployError
-from ray_deploy.retraining import NAMESPACE, RESULT_ARTIFACT, SPEC_ARTIFACT, RetrainLock, lock_name, publish
+from ray_deploy.retraining import (
+    FINAL,
+    NAMESPACE,
+    RESULT_ARTIFACT,
+    SPEC_ARTIFACT,
+    RetrainLock,
+    lock_name,
+    publish,
+)
 
 log = logging.getLogger(__name__)
 
@@ -56,7 +64,7 @@ class Progress:
             self.section.update(fields, updated_at=now)
             if force or now - self._published >= PUBLISH_EVERY_S:
                 self._published = now
-                publish(self.name, dict(self.section))
+                publish(self.name, dict(self.section), wait=self.section.get("state") in FINAL)
 
     def trial(self, row: dict[str, Any]) -> None:
         """Put one trial's row in the section (new or updated), track the best so far, and publish."""

@@ -107,12 +107,17 @@ def pending_section(
     }
 
 
-def publish(name: str, section: dict[str, Any] | None) -> None:
-    """Put the retrain section in the deployment's status document (through its Monitor); never raises."""
+def publish(name: str, section: dict[str, Any] | None, wait: bool = False) -> None:
+    """Put the retrain section in the deployment's status document (through its Monitor); never raises.
+
+    ``wait``: return once the Monitor has it (a job's last word must not be lost when the job exits right after).
+    """
     from ray_deploy.serve_api import deployment_handle
 
     try:
-        deployment_handle(name, "Monitor").set_retrain.remote(section)
+        response = deployment_handle(name, "Monitor").set_retrain.remote(section)
+        if wait:
+            response.result(timeout_s=30)
     except Exception:  # the status document is a view: a missing Monitor must not fail the retrain
         log.warning("retrain of %s: could not publish its progress", name, exc_info=True)
 
@@ -440,6 +445,9 @@ def _reconciled(name: str, section: dict[str, Any]) -> dict[str, Any]:
     status = str(job.get("status", ""))
     if status not in ("STOPPED", "FAILED", "SUCCEEDED"):
         return section
+    recorded = _recorded(name, section["retrain_id"])
+    if recorded is not None and recorded["state"] in FINAL:  # the job ended its retrain; the live view lagged
+        return recorded
     state = "cancelled" if status == "STOPPED" else "failed"
     detail = str(job.get("message") or "").strip().splitlines()
     message = f"the Ray Job {section['retrain_id']} ended ({status}) before the retrain finished"
