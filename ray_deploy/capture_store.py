@@ -729,6 +729,18 @@ class CaptureStore:
                     self.fs.delete_dir(vdir)
         return deleted
 
+    def clear(self) -> None:
+        """Delete everything captured for this deployment (captures and labels), e.g. before a demo tells its story
+        again under the same name.
+
+        Example:
+            >>> store.clear(); store.read().empty
+            True
+        """
+        with self._lock:
+            if self.fs.get_file_info(self.base).type != pafs.FileType.NotFound:
+                self.fs.delete_dir(self.base)
+
     def size(self) -> dict[str, int]:
         """Files and bytes stored, from one listing (no file is opened).
 

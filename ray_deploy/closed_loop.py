@@ -147,6 +147,7 @@ def run(
     def step(text: str) -> None:
         say(f"[{time.perf_counter() - started:5.1f} s] {text}")
 
+    _start_afresh(name)
     X, y = concept_data(2000, seed=1)
     model = champion_model(X, y)
     dep = ray_deploy.deploy(
@@ -219,6 +220,18 @@ def run(
     )
     facts["seconds"] = time.perf_counter() - started
     return facts
+
+
+def _start_afresh(name: str) -> None:
+    """Delete an earlier run's deployment and its captured traffic, so a rerun tells the same story: a retrain reads
+    every labelled row captured under the name, and an earlier run's drifted rows would outweigh the reference."""
+    import ray_deploy
+    from ray_deploy.capture_store import CaptureStore
+    from ray_deploy.config import Settings
+
+    if name in {d["name"] for d in ray_deploy.list_deployments()}:
+        ray_deploy.delete(name)
+    CaptureStore(Settings.from_env().capture_uri, name).clear()
 
 
 def drift_state(dep: Any) -> str | None:

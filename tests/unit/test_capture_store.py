@@ -181,6 +181,17 @@ def test_expire_deletes_only_hours_older_than_the_retention(tmp_path: Path) -> N
     assert store.expire(now, retention_days=2) == 0
 
 
+def test_clear_deletes_one_deployments_captures_and_labels_only(tmp_path: Path) -> None:
+    store, neighbour = CaptureStore(str(tmp_path), "iris"), CaptureStore(str(tmp_path), "churn")
+    for s in (store, neighbour):
+        s.write(capture_batch([_request("r1", H0, "1")]))
+        s.write_labels(["r1"], [0], [1], t=H0 + 60)
+    store.clear()
+    assert store.read().empty and store.labels().empty and not (tmp_path / "iris").exists()
+    assert neighbour.read()["request_id"].tolist() == ["r1"] and len(neighbour.labels()) == 1
+    store.clear()  # nothing left: still fine
+
+
 def test_pyarrow_uri_and_relative_paths_work(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     by_uri = CaptureStore(f"file://{tmp_path}", "iris")
     by_uri.write(capture_batch([_request("a", H0)]))
