@@ -310,8 +310,12 @@ class ModelServer:
         """Handle method: the version this replica serves and the challenger its split sends to, None without a
         split or before the challenger is ready (``deploy`` and rollouts wait until both are the new ones)."""
         loaded = await self._pool.get(None)
-        challenger = self._challenger_ready if self._rollout is not None else None
-        return {"name": self.name, "version": loaded.version, "device": loaded.model.device, "challenger": challenger}
+        return {
+            "name": self.name,
+            "version": loaded.version,
+            "device": loaded.model.device,
+            "challenger": self._challenger_ready,  # None without a rollout: _watch_challenger resets it
+        }
 
     # ---- the actions (one per route of the table) ---------------------------------------------
 

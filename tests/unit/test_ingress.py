@@ -133,3 +133,61 @@ def test_server_info_routes_without_cluster() -> None:
     }
     response = asyncio.run(info(Request(scope)))
     assert response.status_code == 200 and json.loads(bytes(response.body)) == {"live": True}
+
+
+class _Method:
+    """One method of a DeploymentHandle: ``.remote(...)`` returns an awaitable of ``answer(...)``."""
+
+    def __init__(self, answer: Any) -> None:
+        self.answer, self.calls = answer, 0
+
+    def remote(self, *args: Any) -> Any:
+        self.calls += 1
+
+        async def result() -> Any:
+            return self.answer(*args)
+
+        return result()
+
+
+def test_the_split_starts_only_once_the_challenger_is_ready(server: ModelServer) -> None:
+    """A request forwarded to a challenger that is still starting would wait seconds for it: until the challenger
+    answers ``ready`` with the rollout's version, the champion answers everything, and ``ready()`` says so."""
+    X, _ = iris()
+    body = json.dumps({"instances": X[:1].to_dict(orient="records")}).encode()
+    starting = {"ready": False}
+
+    def challenger_ready() -> dict[str, str]:
+        if not starting["ready"]:
+            raise RuntimeError("no replica yet")
+        return {"version": "1"}
+
+    challenger = type("Handle", (), {})()
+    challenger.ready = _Method(challenger_ready)
+    challenger.answer = _Method(lambda *args: (200, b'{"model_version": "1"}', {}))
+    config = {"version": "2", "kind": "sklearn", "options": {"max_body_mb": 0.01}}
+    rollout = {"mode": "canary", "challenger": "1", "kind": "sklearn", "share": 1.0}
+
+    async def story() -> None:
+        server._challenger = challenger
+        try:
+            await server.reconfigure({**config, "rollout": rollout})
+            answer = await server(_request("POST", "/predict", body))
+            assert json.loads(bytes(answer.body))["model_version"] == "2"  # the champion's, not forwarded
+            assert challenger.answer.calls == 0 and (await server.ready())["challenger"] is None
+            starting["ready"] = True
+            for _ in range(50):  # the watch asks again every 0.2 s
+                if (await server.ready())["challenger"] == "1":
+                    break
+                await asyncio.sleep(0.1)
+            answer = await server(_request("POST", "/predict", body))
+            assert json.loads(bytes(answer.body))["model_version"] == "1" and challenger.answer.calls == 1
+            await server.reconfigure(config)  # the rollout ends: nothing is split, ready() names no challenger
+            assert (await server.ready())["challenger"] is None
+            answer = await server(_request("POST", "/predict", body))
+            assert json.loads(bytes(answer.body))["model_version"] == "2" and challenger.answer.calls == 1
+        finally:
+            server._challenger = None
+            await server.reconfigure(config)
+
+    asyncio.run(story())
