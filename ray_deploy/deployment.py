@@ -662,13 +662,14 @@ def _roll_out(
     timeout_s: float = 600.0,
     progress: _Progress | None = None,
 ) -> None:
-    from ray_deploy.dataplane.apps import build_model_app
+    from ray_deploy.dataplane.apps import artifact_sources, build_model_app
 
     settings, dashboard_url = Settings.from_env(), cluster_info().dashboard_url
-    app = build_model_app(name, version, kind, options, settings, dashboard_url, monitoring, rollout)
+    challenger = str(rollout["challenger"]) if rollout is not None else None
+    sources = artifact_sources(name, version, *([challenger] if challenger is not None else []))
+    app = build_model_app(name, version, kind, options, settings, dashboard_url, monitoring, rollout, sources)
     started = time.time()
     run_app(app, name=name, route_prefix=f"{MODEL_ROUTE}{name}")
-    challenger = str(rollout["challenger"]) if rollout is not None else None
     _wait_until_serving(name, version, started, timeout_s, progress, challenger)
 
 

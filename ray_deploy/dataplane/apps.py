@@ -14,7 +14,8 @@ from __future__ import annotations
 
 import hashlib
 import json
-from dataclasses import dataclass, field
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from ray_deploy import serve_api
@@ -22,6 +23,7 @@ from ray_deploy.config import CaptureSpec, DeployOptions, DriftSpec, Settings
 from ray_deploy.dataplane.explainer import Explainer
 from ray_deploy.dataplane.ingress import ModelServer
 from ray_deploy.dataplane.monitor import Monitor
+from ray_deploy.dataplane.served_model import ArtifactSource, artifact_source
 from ray_deploy.dataplane.server_info import ServerInfo
 
 
@@ -55,11 +57,13 @@ def build_model_app(
     dashboard_url: str = "",
     monitoring: Monitoring | None = None,
     rollout: dict[str, Any] | None = None,
+    sources: Mapping[str, ArtifactSource] | None = None,
 ) -> Any:
     """The Serve application of one deployment: a ``ModelServer`` fed by a ``Monitor``.
 
     ``rollout`` (``{"mode", "challenger", "kind", "share", "sticky_header", "rollout_id"}``) gives the ``Challenger``
-    deployment replicas serving the challenger version; without one it has none.
+    deployment replicas serving the challenger version; without one it has none. ``sources`` (version ->
+    :class:`ArtifactSource`, from :func:`artifact_sources`) let replicas load without opening the registry.
     """
     from ray import serve
 
@@ -77,6 +81,7 @@ def build_model_app(
         "kind": kind,
         "options": options.model_dump(mode="json"),
         **(monitoring or Monitoring()).user_config(),
+        **_artifacts(version, sources),
     }
     monitor = serve.deployment(
         name="Monitor", num_replicas=1, ray_actor_options={"num_cpus": 0}, user_config=user_config
@@ -91,7 +96,9 @@ def build_model_app(
     )(Explainer)
     challenger_config = {**user_config, "role": "challenger"}
     if rollout is not None:
-        challenger_config.update(version=rollout["challenger"], kind=rollout["kind"])
+        challenger_config.pop("artifacts", None)
+        version_b = str(rollout["challenger"])
+        challenger_config.update(version=version_b, kind=rollout["kind"], **_artifacts(version_b, sources))
     challenger = serve.deployment(
         name="Challenger",
         ray_actor_options=actor_options,
@@ -126,6 +133,22 @@ def build_model_app(
         explainer.bind(name, settings.mlflow_uri),
         challenger.bind(name, settings.mlflow_uri, monitor_handle),
     )
+
+
+def artifact_sources(name: str, *versions: str) -> dict[str, ArtifactSource]:
+    """The :class:`ArtifactSource` of each of ``versions`` that has a recorded digest, for :func:`build_model_app`.
+
+    Example:
+        >>> artifact_sources("iris", "3")["3"].sha256
+        '9b1c...'
+    """
+    found = {version: artifact_source(name, version) for version in versions}
+    return {version: source for version, source in found.items() if source is not None}
+
+
+def _artifacts(version: str, sources: Mapping[str, ArtifactSource] | None) -> dict[str, Any]:
+    source = (sources or {}).get(version)
+    return {} if source is None else {"artifacts": asdict(source)}
 
 
 def code_version(name: str, settings: Settings) -> str:

@@ -43,7 +43,7 @@ from ray_deploy.dataplane.outputs import output_tensors, to_jsonable
 from ray_deploy.dataplane.predictor import Predictor
 from ray_deploy.dataplane.routes import MODEL_PREFIX, MODEL_ROUTES, Route, check_query, match
 from ray_deploy.dataplane.schema import InputSchema
-from ray_deploy.dataplane.served_model import Loaded, VersionPool, versions
+from ray_deploy.dataplane.served_model import ArtifactSource, Loaded, VersionPool, versions
 from ray_deploy.dataplane.split import choose
 from ray_deploy.errors import BadRequest, NotReady, RayDeployError
 from ray_deploy.status import Sample
@@ -121,7 +121,10 @@ class ModelServer:
 
     async def reconfigure(self, config: dict[str, Any]) -> None:
         """Load the configured version (if new) and apply options; the old model serves until then."""
-        await self._pool.serve(str(config["version"]), str(config.get("kind", "pyfunc")))
+        source = config.get("artifacts")  # resolved by the deploy; absent for a version without a recorded digest
+        await self._pool.serve(
+            str(config["version"]), str(config.get("kind", "pyfunc")), ArtifactSource(**source) if source else None
+        )
         is_torch = self._pool.current is not None and self._pool.current.model.flavor == "torch"
         options = DeployOptions(**config.get("options", {}))
         self._predictor.configure(options, is_torch)

@@ -8,6 +8,10 @@ Integrity: a version's artifacts are downloaded to a local folder and their dige
 in them is unpickled; a mismatch raises :class:`IntegrityError`. A version registered outside ray-deploy (no
 recorded digest) is trusted on first use: its digest is recorded then, and checked from then on.
 
+A deploy resolves the served version's :class:`ArtifactSource` (where its artifacts are stored and their recorded
+digest) and sends it in the ``user_config``: a starting replica then downloads and verifies without opening the
+registry's store (importing MLflow's SQL store is about a second of a replica's start).
+
 Example:
     >>> served = load_for_serving(model_uri("iris", "3"), kind="sklearn")
     >>> served.predict(X[:2])
@@ -20,6 +24,7 @@ import asyncio
 import contextlib
 import logging
 import os
+import platform
 import shutil
 import tempfile
 from collections import OrderedDict
@@ -48,6 +53,8 @@ class ServedModel:
     impl: Any
     signature: Any = None
     device: str = "cpu"
+    path: str = ""
+    """The verified local copy of the version's artifacts."""
 
     def predict(self, data: Any, params: dict[str, Any] | None = None) -> Any:
         """Run the model; torch models run under ``torch.inference_mode()`` on the replica's device.
@@ -84,12 +91,36 @@ class Loaded:
         self.outputs = describe_outputs(signature.outputs if signature is not None else None)
 
 
-def load_for_serving(uri: str, kind: str | None = None) -> ServedModel:
+@dataclass(frozen=True)
+class ArtifactSource:
+    """Where a registered version's artifacts are stored (a download URI) and their recorded sha256 digest.
+
+    Example:
+        >>> artifact_source("iris", "3")
+        ArtifactSource(uri='/home/me/.ray_deploy/artifacts/1/models/m-1f2e/artifacts', sha256='9b1c...')
+    """
+
+    uri: str
+    sha256: str
+
+
+def artifact_source(name: str, version: str) -> ArtifactSource | None:
+    """The stored artifacts of ``name`` version ``version`` with their recorded digest; None for a version without
+    one (registered outside ray-deploy: the replica then trusts it on first use, see :func:`fetch_verified`)."""
+    from mlflow import MlflowClient
+
+    client = MlflowClient()
+    digest = (client.get_model_version(name, version).tags or {}).get(DIGEST_TAG)
+    return None if digest is None else ArtifactSource(client.get_model_version_download_uri(name, version), digest)
+
+
+def load_for_serving(uri: str, kind: str | None = None, source: ArtifactSource | None = None) -> ServedModel:
     """Load a registered model after verifying its artifacts; torch models go to the GPU when this process was
     given one.
 
     ``uri`` is ``models:/<name>/<version>``. ``kind`` is the family resolved at deploy time (``torch`` or anything
-    else for pyfunc); None reads it from the model's flavors (for versions other than the one deployed).
+    else for pyfunc); None reads it from the model's flavors (for versions other than the one deployed). ``source``
+    (resolved at deploy time) spares the registry look-up.
 
     Example:
         >>> load_for_serving("models:/net/1", kind="torch").device
@@ -98,8 +129,9 @@ def load_for_serving(uri: str, kind: str | None = None) -> ServedModel:
     import mlflow
 
     name, version = _name_version(uri)
-    local = str(fetch_verified(name, version))
-    info = mlflow.models.get_model_info(local)  # the MLmodel file: YAML, nothing unpickled
+    local = str(fetch_verified(name, version, source=source))
+    # the MLmodel file: YAML, nothing unpickled (get_model_info would also open the tracking store)
+    info = mlflow.models.Model.load(os.path.join(local, "MLmodel"))
     if kind is None:
         kind = "torch" if "pytorch" in info.flavors else "pyfunc"
     if kind == "torch":
@@ -109,28 +141,61 @@ def load_for_serving(uri: str, kind: str | None = None) -> ServedModel:
         # a whole pickled module (not a state dict), loaded only after the digest check above
         module = mlflow.pytorch.load_model(local, map_location=device)
         module.eval()
-        return ServedModel(uri, "torch", module, info.signature, device)
-    return ServedModel(uri, "pyfunc", mlflow.pyfunc.load_model(local), info.signature)
+        return ServedModel(uri, "torch", module, info.signature, device, local)
+    # MLflow's environment checks read every installed package's metadata (~0.5 s): they run once the version
+    # serves, see warn_environment_mismatches
+    model = mlflow.pyfunc.load_model(local, suppress_warnings=True)
+    return ServedModel(uri, "pyfunc", model, info.signature, path=local)
 
 
-def fetch_verified(name: str, version: str, dst: Path | None = None) -> Path:
+def warn_environment_mismatches(path: str) -> list[str]:
+    """Log (as MLflow's pyfunc loader does) when this process's Python or packages differ from those a model
+    version recorded; returns the requirements checked.
+
+    Example:
+        >>> warn_environment_mismatches("/tmp/ray-deploy-iris-v3-x1y2/")
+        ['mlflow==3.1.0', 'scikit-learn==1.7.0']
+    """
+    from mlflow.models import Model
+    from mlflow.utils.requirements_utils import warn_dependency_requirement_mismatches
+
+    folder = Path(path)
+    recorded = (Model.load(folder / "MLmodel").flavors.get("python_function") or {}).get("python_version")
+    if recorded is not None and recorded.split(".")[:2] != platform.python_version().split(".")[:2]:
+        log.warning(
+            "the model was saved with Python %s and this replica runs Python %s; it may not load or predict the same",
+            recorded,
+            platform.python_version(),
+        )
+    file = folder / "requirements.txt"
+    lines = file.read_text().splitlines() if file.exists() else []
+    requirements = [line.strip() for line in lines if line.strip() and not line.lstrip().startswith(("#", "-"))]
+    warn_dependency_requirement_mismatches(requirements)
+    return requirements
+
+
+def fetch_verified(name: str, version: str, dst: Path | None = None, source: ArtifactSource | None = None) -> Path:
     """Download the artifacts of ``name`` version ``version`` into a new local folder and verify them.
 
     Raises :class:`IntegrityError` (and removes the download) when their digest differs from the version's
     ``ray_deploy.artifact_sha256`` tag. A version without that tag (registered outside ray-deploy) is trusted on
     first use: the digest of what was downloaded is recorded as its tag, and every later load is checked against
     it. The folder is left for the caller (a loaded model may read its files later, as MLflow's own loader
-    allows).
+    allows). With a ``source`` (what the deployer read from the registry) the registry is not opened.
 
     Example:
         >>> fetch_verified("iris", "3").joinpath("MLmodel").exists()
         True
     """
-    from mlflow import MlflowClient
+    if source is not None:
+        expected: str | None = source.sha256
+        folder = _download(source.uri, name, version, dst)
+    else:
+        from mlflow import MlflowClient
 
-    client = MlflowClient()
-    expected = (client.get_model_version(name, version).tags or {}).get(DIGEST_TAG)
-    folder = download_version(name, version, dst)
+        client = MlflowClient()
+        expected = (client.get_model_version(name, version).tags or {}).get(DIGEST_TAG)
+        folder = download_version(name, version, dst)
     actual = artifact_digest(folder)
     if expected is None:
         client.set_model_version_tag(name, version, DIGEST_TAG, actual)
@@ -171,14 +236,18 @@ def load_verified(uri: str, flavor: Literal["pyfunc", "sklearn", "pytorch"] = "p
 def download_version(name: str, version: str, dst: Path | None = None) -> Path:
     """Copy a version's stored artifacts (its download URI, not ``models:/``, which adds a metadata file of its
     own) into ``dst`` or a new temporary folder, without a progress bar; returns the folder."""
-    import mlflow
     from mlflow import MlflowClient
 
-    source = MlflowClient().get_model_version_download_uri(name, version)
+    return _download(MlflowClient().get_model_version_download_uri(name, version), name, version, dst)
+
+
+def _download(uri: str, name: str, version: str, dst: Path | None) -> Path:
+    import mlflow
+
     folder = Path(dst) if dst is not None else Path(tempfile.mkdtemp(prefix=f"ray-deploy-{name}-v{version}-"))
     folder.mkdir(parents=True, exist_ok=True)
     with _no_progress_bar():
-        return Path(mlflow.artifacts.download_artifacts(artifact_uri=source, dst_path=str(folder)))
+        return Path(mlflow.artifacts.download_artifacts(artifact_uri=uri, dst_path=str(folder)))
 
 
 @contextlib.contextmanager
@@ -294,13 +363,14 @@ class VersionPool:
         self._others: OrderedDict[str, Loaded] = OrderedDict()
         self._others_kept = others_kept
 
-    async def serve(self, version: str, kind: str) -> None:
-        """Make ``version`` the one that serves, loading it unless it already does."""
+    async def serve(self, version: str, kind: str, source: ArtifactSource | None = None) -> None:
+        """Make ``version`` the one that serves, loading it (from ``source`` when given) unless it already does."""
         if self.current is not None and self.current.version == version:
             return
-        model = await asyncio.to_thread(load_for_serving, model_uri(self.name, version), kind)
+        model = await asyncio.to_thread(load_for_serving, model_uri(self.name, version), kind, source)
         self.current = Loaded(version, model)
         log.info("%s: serving version %s (%s on %s)", self.name, version, model.flavor, model.device)
+        asyncio.get_running_loop().run_in_executor(None, warn_environment_mismatches, model.path)
 
     async def get(self, version: str | None) -> Loaded:
         """The loaded ``version`` (None: the one that serves); other versions load on first use."""

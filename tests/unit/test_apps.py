@@ -8,6 +8,7 @@ from typing import Any
 
 from ray_deploy.config import DeployOptions, Settings
 from ray_deploy.dataplane.apps import build_model_app
+from ray_deploy.dataplane.served_model import ArtifactSource
 
 
 def _model_server(options: DeployOptions) -> Any:
@@ -24,3 +25,19 @@ def test_a_scale_keeps_the_replicas_actor_options_byte_for_byte() -> None:
     assert pickle.dumps(before.ray_actor_options) == pickle.dumps(after.ray_actor_options)
     assert before.version == after.version  # the pinned code version: config changes reconfigure in place
     assert after._deployment_config.num_replicas == 2
+
+
+def test_the_served_versions_artifact_sources_travel_in_the_user_config() -> None:
+    """A starting replica loads from the source the deploy resolved (the champion's and, in a rollout, the
+    challenger's), so it need not open the registry; a version without a recorded digest has none."""
+    sources = {"1": ArtifactSource("file:///store/a", "aa"), "2": ArtifactSource("file:///store/b", "bb")}
+    rollout = {"mode": "canary", "challenger": "2", "kind": "sklearn", "share": 0.1}
+    app = build_model_app(
+        "iris", "1", "sklearn", DeployOptions(), Settings.from_env(), rollout=rollout, sources=sources
+    )
+    server = app._bound_deployment
+    challenger = server.init_args[4]  # ModelServer(name, tracking_uri, monitor, explainer, challenger)
+    assert server.user_config["artifacts"] == {"uri": "file:///store/a", "sha256": "aa"}
+    assert challenger._bound_deployment.user_config["artifacts"] == {"uri": "file:///store/b", "sha256": "bb"}
+    plain = build_model_app("iris", "3", "sklearn", DeployOptions(), Settings.from_env(), sources=sources)
+    assert "artifacts" not in plain._bound_deployment.user_config

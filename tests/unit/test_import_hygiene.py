@@ -82,3 +82,14 @@ def test_private_ray_apis_only_in_serve_api() -> None:
             if private in text:
                 offenders.append(f"{path.relative_to(REPO)} mentions {private}")
     assert not offenders, "private Ray APIs outside serve_api.py:\n" + "\n".join(offenders)
+
+
+def test_importing_ray_compiles_no_iri_grammars() -> None:
+    """`make install` removes rfc3987-syntax (jsonschema's optional IRI check): importing it compiles ~40 Lark
+    grammars, a second more for `import ray` in every Ray worker, so in every replica start."""
+    import subprocess
+    import sys
+
+    code = "import ray, jsonschema, sys; print('rfc3987_syntax' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "False"

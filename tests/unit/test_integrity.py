@@ -9,7 +9,13 @@ from pathlib import Path
 import pytest
 from mlflow import MlflowClient
 
-from ray_deploy.dataplane.served_model import load_for_serving, load_verified
+from ray_deploy.dataplane.served_model import (
+    ArtifactSource,
+    artifact_source,
+    load_for_serving,
+    load_verified,
+    warn_environment_mismatches,
+)
 from ray_deploy.errors import DeploymentFailed, IntegrityError
 from ray_deploy.integrity import DIGEST_TAG, artifact_digest, check_digest
 from ray_deploy.registry import model_uri, register
@@ -156,3 +162,38 @@ def test_control_plane_loaders_verify_too(mlflow_store: str, tmp_path: Path) -> 
     with pytest.raises(IntegrityError):
         load_verified(model_uri("iris", version), "sklearn")
     assert not marker.exists()
+
+
+def test_a_replica_given_the_source_loads_and_verifies_without_the_registry(
+    mlflow_store: str, tmp_path: Path
+) -> None:
+    import mlflow
+
+    X, _ = iris()
+    model = sklearn_model()
+    version = register(model, "sklearn", "iris", sample_input=X[:5])
+    source = artifact_source("iris", version)
+    assert source is not None and source.sha256 == MlflowClient().get_model_version("iris", version).tags[DIGEST_TAG]
+    unreachable = f"sqlite:///{tmp_path / 'missing' / 'mlflow.db'}"  # any registry access now fails
+    mlflow.set_tracking_uri(unreachable)
+    mlflow.set_registry_uri(unreachable)
+    served = load_for_serving(model_uri("iris", version), "sklearn", source)
+    assert served.predict(X[:3]).tolist() == model.predict(X[:3]).tolist()
+    with pytest.raises(IntegrityError):  # the source's digest is the one checked
+        load_for_serving(model_uri("iris", version), "sklearn", ArtifactSource(source.uri, "0" * 64))
+
+
+def test_a_version_without_a_recorded_digest_has_no_source(mlflow_store: str) -> None:
+    X, _ = iris()
+    version = register(sklearn_model(), "sklearn", "iris", sample_input=X[:5])
+    MlflowClient().delete_model_version_tag("iris", version, DIGEST_TAG)
+    assert artifact_source("iris", version) is None
+
+
+def test_environment_mismatches_are_logged_after_loading(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    (tmp_path / "MLmodel").write_text("flavors:\n  python_function:\n    python_version: 3.6.0\n")
+    (tmp_path / "requirements.txt").write_text("# pinned at training\n-r extra.txt\nnumpy==0.0.1\n")
+    with caplog.at_level("WARNING"):
+        assert warn_environment_mismatches(str(tmp_path)) == ["numpy==0.0.1"]
+    assert "saved with Python 3.6.0" in caplog.text
+    assert "numpy==0.0.1" in caplog.text
