@@ -164,9 +164,7 @@ def test_control_plane_loaders_verify_too(mlflow_store: str, tmp_path: Path) -> 
     assert not marker.exists()
 
 
-def test_a_replica_given_the_source_loads_and_verifies_without_the_registry(
-    mlflow_store: str, tmp_path: Path
-) -> None:
+def test_a_replica_given_the_source_loads_and_verifies_without_the_registry(mlflow_store: str, tmp_path: Path) -> None:
     import mlflow
 
     X, _ = iris()
