@@ -18,9 +18,10 @@ deployment is deleted afterwards.
 
 It uses the cluster of ``ray_deploy.connect()`` (set ``RAY_DEPLOY_HOME`` and the ``RAY_DEPLOY_*_PORT`` variables to
 run beside another local cluster) and only talks to 127.0.0.1. Replicas are counted as
-``ray_deploy.serve_api.running_replicas`` does (Serve's controller: the replicas of the app's ``ModelServer``), once a
-second, in a thread beside the load: RUNNING ones, and all of them (a STARTING one shows when the autoscaler decided,
-so the time to a second replica splits into the autoscaler's decision and the replica's start).
+``ray_deploy.serve_api.running_replicas`` does (Serve's controller: the replicas of the app's ``ModelServer``), every
+``SAMPLE_EVERY_S`` (0.25 s), in a thread beside the load: RUNNING ones, and all of them (a STARTING one shows when
+the autoscaler decided, so the time to a second replica splits into the autoscaler's decision and the replica's
+start).
 """
 
 from __future__ import annotations
@@ -53,6 +54,8 @@ TARGET_UP_S = 10.0
 """Target: at most this many seconds from the load step to a second RUNNING replica."""
 HOLD_AFTER_UP_S = 5.0
 """Seconds the load goes on once a second replica runs (so the timeline shows both serving), then it stops."""
+SAMPLE_EVERY_S = 0.25
+"""How often the replicas are counted: the times to a second replica and back are this precise."""
 RAY_DEFAULTS = {"upscale_delay_s": 30.0, "look_back_period_s": 30.0}
 """Ray Serve's autoscaling defaults for ``--ray-defaults``."""
 
@@ -156,14 +159,14 @@ def replica_counts(name: str) -> tuple[int, int]:
 
 
 async def sample_replicas(timeline: Timeline, stop: asyncio.Event) -> None:
-    """Count the replicas about once a second until ``stop`` is set (in a thread: it blocks on Ray)."""
+    """Count the replicas every :data:`SAMPLE_EVERY_S` until ``stop`` is set (in a thread: it blocks on Ray)."""
     while not stop.is_set():
         began = time.perf_counter()
         running, total = await asyncio.to_thread(replica_counts, NAME)
         at = timeline.now()
         timeline.replicas.append((at, running))
         timeline.all_replicas.append((at, total))
-        await asyncio.sleep(max(0.0, 1.0 - (time.perf_counter() - began)))
+        await asyncio.sleep(max(0.0, SAMPLE_EVERY_S - (time.perf_counter() - began)))
 
 
 async def wait_for(timeline: Timeline, after: float, matches: Any, timeout_s: float, also: Any = None) -> float | None:
@@ -268,8 +271,8 @@ def markdown(outcome: Outcome, plan: Plan, options: dict[str, Any]) -> str:
         f"- Load: 1 client for {plan.warm_s:g} s, then {STEP_CLIENTS} clients from second {outcome.step_at:.1f} until "
         f"{HOLD_AFTER_UP_S:g} s after a second replica runs (at most {plan.load_s:g} s), then none from second "
         f"{outcome.stop_at:.1f}; one row per request over HTTP ({HOST}), with the project's API key.",
-        "- Replicas: RUNNING replicas of the app's ModelServer, sampled about once a second (the last sample of that "
-        "second).",
+        f"- Replicas: RUNNING replicas of the app's ModelServer, sampled every {SAMPLE_EVERY_S:g} s (the table shows "
+        "the last sample of each second).",
         "",
         "| second | clients | running replicas | replicas, any state | answered | p99 ms | errors |",
         "|--:|--:|--:|--:|--:|--:|--:|",

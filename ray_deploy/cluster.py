@@ -297,10 +297,11 @@ def _start_local_head(settings: Settings) -> None:
 
 
 # Replicas and handles report their load to the Serve controller every 10 s by default, so the autoscaler sees a
-# load step late; every second, a second replica can serve within 10 s of the step (with upscale_delay_s=3).
+# load step late; every half second (two small messages a second per replica), with upscale_delay_s=2, it decides
+# within ~4 s and a second replica serves within 10 s of the step (bench/autoscale.py).
 AUTOSCALING_ENV = {
-    "RAY_SERVE_REPLICA_AUTOSCALING_METRIC_PUSH_INTERVAL_S": "1",
-    "RAY_SERVE_HANDLE_AUTOSCALING_METRIC_PUSH_INTERVAL_S": "1",
+    "RAY_SERVE_REPLICA_AUTOSCALING_METRIC_PUSH_INTERVAL_S": "0.5",
+    "RAY_SERVE_HANDLE_AUTOSCALING_METRIC_PUSH_INTERVAL_S": "0.5",
 }
 
 

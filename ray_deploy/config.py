@@ -41,10 +41,10 @@ class DeployOptions(BaseModel):
         2.0, gt=0, le=10_000, description="Autoscaler target of in-flight requests per replica."
     )
     upscale_delay_s: float = Field(
-        3.0,
+        2.0,
         ge=0,
         le=3600,
-        description="Seconds of high load before adding replicas (Ray's default is 30; with 3 and the local head's "
+        description="Seconds of high load before adding replicas (Ray's default is 30; with 2 and the local head's "
         "1 s load reports a second replica serves within about 10 s of a load step).",
     )
     look_back_period_s: float = Field(
