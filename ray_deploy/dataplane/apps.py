@@ -99,9 +99,11 @@ def build_model_app(
         challenger_config.pop("artifacts", None)
         version_b = str(rollout["challenger"])
         challenger_config.update(version=version_b, kind=rollout["kind"], **_artifacts(version_b, sources))
+    logging_config = {"enable_access_log": options.access_log}
     challenger = serve.deployment(
         name="Challenger",
         ray_actor_options=actor_options,
+        logging_config=logging_config,
         max_ongoing_requests=options.ongoing_requests(rollout is not None and rollout["kind"] == "torch"),
         **_backpressure(options),
         max_surge_percent=100,
@@ -116,6 +118,7 @@ def build_model_app(
     server = serve.deployment(
         name="ModelServer",
         ray_actor_options=actor_options,
+        logging_config=logging_config,
         max_ongoing_requests=options.ongoing_requests(is_torch),
         **_backpressure(options),
         max_surge_percent=100,  # a restart starts new replicas before stopping the old
@@ -186,7 +189,7 @@ def _scaling(options: DeployOptions) -> dict[str, Any]:
             "target_ongoing_requests": options.target_ongoing_requests,
             "upscale_delay_s": options.upscale_delay_s,
             "look_back_period_s": options.look_back_period_s,
-            # deprecated in Serve (the push interval variables of cluster.AUTOSCALING_ENV replace it), but Serve
+            # deprecated in Serve (the push interval variables of cluster.SERVE_ENV replace it), but Serve
             # still warns unless it is below look_back_period_s
             "metrics_interval_s": 1.0,
             "downscale_delay_s": options.downscale_delay_s,

@@ -41,3 +41,10 @@ def test_the_served_versions_artifact_sources_travel_in_the_user_config() -> Non
     assert challenger._bound_deployment.user_config["artifacts"] == {"uri": "file:///store/b", "sha256": "bb"}
     plain = build_model_app("iris", "3", "sklearn", DeployOptions(), Settings.from_env(), sources=sources)
     assert "artifacts" not in plain._bound_deployment.user_config
+
+
+def test_serves_access_log_is_off_unless_asked_for() -> None:
+    """Capture, metrics and the audit trail record every request; Serve's per-request log line is opt-in."""
+    quiet, logged = _model_server(DeployOptions()), _model_server(DeployOptions(access_log=True))
+    assert quiet._deployment_config.logging_config["enable_access_log"] is False
+    assert logged._deployment_config.logging_config["enable_access_log"] is True
