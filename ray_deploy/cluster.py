@@ -299,12 +299,17 @@ def _start_local_head(settings: Settings) -> None:
 # Serve's settings on the local head. Replicas and handles report their load to the Serve controller every 10 s by
 # default, so the autoscaler sees a load step late; every half second (two small messages a second per replica), with
 # upscale_delay_s=2, it decides within ~4 s and a second replica serves within 10 s of the step (bench/autoscale.py).
-# Serve's throughput mode runs request handlers on the replica's own event loop (no thread hop per request), writes
-# log records in batches and keeps replica logs in their files only: about a third more requests/s (bench/serving.py).
+# Request handlers run on the replica's own event loop (no thread hop per request), and replica logs go to their files
+# only (not also to the worker's stderr): these parts of Serve's throughput mode (RAY_SERVE_THROUGHPUT_OPTIMIZED) give
+# about a third more requests/s (bench/serving.py). Its other parts stay off: log records buffered by the thousand (a
+# replica's log would show nothing until then), handle calls between replicas over gRPC (they stopped reaching a
+# rollout's challenger, with nothing logged) and the router on the caller's event loop (a blocking handle call from
+# an actor or a Ray job, such as a rollout controller waiting for a version to answer, then never returns).
 SERVE_ENV = {
     "RAY_SERVE_REPLICA_AUTOSCALING_METRIC_PUSH_INTERVAL_S": "0.5",
     "RAY_SERVE_HANDLE_AUTOSCALING_METRIC_PUSH_INTERVAL_S": "0.5",
-    "RAY_SERVE_THROUGHPUT_OPTIMIZED": "1",
+    "RAY_SERVE_RUN_USER_CODE_IN_SEPARATE_THREAD": "0",
+    "RAY_SERVE_LOG_TO_STDERR": "0",
 }
 
 

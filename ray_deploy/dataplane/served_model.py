@@ -385,6 +385,7 @@ class VersionPool:
         await asyncio.to_thread(check_version, self.name, version)
         uri = model_uri(self.name, version)
         model = await asyncio.to_thread(load_for_serving, uri)
+        asyncio.get_running_loop().run_in_executor(None, warn_environment_mismatches, model.path)
         loaded = self._others[version] = Loaded(version, model)
         while len(self._others) > self._others_kept:
             self._others.popitem(last=False)
