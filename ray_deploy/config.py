@@ -45,7 +45,7 @@ class DeployOptions(BaseModel):
         ge=0,
         le=3600,
         description="Seconds of high load before adding replicas (Ray's default is 30; with 2 and the local head's "
-        "1 s load reports a second replica serves within about 10 s of a load step).",
+        "half-second load reports a second replica serves within about 10 s of a load step).",
     )
     look_back_period_s: float = Field(
         5.0,

@@ -174,6 +174,18 @@ def warn_environment_mismatches(path: str) -> list[str]:
     return requirements
 
 
+def _check_environment_soon(model: ServedModel) -> None:
+    """Run :func:`warn_environment_mismatches` in a worker thread, off the load's path; a failure is logged."""
+
+    def check() -> None:
+        try:
+            warn_environment_mismatches(model.path)
+        except Exception:  # a check of the environment must never affect serving
+            log.warning("could not compare %s's recorded environment with this replica's", model.uri, exc_info=True)
+
+    asyncio.get_running_loop().run_in_executor(None, check)
+
+
 def fetch_verified(name: str, version: str, dst: Path | None = None, source: ArtifactSource | None = None) -> Path:
     """Download the artifacts of ``name`` version ``version`` into a new local folder and verify them.
 
@@ -188,27 +200,30 @@ def fetch_verified(name: str, version: str, dst: Path | None = None, source: Art
         True
     """
     if source is not None:
-        expected: str | None = source.sha256
-        folder = _download(source.uri, name, version, dst)
-    else:
-        from mlflow import MlflowClient
+        return _checked(name, version, source.sha256, _download(source.uri, name, version, dst))
+    from mlflow import MlflowClient
 
-        client = MlflowClient()
-        expected = (client.get_model_version(name, version).tags or {}).get(DIGEST_TAG)
-        folder = download_version(name, version, dst)
+    client = MlflowClient()
+    expected = (client.get_model_version(name, version).tags or {}).get(DIGEST_TAG)
+    folder = download_version(name, version, dst)
+    if expected is not None:
+        return _checked(name, version, expected, folder)
     actual = artifact_digest(folder)
-    if expected is None:
-        client.set_model_version_tag(name, version, DIGEST_TAG, actual)
-        log.warning(
-            "%s version %s had no recorded artifact digest (registered outside ray-deploy); trusting it on first "
-            "use and recording sha256 %s",
-            name,
-            version,
-            actual,
-        )
-        return folder
+    client.set_model_version_tag(name, version, DIGEST_TAG, actual)
+    log.warning(
+        "%s version %s had no recorded artifact digest (registered outside ray-deploy); trusting it on first "
+        "use and recording sha256 %s",
+        name,
+        version,
+        actual,
+    )
+    return folder
+
+
+def _checked(name: str, version: str, expected: str, folder: Path) -> Path:
+    """``folder`` when its digest is ``expected``; otherwise it is removed and :class:`IntegrityError` raised."""
     try:
-        check_digest(name, version, expected, actual)
+        check_digest(name, version, expected, artifact_digest(folder))
     except Exception:
         shutil.rmtree(folder, ignore_errors=True)
         raise
@@ -370,7 +385,7 @@ class VersionPool:
         model = await asyncio.to_thread(load_for_serving, model_uri(self.name, version), kind, source)
         self.current = Loaded(version, model)
         log.info("%s: serving version %s (%s on %s)", self.name, version, model.flavor, model.device)
-        asyncio.get_running_loop().run_in_executor(None, warn_environment_mismatches, model.path)
+        _check_environment_soon(model)
 
     async def get(self, version: str | None) -> Loaded:
         """The loaded ``version`` (None: the one that serves); other versions load on first use."""
@@ -385,7 +400,7 @@ class VersionPool:
         await asyncio.to_thread(check_version, self.name, version)
         uri = model_uri(self.name, version)
         model = await asyncio.to_thread(load_for_serving, uri)
-        asyncio.get_running_loop().run_in_executor(None, warn_environment_mismatches, model.path)
+        _check_environment_soon(model)
         loaded = self._others[version] = Loaded(version, model)
         while len(self._others) > self._others_kept:
             self._others.popitem(last=False)
