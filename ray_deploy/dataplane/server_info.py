@@ -3,7 +3,9 @@ one call), the server's OpenAPI document, and clear 404/503 answers for models t
 
 Its replica also hosts the V2 gRPC endpoint (:mod:`ray_deploy.dataplane.grpc_v2`) on ``RAY_DEPLOY_HTTP_HOST:
 RAY_DEPLOY_GRPC_PORT``, which routes each call by model name to that deployment's ``ModelServer``: Serve's own gRPC
-proxy routes by an ``application`` metadata entry that standard V2 clients do not send.
+proxy routes by an ``application`` metadata entry that standard V2 clients do not send. With HAProxy direct ingress a
+call travels as its HTTP form through the node's HAProxy (:mod:`~ray_deploy.dataplane.grpc_v2.ingress_link`), else
+(or when HAProxy does not deliver it) by the ``ModelServer``'s ``http`` handle method.
 
 Example:
     $ curl http://127.0.0.1:8000/v2/models?stats=1
@@ -15,9 +17,10 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
 from collections.abc import Mapping
 from importlib import metadata
-from typing import Any
+from typing import TYPE_CHECKING, Any, NoReturn
 
 from starlette.requests import Request
 from starlette.responses import Response
@@ -27,11 +30,15 @@ from ray_deploy.audit import parse_since, read_trail
 from ray_deploy.config import Settings
 from ray_deploy.dataplane import openapi
 from ray_deploy.dataplane.grpc_v2.directory import ModelDirectory
+from ray_deploy.dataplane.grpc_v2.ingress_link import IngressLink
 from ray_deploy.dataplane.guard import Guard, KeyRecord
 from ray_deploy.dataplane.http import error_response, json_response
 from ray_deploy.dataplane.routes import MODEL_PREFIX, SERVER_ROUTES, Route, check_query, match
 from ray_deploy.errors import Forbidden, ModelNotFound, NotReady, RayDeployError
 from ray_deploy.status import model_apps, state_of
+
+if TYPE_CHECKING:  # the generated modules load in the replica only: see ray_deploy.dataplane.grpc_v2
+    from ray_deploy.dataplane.grpc_v2.translate import HttpCall
 
 log = logging.getLogger("ray.serve")
 EXTENSIONS = ["predict", "stats", "models", "binary_tensor_data", "openapi"]
@@ -53,6 +60,7 @@ class ServerInfo:
         self._guard = Guard(None)
         self._directory = ModelDirectory()
         self._grpc: Any = None  # the grpc.aio server, once it listens
+        self._ingress = IngressLink.of_node(Settings.from_env(), os.environ) if grpc else None
         self._grpc_start: asyncio.Task[None] | None = None
         if grpc:
             with contextlib.suppress(RuntimeError):  # no running loop: built outside a replica
@@ -66,18 +74,24 @@ class ServerInfo:
 
             settings = Settings.from_env()
             tls = (settings.tls_cert, settings.tls_key) if settings.tls_cert and settings.tls_key else None
-            self._grpc = await serve(settings.grpc_target, self._model_handle, self._grpc_server_metadata, tls)
+            self._grpc = await serve(settings.grpc_target, self._send_to_model, self._grpc_server_metadata, tls)
         except Exception:
             log.exception("the V2 gRPC endpoint did not start; the HTTP API works without it")
 
-    async def _model_handle(self, name: str, headers: Mapping[str, str]) -> Any:
-        """A handle on the deployment's ModelServer for a gRPC call; where it does not answer, the same key check and
-        404/503 as its HTTP routes get here."""
+    async def _send_to_model(self, name: str, call: HttpCall, headers: Mapping[str, str]) -> tuple[int, bytes, Any]:
+        """A gRPC call's HTTP form answered by the deployment's ModelServer: through the node's HAProxy where it
+        delivers it, else by handle. Where the deployment does not answer, the same key check and 404/503 as its HTTP
+        routes get here."""
         handle = await self._directory.handle(name)
         if handle is None:
             key = await self._guard.admit(Route("models", scope="read"), headers)
             await self._not_serving(name, key)
-        return handle
+        if self._ingress is not None:
+            answer = await self._ingress.send(call, headers)
+            if answer is not None:
+                return answer
+        parts: tuple[int, bytes, Any] = await handle.http.remote(call.method, call.path, dict(headers), call.body)
+        return parts
 
     async def _grpc_server_metadata(self, headers: Mapping[str, str]) -> dict[str, Any]:
         """``GET /v2`` for a gRPC ``ServerMetadata`` call, with the same key check."""
@@ -88,12 +102,15 @@ class ServerInfo:
     def __del__(self) -> None:
         """Serve calls this when the replica stops: the gRPC endpoint stops with it."""
         start, server = getattr(self, "_grpc_start", None), getattr(self, "_grpc", None)
-        self._grpc_start = self._grpc = None
+        ingress = getattr(self, "_ingress", None)
+        self._grpc_start = self._grpc = self._ingress = None
         with contextlib.suppress(RuntimeError):  # no running loop: the process is ending, and the port with it
             if start is not None:
                 start.cancel()
             if server is not None:
                 self._grpc_stop = asyncio.get_running_loop().create_task(server.stop(None))
+            if ingress is not None:
+                self._ingress_close = asyncio.get_running_loop().create_task(ingress.close())
 
     async def __call__(self, request: Request) -> Response:
         try:
@@ -101,7 +118,7 @@ class ServerInfo:
             parts = [p for p in relative.split("/") if p]
             if len(parts) >= 2 and parts[0] == "models":  # a model route whose app is not live: say why
                 key = await self._guard.admit(Route("models", scope="read"), request.headers)
-                return await self._not_serving(parts[1], key)
+                await self._not_serving(parts[1], key)
             route = match(SERVER_ROUTES, request.method, relative)
             key = await self._guard.admit(route, request.headers)
             check_query(route, request.query_params.multi_items())
@@ -150,7 +167,8 @@ class ServerInfo:
             trail["entries"] = [e for e in trail["entries"] if e.get("deployment") in key.deployments]
         return trail
 
-    async def _not_serving(self, name: str, key: KeyRecord | None) -> Response:
+    async def _not_serving(self, name: str, key: KeyRecord | None) -> NoReturn:
+        """Raise the 503 of a deployment whose route is not live yet, or the 404 of one that does not exist."""
         apps = _visible(model_apps(await asyncio.to_thread(serve_api.serve_details)), key)
         if name in apps:  # known but its route is not live yet
             state = state_of(apps[name])

@@ -17,10 +17,13 @@ from typing import Any
 import grpc
 import numpy as np
 import pytest
+from aiohttp import web
 
 from ray_deploy import serve_api
+from ray_deploy.config import Settings
 from ray_deploy.dataplane.grpc_v2 import server as grpc_server
 from ray_deploy.dataplane.grpc_v2.directory import ModelDirectory, answering
+from ray_deploy.dataplane.grpc_v2.ingress_link import IngressLink
 from ray_deploy.dataplane.grpc_v2.protocol import pb2, pb2_grpc
 from ray_deploy.dataplane.guard import Guard
 from ray_deploy.dataplane.ingress import ModelServer
@@ -59,7 +62,7 @@ def _free_port() -> int:
 def _with_client(info: ServerInfo, work: Callable[[Any], Awaitable[None]], max_message_bytes: int = 1 << 20) -> None:
     async def run() -> None:
         target = f"127.0.0.1:{_free_port()}"
-        server = await grpc_server.start(target, info._model_handle, info._grpc_server_metadata, max_message_bytes)
+        server = await grpc_server.start(target, info._send_to_model, info._grpc_server_metadata, max_message_bytes)
         try:
             async with grpc.aio.insecure_channel(target) as channel:
                 await work(pb2_grpc.GRPCInferenceServiceStub(channel))
@@ -213,7 +216,7 @@ def test_serve_hosted_by_server_info_binds_the_configured_port_and_stops_with_th
             assert (await stub.ServerLive(pb2.ServerLiveRequest())).live
         hosted.__del__()  # what Serve calls when the replica stops
         await hosted._grpc_stop
-        again = await grpc_server.start(f"127.0.0.1:{port}", hosted._model_handle, hosted._grpc_server_metadata)
+        again = await grpc_server.start(f"127.0.0.1:{port}", hosted._send_to_model, hosted._grpc_server_metadata)
         await again.stop(None)
 
     asyncio.run(run())
@@ -233,9 +236,9 @@ def test_a_taken_port_is_a_clear_error_and_no_crash(monkeypatch: pytest.MonkeyPa
     async def run() -> None:
         info = ServerInfo(grpc=False)
         target = f"127.0.0.1:{_free_port()}"
-        first = await grpc_server.start(target, info._model_handle, info._grpc_server_metadata)
+        first = await grpc_server.start(target, info._send_to_model, info._grpc_server_metadata)
         try:
-            second = await grpc_server.serve(target, info._model_handle, info._grpc_server_metadata, wait_s=0.2)
+            second = await grpc_server.serve(target, info._send_to_model, info._grpc_server_metadata, wait_s=0.2)
         finally:
             await first.stop(None)
         assert second is None
@@ -269,7 +272,7 @@ def test_with_the_https_certificate_it_serves_tls_only(info: ServerInfo, tmp_pat
 
     async def run() -> None:
         target = f"127.0.0.1:{_free_port()}"
-        server = await grpc_server.start(target, info._model_handle, info._grpc_server_metadata, tls=(cert, key))
+        server = await grpc_server.start(target, info._send_to_model, info._grpc_server_metadata, tls=(cert, key))
         try:
             trusted = grpc.ssl_channel_credentials(root_certificates=cert.read_bytes())
             async with grpc.aio.secure_channel(target, trusted) as channel:
@@ -284,3 +287,84 @@ def test_with_the_https_certificate_it_serves_tls_only(info: ServerInfo, tmp_pat
             await server.stop(None)
 
     asyncio.run(run())
+
+
+def _with_ingress(info: ServerInfo, answer: Callable[[web.Request], Awaitable[web.Response]]) -> Callable[..., Any]:
+    """Run ``work(stub, base_url)`` with ``info`` linked to a loopback HTTP server answering with ``answer`` (what
+    HAProxy direct ingress is to the front end)."""
+
+    def run(work: Callable[[Any], Awaitable[None]]) -> None:
+        async def serve_and_work() -> None:
+            app = web.Application(client_max_size=1 << 22)
+            app.router.add_route("*", "/{path:.*}", answer)
+            runner = web.AppRunner(app)
+            await runner.setup()
+            port = _free_port()
+            await web.TCPSite(runner, "127.0.0.1", port).start()
+            info._ingress = IngressLink(f"http://127.0.0.1:{port}")
+            try:
+                target = f"127.0.0.1:{_free_port()}"
+                server = await grpc_server.start(target, info._send_to_model, info._grpc_server_metadata)
+                try:
+                    async with grpc.aio.insecure_channel(target) as channel:
+                        await work(pb2_grpc.GRPCInferenceServiceStub(channel))
+                finally:
+                    await server.stop(None)
+            finally:
+                await info._ingress.close()
+                await runner.cleanup()
+
+        asyncio.run(serve_and_work())
+
+    return run
+
+
+def test_with_haproxy_a_call_travels_as_http_through_the_ingress(info: ServerInfo, model_server: ModelServer) -> None:
+    seen: list[tuple[str, str, str | None]] = []
+
+    async def replica(request: web.Request) -> web.Response:  # HAProxy hands the request to the model's replica
+        seen.append((request.method, request.path, request.headers.get("authorization")))
+        status, body, headers = await model_server.http(
+            request.method, request.path, dict(request.headers), await request.read()
+        )
+        return web.Response(status=status, body=body, headers=headers)
+
+    async def work(stub: Any) -> None:
+        answer = await stub.ModelInfer(_infer_request(np.vstack([ROW, ROW]), id="r-2"), metadata=METADATA)
+        assert (answer.model_version, answer.id) == ("2", "r-2")
+        assert np.frombuffer(answer.raw_output_contents[0], "<i8").tolist() == [2, 2]
+        assert (await stub.ModelReady(pb2.ModelReadyRequest(name="iris", version="1"), metadata=METADATA)).ready
+        code, details = await _status(stub.ModelInfer(_infer_request(ROW)))  # the replica's 401 comes back as is
+        assert code == grpc.StatusCode.UNAUTHENTICATED and "needs an API key" in details
+        code, details = await _status(stub.ModelInfer(_infer_request(np.ones((1, 3))), metadata=METADATA))
+        assert code == grpc.StatusCode.INVALID_ARGUMENT and "expected shape [-1, 4]" in details
+
+    _with_ingress(info, replica)(work)
+    infer, ready = ("POST", "/v2/models/iris/infer", UNIT_KEY), ("GET", "/v2/models/iris/versions/1/ready", UNIT_KEY)
+    assert seen[:2] == [infer, ready]
+    assert len(seen) == 4
+
+
+def test_what_the_ingress_does_not_deliver_goes_by_handle(info: ServerInfo) -> None:
+    async def no_route_yet(request: web.Request) -> web.Response:  # HAProxy's own page, before it routes a new app
+        return web.Response(status=503, text="<html>No server is available</html>", content_type="text/html")
+
+    async def work(stub: Any) -> None:
+        answer = await stub.ModelInfer(_infer_request(ROW), metadata=METADATA)
+        assert np.frombuffer(answer.raw_output_contents[0], "<i8").tolist() == [2]
+
+    _with_ingress(info, no_route_yet)(work)
+
+    info._ingress = IngressLink(f"http://127.0.0.1:{_free_port()}")  # nothing listens there
+    _with_client(info, work)
+
+
+def test_the_ingress_link_exists_with_haproxy_only() -> None:
+    settings = Settings.from_env().model_copy(update={"http_host": "0.0.0.0", "http_port": 8123})
+    assert IngressLink.of_node(settings, {}) is None
+    link = IngressLink.of_node(settings, {"RAY_SERVE_ENABLE_HA_PROXY": "1"})
+    assert link is not None and link.base_url == "http://127.0.0.1:8123"
+    here = settings.model_copy(update={"http_host": "127.0.0.2"})
+    assert IngressLink.of_node(here, {"RAY_SERVE_ENABLE_HA_PROXY": "1"}).base_url == "http://127.0.0.2:8123"  # type: ignore[union-attr]
+    https = settings.model_copy(update={"tls_cert": Path("cert.pem"), "tls_key": Path("key.pem")})
+    assert IngressLink.of_node(https, {"RAY_SERVE_ENABLE_HA_PROXY": "1"}) is None  # HTTPS keeps the Python proxy

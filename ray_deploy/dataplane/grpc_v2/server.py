@@ -3,12 +3,13 @@
 ``ServerLive`` and ``ServerReady`` answer at once (open, like the HTTP health routes). ``ServerMetadata`` is the
 ``GET /v2`` answer of ``ServerInfo``. ``ModelReady``, ``ModelMetadata`` and ``ModelInfer`` become the equivalent HTTP
 request (``GET /v2/models/<name>[/versions/<v>]``, ``.../ready``, ``POST .../infer``) sent to the model's
-``ModelServer`` through its ``http`` handle method, with the caller's metadata (``authorization`` first of all) as
-the headers: the same envelope as HTTP (API key, rate limits, rollout split, validation, capture, metrics).
+``ModelServer`` (``ServerInfo`` sends it through the node's HAProxy, or the ``http`` handle method), with the caller's
+metadata (``authorization`` first of all) as the headers: the same envelope as HTTP (API key, rate limits, rollout
+split, validation, capture, metrics).
 Errors are gRPC statuses with the HTTP error's text (:mod:`ray_deploy.dataplane.grpc_v2.translate`).
 
 Example:
-    >>> server = await serve("127.0.0.1:9000", handle_for, server_metadata)
+    >>> server = await serve("127.0.0.1:9000", send_to_model, server_metadata)
     >>> # tritonclient.grpc.InferenceServerClient("127.0.0.1:9000").is_server_live() -> True
     >>> await server.stop(None)
 """
@@ -30,9 +31,10 @@ from ray_deploy.errors import RayDeployError
 
 log = logging.getLogger("ray.serve")
 
-HandleFor = Callable[[str, Mapping[str, str]], Awaitable[Any]]
-"""``(model name, caller's headers) -> a handle on its ModelServer``; raises a 404/503 (after the key check) for a
-deployment that does not answer."""
+Answer = tuple[int, bytes, dict[str, str]]
+SendToModel = Callable[[str, HttpCall, Mapping[str, str]], Awaitable[Answer]]
+"""``(model name, the call's HTTP form, its headers) -> (status, body, headers)`` of the model's ModelServer; raises a
+404/503 (after the key check) for a deployment that does not answer."""
 ServerMetadata = Callable[[Mapping[str, str]], Awaitable[Mapping[str, Any]]]
 """``caller's headers -> the GET /v2 document`` (after the key check)."""
 
@@ -51,8 +53,8 @@ T = TypeVar("T")
 class InferenceServicer(pb2_grpc.GRPCInferenceServiceServicer):  # type: ignore[misc]
     """The six RPCs of ``inference.GRPCInferenceService``."""
 
-    def __init__(self, handle_for: HandleFor, server_metadata: ServerMetadata) -> None:
-        self._handle_for = handle_for
+    def __init__(self, send_to_model: SendToModel, server_metadata: ServerMetadata) -> None:
+        self._send_to_model = send_to_model
         self._server_metadata = server_metadata
 
     async def ServerLive(self, request: Any, context: grpc.aio.ServicerContext) -> Any:
@@ -88,18 +90,12 @@ class InferenceServicer(pb2_grpc.GRPCInferenceServiceServicer):  # type: ignore[
 
         return await _answer(context, work())
 
-    async def _call(
-        self, name: str, call: HttpCall, context: grpc.aio.ServicerContext
-    ) -> tuple[int, bytes, dict[str, str]]:
+    async def _call(self, name: str, call: HttpCall, context: grpc.aio.ServicerContext) -> Answer:
         """Send the HTTP form of a call to the model's ModelServer, within the caller's deadline."""
         headers = {**forwarded(context.invocation_metadata()), **call.headers}
-        handle = await self._handle_for(name, headers)
         remaining = context.time_remaining()
         timeout = MAX_WAIT_S if remaining is None else max(0.0, remaining)
-        answer: tuple[int, bytes, dict[str, str]] = await asyncio.wait_for(
-            handle.http.remote(call.method, call.path, headers, call.body), timeout
-        )
-        return answer
+        return await asyncio.wait_for(self._send_to_model(name, call, headers), timeout)
 
 
 async def _answer(context: grpc.aio.ServicerContext, work: Awaitable[T]) -> T:
@@ -122,10 +118,11 @@ async def _answer(context: grpc.aio.ServicerContext, work: Awaitable[T]) -> T:
 
 def _unexpected(exc: Exception) -> CallFailed:
     """A failure outside the envelope: a model server that is gone or restarting (retry), else a bug of ours."""
+    import aiohttp
     from ray.exceptions import RayActorError
     from ray.serve.exceptions import RayServeException
 
-    if isinstance(exc, (RayActorError, RayServeException)):
+    if isinstance(exc, (RayActorError, RayServeException, aiohttp.ClientError)):
         log.warning("V2 gRPC: the model server did not answer: %s", exc)
         return CallFailed(grpc.StatusCode.UNAVAILABLE, f"the model server is not available ({exc}); retry", "1")
     log.exception("V2 gRPC: internal error")
@@ -151,7 +148,7 @@ def forwarded(metadata: Iterable[tuple[str, Any]] | None) -> dict[str, str]:
 
 async def start(
     target: str,
-    handle_for: HandleFor,
+    send_to_model: SendToModel,
     server_metadata: ServerMetadata,
     max_message_bytes: int = MAX_MESSAGE_BYTES,
     tls: tuple[Path, Path] | None = None,
@@ -168,7 +165,7 @@ async def start(
             ("grpc.max_send_message_length", max_message_bytes),
         ]
     )
-    pb2_grpc.add_GRPCInferenceServiceServicer_to_server(InferenceServicer(handle_for, server_metadata), server)
+    pb2_grpc.add_GRPCInferenceServiceServicer_to_server(InferenceServicer(send_to_model, server_metadata), server)
     try:
         if tls is None:
             port = server.add_insecure_port(target)
@@ -185,7 +182,7 @@ async def start(
 
 async def serve(
     target: str,
-    handle_for: HandleFor,
+    send_to_model: SendToModel,
     server_metadata: ServerMetadata,
     tls: tuple[Path, Path] | None = None,
     wait_s: float = 30.0,
@@ -196,7 +193,7 @@ async def serve(
     deadline = loop.time() + wait_s
     while True:
         try:
-            server = await start(target, handle_for, server_metadata, tls=tls)
+            server = await start(target, send_to_model, server_metadata, tls=tls)
         except OSError as exc:
             if loop.time() + RETRY_BIND_S > deadline:
                 log.error(
