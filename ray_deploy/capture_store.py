@@ -166,21 +166,7 @@ def capture_batch(requests: Iterable[CapturedRequest]) -> pd.DataFrame:
         predictions.append(rows)
     if not counts:
         return _empty_frame(with_prediction=True)
-    n = np.asarray(counts, dtype=np.int64)
-    starts = np.concatenate([[0], np.cumsum(n)[:-1]])
-    total = int(n.sum())
-    meta = pd.DataFrame(
-        {
-            "request_id": np.repeat(np.asarray(ids, dtype=object), n),
-            "row": np.arange(total, dtype=np.int64) - np.repeat(starts, n),
-            "t": np.repeat(np.asarray(ts, dtype=np.float64), n),
-            "version": np.repeat(np.asarray(versions, dtype=object), n),
-            "latency_ms": np.repeat(np.asarray(latencies, dtype=np.float64), n),
-            "status": np.repeat(np.asarray(statuses, dtype=np.int64), n),
-        }
-    )
     data = inputs[0].reset_index(drop=True) if len(inputs) == 1 else pd.concat(inputs, ignore_index=True)
-    data = data.rename(columns={c: f"{INPUT_PREFIX}{c}" for c in data.columns if c in RESERVED_COLUMNS})
     if two_d:
         values: list[Any] = []
         for rows in predictions:
@@ -190,6 +176,62 @@ def capture_batch(requests: Iterable[CapturedRequest]) -> pd.DataFrame:
         prediction = pd.Series(predictions[0], name=PREDICTION)
     else:
         prediction = pd.concat([pd.Series(p) for p in predictions], ignore_index=True).rename(PREDICTION)
+    return _rows_frame(list(zip(ids, ts, versions, latencies, statuses, strict=True)), counts, data, prediction)
+
+
+RequestMeta = tuple[str, float, str, float, int]
+"""``(request_id, t, version, latency_ms, status)`` of one captured request."""
+
+
+def capture_block(
+    requests: Sequence[RequestMeta], counts: Sequence[int] | np.ndarray, inputs: pd.DataFrame, predictions: Any
+) -> pd.DataFrame:
+    """The captured rows of consecutive requests whose inputs are already stacked into one table: the cheapest way
+    in, one frame for a whole batch of requests (what the Monitor builds from a replica's samples).
+
+    Args:
+        requests: Each request's metadata, in the order of its rows in ``inputs``.
+        counts: Rows of each request (``sum(counts) == len(inputs)``).
+        inputs: The requests' input rows, stacked.
+        predictions: Their outputs stacked the same way (one per row, or one row of values per row), or None when
+            none are kept (the prediction column is then empty).
+
+    Raises:
+        ValueError: When the rows do not add up.
+
+    Example:
+        >>> capture_block([("r1", t, "3", 2.5, 200), ("r2", t, "3", 2.1, 200)], [2, 1], frame3, np.array([0, 1, 1]))
+    """
+    total = int(sum(counts))
+    if len(inputs) != total or len(requests) != len(counts):
+        raise ValueError(f"{len(requests)} requests with {total} rows in all, and {len(inputs)} input rows")
+    if predictions is None:
+        prediction = pd.Series([None] * total, dtype=object, name=PREDICTION)
+    else:
+        rows, two_d = _prediction_rows(predictions, total, "(a block of requests)")
+        prediction = pd.Series(rows, dtype=object if two_d else None, name=PREDICTION)
+    return _rows_frame(requests, counts, inputs.reset_index(drop=True), prediction)
+
+
+def _rows_frame(
+    requests: Sequence[RequestMeta], counts: Sequence[int] | np.ndarray, data: pd.DataFrame, prediction: pd.Series
+) -> pd.DataFrame:
+    """The captured row format: each request's metadata repeated over its rows, its inputs and its predictions."""
+    n = np.asarray(counts, dtype=np.int64)
+    starts = np.concatenate([[0], np.cumsum(n)[:-1]])
+    total = int(n.sum())
+    ids, ts, versions, latencies, statuses = zip(*requests, strict=True)
+    meta = pd.DataFrame(
+        {
+            "request_id": np.repeat(np.asarray([str(i) for i in ids], dtype=object), n),
+            "row": np.arange(total, dtype=np.int64) - np.repeat(starts, n),
+            "t": np.repeat(np.asarray(ts, dtype=np.float64), n),
+            "version": np.repeat(np.asarray([str(v) for v in versions], dtype=object), n),
+            "latency_ms": np.repeat(np.asarray(latencies, dtype=np.float64), n),
+            "status": np.repeat(np.asarray(statuses, dtype=np.int64), n),
+        }
+    )
+    data = data.rename(columns={c: f"{INPUT_PREFIX}{c}" for c in data.columns if c in RESERVED_COLUMNS})
     return pd.concat([meta, data, prediction], axis=1)
 
 

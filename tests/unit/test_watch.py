@@ -10,7 +10,7 @@ import pytest
 
 from ray_deploy.capture_store import CaptureStore
 from ray_deploy.config import DriftSpec
-from ray_deploy.dataplane.watch import ModelWatch
+from ray_deploy.dataplane.watch import ModelWatch, stack_samples
 from ray_deploy.documents import DriftSection, PerformanceSection, QualitySection
 from ray_deploy.errors import BadRequest
 from ray_deploy.status import Sample
@@ -116,3 +116,62 @@ def test_report_on_the_last_rows_compares_them_without_touching_the_alarm(watch:
     report = watch.report(60, now=1002.0)
     assert "x" in report["section"]["drifted_features"] and report["histograms"]["x"]["kind"] == "numeric"
     assert watch.drift_section()["state"] == "collecting"
+
+
+def _rows_of(sizes: list[int], seed: int) -> list[Sample]:
+    frame = rows(sum(sizes), seed=seed)
+    bounds = np.cumsum([0, *sizes])
+    return [
+        Sample(1001.0 + i, 2.0, 200, n, f"q{i}", "1", inputs=frame.iloc[a:b], outputs=np.zeros(n, dtype=int))
+        for i, (n, a, b) in enumerate(zip(sizes, bounds[:-1], bounds[1:], strict=True))
+    ]
+
+
+@pytest.mark.parametrize(
+    ("sizes", "now", "windows", "left"),
+    [
+        ([10] * 13, 1001.0, 1, 30),  # closes at the 10th request (100 rows); 30 rows open the next window
+        ([7] * 14, 1001.0, 0, 98),  # 98 rows: not yet
+        ([7] * 15, 1001.0, 1, 0),  # the 15th request brings it to 105: it closes with all of them
+        ([10] * 5, 1070.0, 1, 30),  # window_s has passed: it closes at min_rows (20), the rest open the next one
+        ([10] * 25, 1001.0, 2, 50),  # two windows close within one batch
+    ],
+)
+def test_a_batch_closes_windows_where_requests_one_by_one_would(
+    watch: ModelWatch, sizes: list[int], now: float, windows: int, left: int
+) -> None:
+    watch.ingest(_rows_of(sizes, seed=3), now=now)
+    assert (watch.windows, watch.drift_section()["window_rows"]) == (windows, left)
+    assert watch.window is not None and watch.window.ended_at == (1001.0 + len(sizes) - 1 if left else now)
+    watch.write_pending(now=now)
+    assert len(watch.store.read()) == sum(sizes)
+
+
+def test_samples_stack_into_blocks_of_one_version_and_one_shape() -> None:
+    def sample(inputs: object, version: str = "1", outputs: object = None) -> Sample:
+        n = len(inputs)  # type: ignore[arg-type]
+        answers = np.arange(n) if outputs is None else outputs
+        return Sample(1.0, 1.0, 200, n, f"r{n}", version, inputs=inputs, outputs=answers)
+
+    table = pd.DataFrame({"a": [1.0, 2.0], "b": ["u", "v"]})
+    blocks = stack_samples(
+        [
+            sample(np.ones((2, 4))),
+            sample(np.zeros((1, 4))),
+            sample(np.ones((3, 3))),  # another width
+            sample(np.ones((2, 2, 2))),  # not a table: not captured
+            sample(table),
+            sample(table),
+            sample(table.rename(columns={"b": "c"})),  # other columns
+            sample(np.ones((1, 4)), version="2"),
+            sample(np.ones((2, 4)), outputs=np.array([1])),  # no output per row: none kept
+        ]
+    )
+    assert [len(b.samples) for b in blocks] == [2, 1, 2, 1, 1, 1]
+    first = blocks[0]
+    assert first.inputs.columns.tolist() == ["x0", "x1", "x2", "x3"] and first.counts.tolist() == [2, 1]
+    captured = first.rows()
+    assert captured["request_id"].tolist() == ["r2", "r2", "r1"] and captured["row"].tolist() == [0, 1, 0]
+    assert captured["prediction"].tolist() == [0, 1, 0]
+    assert blocks[2].inputs["b"].tolist() == ["u", "v", "u", "v"]
+    assert blocks[5].outputs is None and blocks[5].rows()["prediction"].isna().all()
