@@ -4,6 +4,7 @@ columns) and an FP32 tensor model; answers equal the HTTP API's for the same row
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Iterator
 
 import numpy as np
@@ -127,11 +128,11 @@ def test_errors_are_grpc_statuses(
     assert mismatch.status() == "StatusCode.INVALID_ARGUMENT" and mismatch.message()
 
 
-def test_a_tensor_of_several_megabytes_crosses_the_handle_hop(
+def test_a_tensor_of_several_megabytes_crosses_to_the_model(
     client: triton_grpc.InferenceServerClient, fp32: tuple[ray_deploy.Deployment, LogisticRegression]
 ) -> None:
-    """6.4 MB in, 3.2 MB out, past gRPC's 4 MB default message size: the front end's handle hop to the model and the
-    capture shipped to the Monitor carry it whole."""
+    """6.4 MB in, 3.2 MB out, past gRPC's 4 MB default message size: the front end's hop to the model (through
+    HAProxy) and the capture shipped to the Monitor carry it whole."""
     _infer_equals_local(client, fp32, np.random.default_rng(6).normal(size=(400_000, 4)).astype(np.float32))
 
 
@@ -144,3 +145,43 @@ def _infer_equals_local(
     tensor.set_data_from_numpy(data)
     result = client.infer(dep.name, [tensor], headers=_key())
     np.testing.assert_array_equal(result.as_numpy("predictions"), model.predict(data))
+
+
+def test_calls_under_load_survive_a_new_version_and_scaling(
+    client: triton_grpc.InferenceServerClient, fp32: tuple[ray_deploy.Deployment, LogisticRegression]
+) -> None:
+    """Calls go through HAProxy, which reloads whenever replicas come and go: a new version, a scale out and a scale
+    back in under steady calls from two clients fail none of them and change no answer."""
+    dep, model = fp32
+    rows = np.random.default_rng(7).normal(size=(3, 4)).astype(np.float32)
+    expected = model.predict(rows)
+    outcomes: list[str] = []
+    done = threading.Event()
+
+    def call_in_a_loop() -> None:
+        own = triton_grpc.InferenceServerClient(Settings.from_env().grpc_target)
+        tensor = triton_grpc.InferInput("input-0", list(rows.shape), "FP32")
+        tensor.set_data_from_numpy(rows)
+        while not done.is_set():
+            try:
+                got = own.infer(dep.name, [tensor], headers=_key()).as_numpy("predictions")
+                outcomes.append("ok" if np.array_equal(got, expected) else f"another answer: {got}")
+            except InferenceServerException as exc:
+                outcomes.append(f"{exc.status()}: {exc.message()}")
+
+    callers = [threading.Thread(target=call_in_a_loop, daemon=True) for _ in range(2)]
+    for caller in callers:
+        caller.start()
+    try:
+        wait_for(lambda: len(outcomes) >= 20, 30, "the first calls")
+        again = ray_deploy.deploy(model, dep.name, sample_input=rows, num_cpus=0.1, show_progress=False)
+        again.scale(min_replicas=2, max_replicas=2)
+        again.scale(min_replicas=1, max_replicas=1)
+        answered = len(outcomes)
+        wait_for(lambda: len(outcomes) >= answered + 20, 30, "calls after scaling back in")
+    finally:
+        done.set()
+        for caller in callers:
+            caller.join(timeout=30)
+    failures = [outcome for outcome in outcomes if outcome != "ok"]
+    assert not failures, f"{len(failures)} of {len(outcomes)} calls failed, e.g. {failures[:3]}"
