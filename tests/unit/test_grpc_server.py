@@ -355,8 +355,12 @@ def test_what_the_ingress_does_not_deliver_goes_by_handle(info: ServerInfo) -> N
 
     _with_ingress(info, no_route_yet)(work)
 
-    info._ingress = IngressLink(f"http://127.0.0.1:{_free_port()}")  # nothing listens there
+    now = [0.0]
+    info._ingress = IngressLink(f"http://127.0.0.1:{_free_port()}", clock=lambda: now[0])  # nothing listens there
     _with_client(info, work)
+    assert info._ingress.down  # not tried again for a while: calls go by handle
+    now[0] += 6.0
+    assert not info._ingress.down
 
 
 def test_the_ingress_link_exists_with_haproxy_only() -> None:

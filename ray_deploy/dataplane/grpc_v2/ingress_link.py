@@ -18,7 +18,8 @@ Example:
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import time
+from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING
 
 import aiohttp
@@ -32,6 +33,8 @@ KEEPALIVE_S = 4.0
 """An idle connection to HAProxy is closed after this long, well before HAProxy closes it (Serve's keep-alive
 timeout), so a call rarely meets a connection closed under it."""
 MAX_CONNECTIONS = 256
+DOWN_S = 5.0
+"""After a refused connection the link is not tried again for this long (calls go by handle meanwhile)."""
 _ANY_HOST = frozenset({"", "0.0.0.0", "::"})
 _NOT_RETURNED = frozenset({"content-length", "transfer-encoding", "connection", "date", "server"})
 Answer = tuple[int, bytes, dict[str, str]]
@@ -40,9 +43,16 @@ Answer = tuple[int, bytes, dict[str, str]]
 class IngressLink:
     """Sends calls' HTTP forms to ``base_url`` (this node's HTTP ingress) over kept-alive connections."""
 
-    def __init__(self, base_url: str) -> None:
+    def __init__(self, base_url: str, clock: Callable[[], float] = time.monotonic) -> None:
         self.base_url = base_url
+        self._clock = clock
         self._session: aiohttp.ClientSession | None = None
+        self._down_until = -float("inf")
+
+    @property
+    def down(self) -> bool:
+        """Whether the ingress refused a connection in the last :data:`DOWN_S` (no HAProxy listens on this node)."""
+        return self._clock() < self._down_until
 
     @classmethod
     def of_node(cls, settings: Settings, environ: Mapping[str, str]) -> IngressLink | None:
@@ -61,6 +71,8 @@ class IngressLink:
     async def send(self, call: HttpCall, headers: Mapping[str, str]) -> Answer | None:
         """The model server's answer (status, body, headers), or None when the ingress did not deliver the call (no
         listener, a kept-alive connection it had closed) or answered itself."""
+        if self.down:
+            return None
         try:
             async with self._client().request(
                 call.method, self.base_url + call.path, headers=dict(headers), data=call.body or None
@@ -68,7 +80,10 @@ class IngressLink:
                 status = response.status
                 answer_headers = {k.lower(): v for k, v in response.headers.items() if k.lower() not in _NOT_RETURNED}
                 body = await response.read()
-        except (aiohttp.ClientConnectorError, aiohttp.ServerDisconnectedError):
+        except aiohttp.ClientConnectorError:
+            self._down_until = self._clock() + DOWN_S
+            return None
+        except aiohttp.ServerDisconnectedError:
             return None
         if status >= 400 and not answer_headers.get("content-type", "").startswith("application/json"):
             return None  # not a ray-deploy answer: the ingress itself (no route yet, no replica)
