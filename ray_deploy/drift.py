@@ -531,9 +531,17 @@ class WindowSummary:
             >>> WindowSummary(profile, DriftSpec(window_s=60, min_rows=100), started_at=0.0).ready(61.0)
             False
         """
-        if self.rows >= self.spec.window_rows:
-            return True
-        return now - self.started_at >= self.spec.window_s and self.rows >= self.spec.min_rows
+        return self.rows_to_close(now) <= 0
+
+    def rows_to_close(self, now: float) -> int:
+        """Rows still to add before the window may close at ``now`` (0 or less: it may close now).
+
+        Example:
+            >>> WindowSummary(profile, DriftSpec(window_rows=500, window_s=60, min_rows=100), 0.0).rows_to_close(61.0)
+            100
+        """
+        timed_out = now - self.started_at >= self.spec.window_s
+        return (min(self.spec.window_rows, self.spec.min_rows) if timed_out else self.spec.window_rows) - self.rows
 
     def quality(self) -> dict[str, dict[str, int]]:
         """Data-quality counters per input field (validates as ``documents.FieldQuality``; type_violations 0).

@@ -70,15 +70,13 @@ class CaptureSampler:
         return True
 
 
-def input_frame(model_input: Any) -> Any:
-    """The model input as a DataFrame of named columns, or None when it is not a table.
-
-    A DataFrame stays as it is; a 1-D or 2-D array or tensor becomes columns ``x0``, ``x1``, ... (as the
-    reference data does, so the two compare); wider or deeper tensors are not captured as inputs.
+def table_input(model_input: Any) -> Any:
+    """The model input as a table: a DataFrame as it is, a 1-D or 2-D array or tensor as a 2-D numpy array (a 1-D
+    one as one column), or None when it is not a table (deeper tensors, or wider than :data:`MAX_CAPTURED_COLUMNS`).
 
     Example:
-        >>> input_frame(np.array([[1.0, 2.0]])).columns.tolist()
-        ['x0', 'x1']
+        >>> table_input(np.array([1.0, 2.0])).shape
+        (2, 1)
     """
     import numpy as np
     import pandas as pd
@@ -92,9 +90,25 @@ def input_frame(model_input: Any) -> Any:
         return None
     if array.ndim == 1:
         array = array.reshape(-1, 1)
-    if array.shape[1] > MAX_CAPTURED_COLUMNS:
-        return None
-    return pd.DataFrame(array, columns=[f"x{i}" for i in range(array.shape[1])])
+    return None if array.shape[1] > MAX_CAPTURED_COLUMNS else array
+
+
+def input_frame(model_input: Any) -> Any:
+    """The model input as a DataFrame of named columns, or None when it is not a table (:func:`table_input`).
+
+    A DataFrame stays as it is; an array or tensor becomes columns ``x0``, ``x1``, ... (as the reference data does,
+    so the two compare).
+
+    Example:
+        >>> input_frame(np.array([[1.0, 2.0]])).columns.tolist()
+        ['x0', 'x1']
+    """
+    import pandas as pd
+
+    table = table_input(model_input)
+    if table is None or isinstance(table, pd.DataFrame):
+        return table
+    return pd.DataFrame(table, columns=[f"x{i}" for i in range(table.shape[1])])
 
 
 def output_array(output: Any) -> Any:

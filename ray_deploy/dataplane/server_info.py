@@ -38,6 +38,7 @@ from ray_deploy.errors import Forbidden, ModelNotFound, NotReady, RayDeployError
 from ray_deploy.status import model_apps, state_of
 
 if TYPE_CHECKING:  # the generated modules load in the replica only: see ray_deploy.dataplane.grpc_v2
+    from ray_deploy.dataplane.grpc_v2.server import Answer
     from ray_deploy.dataplane.grpc_v2.translate import HttpCall
 
 log = logging.getLogger("ray.serve")
@@ -78,7 +79,7 @@ class ServerInfo:
         except Exception:
             log.exception("the V2 gRPC endpoint did not start; the HTTP API works without it")
 
-    async def _send_to_model(self, name: str, call: HttpCall, headers: Mapping[str, str]) -> tuple[int, bytes, Any]:
+    async def _send_to_model(self, name: str, call: HttpCall, headers: Mapping[str, str]) -> Answer:
         """A gRPC call's HTTP form answered by the deployment's ModelServer: through the node's HAProxy where it
         delivers it, else by handle. Where the deployment does not answer, the same key check and 404/503 as its HTTP
         routes get here."""
@@ -90,7 +91,7 @@ class ServerInfo:
             answer = await self._ingress.send(call, headers)
             if answer is not None:
                 return answer
-        parts: tuple[int, bytes, Any] = await handle.http.remote(call.method, call.path, dict(headers), call.body)
+        parts: Answer = await handle.http.remote(call.method, call.path, dict(headers), call.body)
         return parts
 
     async def _grpc_server_metadata(self, headers: Mapping[str, str]) -> dict[str, Any]:

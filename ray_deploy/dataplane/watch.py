@@ -141,16 +141,14 @@ class ModelWatch:
 
     def _feed_window(self, block: SampleBlock, now: float) -> list[dict[str, Any]]:
         """Add a block's rows to the open window in as few parts as the window allows: a window closes at the
-        first request that brings it to its row count (``window_rows``, or ``min_rows`` once ``window_s`` has
-        passed), exactly as if the requests were added one by one, and the rest go to the next window."""
+        first request that brings it to the rows it needs (``WindowSummary.rows_to_close``), exactly as if the
+        requests were added one by one, and the rest go to the next window."""
         events: list[dict[str, Any]] = []
         ends = np.cumsum(block.counts)
         first, start = 0, 0  # the next request of the block, and its first row
         while self.window is not None and first < len(ends):
             window = self.window
-            timed_out = now - window.started_at >= self.spec.window_s
-            closes_at = min(self.spec.window_rows, self.spec.min_rows) if timed_out else self.spec.window_rows
-            last = min(int(np.searchsorted(ends - start, max(closes_at - window.rows, 1))), len(ends) - 1)
+            last = min(int(np.searchsorted(ends - start, max(window.rows_to_close(now), 1))), len(ends) - 1)
             end = int(ends[last])
             outputs = None if block.outputs is None else block.outputs[start:end]
             window.add(block.inputs.iloc[start:end], outputs, block.samples[last].t)
@@ -369,11 +367,13 @@ def stack_samples(samples: list[Sample]) -> list[SampleBlock]:
         >>> [len(b.samples) for b in stack_samples([s1, s2, s3])]  # s3 has other columns
         [2, 1]
     """
+    from ray_deploy.dataplane.capture import table_input
+
     blocks: list[SampleBlock] = []
     run: list[tuple[Sample, Any, Any]] = []
     run_key: Any = None
     for sample in samples:
-        inputs = _table_input(sample.inputs)
+        inputs = table_input(sample.inputs)
         if inputs is None:
             continue
         outputs = _outputs_per_row(sample.outputs, len(inputs))
@@ -388,19 +388,6 @@ def stack_samples(samples: list[Sample]) -> list[SampleBlock]:
     return blocks
 
 
-def _table_input(inputs: Any) -> Any:
-    """A 2-D array (a 1-D one as one column) or a DataFrame, or None when the inputs are not a table."""
-    from ray_deploy.dataplane.capture import MAX_CAPTURED_COLUMNS
-
-    if hasattr(inputs, "columns"):
-        return inputs
-    array = np.asarray(inputs) if isinstance(inputs, (list, np.ndarray)) else None
-    if array is None or array.ndim not in (1, 2):
-        return None
-    array = array.reshape(-1, 1) if array.ndim == 1 else array
-    return array if array.shape[1] <= MAX_CAPTURED_COLUMNS else None
-
-
 def _stack_key(inputs: Any) -> tuple[Any, ...]:
     if hasattr(inputs, "columns"):
         return ("table", tuple(inputs.columns), tuple(str(d) for d in inputs.dtypes))
@@ -409,10 +396,10 @@ def _stack_key(inputs: Any) -> tuple[Any, ...]:
 
 def _outputs_per_row(outputs: Any, rows: int) -> np.ndarray | None:
     """The outputs as an array with one entry (or row) per input row, else None (none are kept)."""
-    if outputs is None:
-        return None
-    array = np.asarray(outputs)
-    return array if array.ndim >= 1 and len(array) == rows else None
+    from ray_deploy.dataplane.capture import output_array
+
+    array = None if outputs is None else output_array(outputs)
+    return array if array is not None and len(array) == rows else None
 
 
 def _block(run: list[tuple[Sample, Any, Any]]) -> SampleBlock:

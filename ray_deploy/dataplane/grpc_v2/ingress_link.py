@@ -27,6 +27,7 @@ import aiohttp
 from ray_deploy.config import Settings
 
 if TYPE_CHECKING:  # the generated modules load in the replica only: see ray_deploy.dataplane.grpc_v2
+    from ray_deploy.dataplane.grpc_v2.server import Answer
     from ray_deploy.dataplane.grpc_v2.translate import HttpCall
 
 KEEPALIVE_S = 4.0
@@ -37,7 +38,6 @@ DOWN_S = 5.0
 """After a refused connection the link is not tried again for this long (calls go by handle meanwhile)."""
 _ANY_HOST = frozenset({"", "0.0.0.0", "::"})
 _NOT_RETURNED = frozenset({"content-length", "transfer-encoding", "connection", "date", "server"})
-Answer = tuple[int, bytes, dict[str, str]]
 
 
 class IngressLink:
