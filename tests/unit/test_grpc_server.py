@@ -175,9 +175,13 @@ def test_a_deployment_that_is_not_answering_yet_is_unavailable(
     _with_client(info, work)
 
 
-def test_a_redeploying_app_answers_while_a_replica_runs() -> None:
+def test_a_redeploying_app_answers_while_a_replica_runs_or_is_reconfigured() -> None:
     replicas = {"ModelServer": {"replicas": [{"state": "STARTING"}, {"state": "RUNNING"}]}}
     assert answering({"status": "DEPLOYING", "deployments": replicas})
+    updating = {"ModelServer": {"replicas": [{"state": "UPDATING"}]}}  # a new version loading in place
+    assert answering({"status": "DEPLOYING", "deployments": updating})
+    starting = {"ModelServer": {"replicas": [{"state": "STARTING"}]}}
+    assert not answering({"status": "DEPLOYING", "deployments": starting})
     assert not answering({"status": "DEPLOYING", "deployments": {"ModelServer": {"replicas": []}}})
     assert answering({"status": "RUNNING"})  # scaled to zero: Serve starts a replica for the call
 
@@ -197,6 +201,26 @@ def test_the_directory_reads_serve_once_per_refresh() -> None:
         assert len(reads) == 1
         now[0] = 3.0  # past REFRESH_S: iris was deleted meanwhile
         assert await directory.handle("iris") is None and len(reads) == 2
+
+    asyncio.run(run())
+
+
+def test_a_deployment_missing_from_the_copy_is_looked_up_again_at_most_every_quarter_second() -> None:
+    snapshots = [{}, {"iris": {"status": "RUNNING"}}]
+    reads: list[int] = []
+    now = [0.0]
+
+    async def read_apps() -> dict[str, dict[str, Any]]:
+        reads.append(1)
+        return snapshots[min(len(reads), 2) - 1]
+
+    directory = ModelDirectory(read_apps=read_apps, handle_of=lambda name: f"handle:{name}", clock=lambda: now[0])
+
+    async def run() -> None:
+        assert await directory.handle("iris") is None and len(reads) == 1  # just read: not again
+        now[0] = 0.3  # iris started meanwhile; the copy is within REFRESH_S but a miss looks again
+        assert await directory.handle("iris") == "handle:iris" and len(reads) == 2
+        assert await directory.handle("other") is None and len(reads) == 2  # read 0 s ago
 
     asyncio.run(run())
 
