@@ -7,7 +7,6 @@ Example:
 
 from __future__ import annotations
 
-import json
 import logging
 import math
 from typing import Any
@@ -15,6 +14,7 @@ from typing import Any
 from starlette.requests import Request
 from starlette.responses import Response
 
+from ray_deploy.dataplane import jsonio
 from ray_deploy.errors import BadRequest, ModelFailed, PayloadTooLarge, RayDeployError
 
 log = logging.getLogger("ray.serve")
@@ -22,7 +22,7 @@ log = logging.getLogger("ray.serve")
 
 def json_response(body: Any, status: int = 200, headers: dict[str, str] | None = None) -> Response:
     """A compact JSON response."""
-    payload = json.dumps(body, separators=(",", ":"), default=_default)
+    payload = jsonio.compact(body, default=_default)
     return Response(payload, status_code=status, media_type="application/json", headers=headers)
 
 
@@ -44,6 +44,16 @@ def error_response(exc: RayDeployError, **extra: Any) -> Response:
     return json_response({**exc.to_json(), **extra}, exc.http_status, headers)
 
 
+def relative_path(request: Request) -> str:
+    """The request's path below its app's route prefix (``/v2/models/iris/infer`` → ``/infer``)."""
+    return request.scope["path"][len(request.scope.get("root_path", "")) :]
+
+
+def query_items(request: Request) -> list[tuple[str, str]]:
+    """The request's query parameters as (name, value) pairs, in order (none parsed when there is no query)."""
+    return request.query_params.multi_items() if request.scope.get("query_string") else []
+
+
 async def read_body(request: Request, max_bytes: int) -> bytes:
     """Read a body of at most ``max_bytes`` without buffering more than that (413 beyond)."""
     declared = request.headers.get("content-length")
@@ -63,7 +73,7 @@ async def read_json(request: Request, max_bytes: int) -> Any:
     if not chunks.strip():
         raise BadRequest('the request body is empty; send JSON such as {"instances": [[...]]}')
     try:
-        return json.loads(chunks)
+        return jsonio.parse(chunks)
     except (ValueError, UnicodeDecodeError) as exc:
         raise BadRequest(f"the request body is not valid JSON: {exc}") from None
 

@@ -20,7 +20,6 @@ Example:
 
 from __future__ import annotations
 
-import json
 import math
 import re
 import struct
@@ -30,6 +29,7 @@ from typing import Any
 
 import numpy as np
 
+from ray_deploy.dataplane import jsonio
 from ray_deploy.errors import BadRequest, SchemaMismatch
 
 HEADER_LENGTH = "Inference-Header-Content-Length"
@@ -160,7 +160,7 @@ def _parse_envelope(header: bytes) -> dict[str, Any]:
     if not header.strip():
         raise BadRequest(f"the request body is empty; send a V2 infer request such as {example}")
     try:
-        envelope = json.loads(header)
+        envelope = jsonio.parse(header)
     except (ValueError, UnicodeDecodeError) as exc:
         raise BadRequest(
             f"the V2 request header is not valid JSON ({exc}); send {example} (a body with binary tensor data "
@@ -501,7 +501,7 @@ def encode_response(
     if parameters is not None:
         document["parameters"] = parameters
     document["outputs"] = entries
-    header = json.dumps(document, separators=(",", ":"), ensure_ascii=False, allow_nan=False).encode("utf-8")
+    header = jsonio.compact(document)
     if not any_binary:
         return header, {"Content-Type": "application/json"}
     return header + b"".join(blobs), {HEADER_LENGTH: str(len(header)), "Content-Type": "application/octet-stream"}

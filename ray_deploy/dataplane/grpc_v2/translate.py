@@ -29,7 +29,7 @@ from typing import Any
 
 import grpc
 
-from ray_deploy.dataplane import v2
+from ray_deploy.dataplane import jsonio, v2
 from ray_deploy.dataplane.grpc_v2.protocol import pb2
 from ray_deploy.dataplane.routes import MODEL_PREFIX
 from ray_deploy.errors import BadRequest, RayDeployError
@@ -168,7 +168,7 @@ def infer_call(request: pb2.ModelInferRequest) -> HttpCall:
     document.update(parameters=parameters, inputs=entries)
     if outputs:
         document["outputs"] = outputs
-    header = json.dumps(document, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
+    header = jsonio.compact(document)
     body = header + b"".join(blobs)
     headers = {
         "Content-Type": "application/octet-stream",
@@ -220,7 +220,7 @@ def infer_response(status: int, body: bytes, headers: Mapping[str, str]) -> pb2.
         raise failure(status, body, headers)
     length = _header(headers, v2.HEADER_LENGTH)
     size = int(length) if length is not None else len(body)
-    document = json.loads(body[:size])
+    document = jsonio.parse(body[:size])
     binary = memoryview(body)[size:]
     response = pb2.ModelInferResponse(
         model_name=str(document.get("model_name") or ""),
@@ -299,7 +299,7 @@ def failure(status: int, body: bytes, headers: Mapping[str, str]) -> CallFailed:
         "no deployment named 'x'; deployed: []"
     """
     try:
-        document = json.loads(body)
+        document = jsonio.parse(body)
         message = document.get("error") if isinstance(document, dict) else None
     except (ValueError, UnicodeDecodeError):
         message = None
@@ -311,7 +311,7 @@ def failure(status: int, body: bytes, headers: Mapping[str, str]) -> CallFailed:
 def _json_answer(status: int, body: bytes, headers: Mapping[str, str]) -> dict[str, Any]:
     if status >= 400:
         raise failure(status, body, headers)
-    document = json.loads(body)
+    document = jsonio.parse(body)
     if not isinstance(document, dict):
         raise CallFailed(grpc.StatusCode.INTERNAL, f"the model server answered {type(document).__name__}, not JSON")
     return document
