@@ -6,6 +6,7 @@ probabilities and a single-tensor torch model."""
 from __future__ import annotations
 
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import numpy as np
@@ -156,3 +157,36 @@ def test_v2_json_integers_and_nulls(churn: tuple[ray_deploy.Deployment, Pipeline
     output = answer.json()["outputs"][0]
     assert output["shape"] == [2, 2] and output["datatype"] == "FP64"
     np.testing.assert_allclose(np.reshape(output["data"], (2, 2)), model.predict_proba(frame), rtol=1e-6)
+
+
+class RowsSeen(torch.nn.Module):
+    """Answers each row with its sum and the number of rows in the forward pass it was part of."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.stack([x.sum(dim=1), torch.full((len(x),), float(len(x)))], dim=1)
+
+
+def test_concurrent_clients_get_their_own_rows_back_from_shared_batches(cluster: ray_deploy.ClusterInfo) -> None:
+    """Dynamic batching joins concurrent requests into one forward pass (on the replica's event loop once the
+    model is known to be fast) and splits the answer: every client gets exactly its rows back."""
+    dep = ray_deploy.deploy(RowsSeen(), "rows-seen", sample_input=torch.zeros(2, 3), num_cpus=0.1, show_progress=False)
+    try:
+
+        def ask(i: int) -> tuple[np.ndarray, np.ndarray]:
+            rows = np.arange(3 * (1 + i % 3), dtype=np.float32).reshape(-1, 3) + i
+            answer = requests.post(f"{dep.url}/predict", json={"instances": rows.tolist()}, headers=auth(), timeout=30)
+            assert answer.status_code == 200, answer.text
+            return rows, np.asarray(answer.json()["predictions"])
+
+        largest = 0.0
+        with ThreadPoolExecutor(max_workers=24) as pool:
+            for _ in range(5):  # rounds of 96 concurrent requests, until one forward pass held several of them
+                for rows, predictions in pool.map(ask, range(96)):
+                    assert predictions.shape == (len(rows), 2)
+                    np.testing.assert_allclose(predictions[:, 0], rows.sum(axis=1), rtol=1e-6)
+                    largest = max(largest, float(predictions[:, 1].max()) - len(rows))
+                if largest > 0:
+                    break
+        assert largest > 0, "no forward pass joined two requests"
+    finally:
+        dep.delete()
