@@ -33,8 +33,10 @@ from ray_deploy.dataplane.http import (
     error_response,
     internal_error,
     json_response,
+    query_items,
     read_body,
     read_json,
+    relative_path,
     replayable,
     replayable_from,
 )
@@ -143,10 +145,9 @@ class ModelServer:
         rejected: str | None = None
         mirror: bytes | None = None
         try:
-            relative = request.url.path[len(request.scope.get("root_path", "")) :]
-            route = match(MODEL_ROUTES, request.method, relative)
+            route = match(MODEL_ROUTES, request.method, relative_path(request))
             await self._guard.admit(route, request.headers)
-            check_query(route, request.query_params.multi_items())
+            check_query(route, query_items(request))
             arm = self._arm(route, request.headers)
             if arm is not None:  # a rollout's split: read the body once, so it can travel
                 body = await read_body(request, self._max_bytes)

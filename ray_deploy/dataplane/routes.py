@@ -14,6 +14,7 @@ Example:
 
 from __future__ import annotations
 
+import functools
 import re
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -123,8 +124,10 @@ SERVER_ROUTES: tuple[RouteSpec, ...] = (
 )
 
 
+@functools.lru_cache(maxsize=1024)
 def match(routes: tuple[RouteSpec, ...], method: str, path: str) -> Route:
-    """The route for ``method`` and ``path`` (relative to the app's prefix).
+    """The route for ``method`` and ``path`` (relative to the app's prefix); the answer is shared (read only) and
+    remembered for the next request to the same path.
 
     Raises :class:`MethodNotAllowed` (405, with the allowed methods) when the path exists with other
     methods, and :class:`ModelNotFound` (404, listing the routes) when it does not exist.
