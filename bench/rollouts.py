@@ -6,8 +6,8 @@ fail and a step that outlasts the run, so the split stays put while it is measur
 the champion's share of a canary should pay nothing measurable, and a shadow should add no user-visible latency.
 "no rollout, again" repeats the baseline at the end, so the table shows the run-to-run spread.
 
-    python bench/rollouts.py                # 300 requests or 15 s per row
-    python bench/rollouts.py --quick
+    python bench/rollouts.py                # 3 s or 20,000 requests per row, as bench/serving.py
+    python bench/rollouts.py --quick        # 1 s or 2,000 requests per row
 """
 
 from __future__ import annotations
