@@ -7,6 +7,7 @@ the same way.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 import re
@@ -196,6 +197,27 @@ def test_request_metrics_values(recorders: dict[str, Recorder]) -> None:
     assert recorders["deploy_rows"].get(version="3") == 7  # rows=0 adds nothing (a counter needs > 0)
     assert [value for value, _ in recorders["deploy_request_latency_ms"].observed] == [3.5, 4.5, 0.5, 1.0]
     assert recorders["deploy_request_latency_ms"].observed[0][1] == {"deployment": "iris", "version": "3"}
+
+
+def test_on_an_event_loop_requests_are_tallied_and_exported_together(recorders: dict[str, Recorder]) -> None:
+    requests = RequestMetrics("iris")
+    counted = recorders["deploy_requests"]
+
+    async def serve_requests() -> None:
+        for _ in range(50):
+            requests.observe(200, 2.0, "3", 1)
+        requests.observe(500, 9.0, "3", 0)
+        assert counted.values == {}  # nothing exported on the request path
+        await asyncio.sleep(metrics.REPORT_S * 3)
+        assert counted.get(version="3", status="200") == 50 and counted.get(version="3", status="500") == 1
+        requests.observe(200, 1.0, "3", 2)  # the next tally
+        await asyncio.sleep(metrics.REPORT_S * 3)
+
+    asyncio.run(serve_requests())
+    assert counted.get(version="3", status="200") == 51
+    assert recorders["deploy_errors"].get(version="3", status="500") == 1
+    assert recorders["deploy_rows"].get(version="3") == 52
+    assert [value for value, _ in recorders["deploy_request_latency_ms"].observed] == [2.0] * 50 + [9.0, 1.0]
 
 
 def test_request_metrics_never_raise_and_warn_once(
