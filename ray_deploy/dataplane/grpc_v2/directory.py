@@ -2,10 +2,11 @@
 
 Serve's details are read at most every :data:`REFRESH_S` (one controller call, shared by the calls waiting for it),
 so a deleted or new deployment is seen within that time without a controller call per request; a call for a
-deployment that does not answer in that copy reads them again first, at most every :data:`MISS_REFRESH_S` (it may
-have just started, or be between two states of a redeploy). A deployment answers when its app is ``RUNNING`` (also
-when scaled to zero: Serve starts a replica for the call) or while it has a ``ModelServer`` replica that serves or is
-being reconfigured for a new version (a redeploy in progress: the call waits for it).
+deployment that does not answer in that copy reads them again first (it may have just started, or be between two
+states of a redeploy), and calls that miss together share one read (:data:`MISS_REFRESH_S`). A deployment answers
+when its app is ``RUNNING`` (also when scaled to zero: Serve starts a replica for the call) or while it has a
+``ModelServer`` replica that serves or is being reconfigured for a new version (a redeploy in progress: the call
+waits for it).
 
 Example:
     >>> directory = ModelDirectory()
@@ -25,7 +26,7 @@ from ray_deploy.status import model_apps, state_of
 
 REFRESH_S = 2.0
 """Serve's details are re-read when older than this."""
-MISS_REFRESH_S = 0.25
+MISS_REFRESH_S = 0.05
 """... and when older than this for a call to a deployment that does not answer in them."""
 SERVING_STATES = frozenset({"RUNNING", "UPDATING", "PENDING_MIGRATION"})
 """Replica states that answer calls, or will once a reconfigure (a new version) is done."""
