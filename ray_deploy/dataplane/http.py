@@ -32,9 +32,11 @@ def _default(value: Any) -> Any:
     return str(value)
 
 
-def error_response(exc: RayDeployError, **extra: Any) -> Response:
+def error_response(exc: RayDeployError, headers: dict[str, str] | None = None, **extra: Any) -> Response:
     """The contract's error body ``{"error": ...}`` with the error's status (and Retry-After for 429/503)."""
-    headers = {"Retry-After": "1"} if exc.http_status in (429, 503) else {}
+    headers = dict(headers or {})
+    if exc.http_status in (429, 503):
+        headers["Retry-After"] = "1"
     if exc.http_status == 429:
         headers["Retry-After"] = str(max(1, math.ceil(getattr(exc, "retry_after_s", 1.0))))
     if exc.http_status == 401:

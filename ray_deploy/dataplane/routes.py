@@ -31,6 +31,11 @@ QUERY_PATTERNS = {"since": r"^[0-9]+(\.[0-9]+)?[smhdw]?$"}
 QUERY_GRAMMAR = {"since": "use seconds since the epoch (1764370000) or a duration ago (30m, 1h, 2d)"}
 
 
+NOT_ROUTED_HEADER = "x-ray-deploy-not-routed"
+"""On the server app's answer to a model route (the ingress did not route it to the model's app, which is not live
+yet or not on that ingress process): a caller that can reach the model another way should (see IngressLink)."""
+
+
 @dataclass(frozen=True)
 class RouteSpec:
     """One documented route: method, path template relative to the app's prefix, and what it does.

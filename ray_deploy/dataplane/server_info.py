@@ -33,7 +33,7 @@ from ray_deploy.dataplane.grpc_v2.directory import ModelDirectory
 from ray_deploy.dataplane.grpc_v2.ingress_link import IngressLink
 from ray_deploy.dataplane.guard import Guard, KeyRecord
 from ray_deploy.dataplane.http import error_response, json_response, query_items, relative_path
-from ray_deploy.dataplane.routes import MODEL_PREFIX, SERVER_ROUTES, Route, check_query, match
+from ray_deploy.dataplane.routes import MODEL_PREFIX, NOT_ROUTED_HEADER, SERVER_ROUTES, Route, check_query, match
 from ray_deploy.errors import Forbidden, ModelNotFound, NotReady, RayDeployError
 from ray_deploy.status import model_apps, state_of
 
@@ -119,7 +119,10 @@ class ServerInfo:
             parts = [p for p in relative.split("/") if p]
             if len(parts) >= 2 and parts[0] == "models":  # a model route whose app is not live: say why
                 key = await self._guard.admit(Route("models", scope="read"), request.headers)
-                await self._not_serving(parts[1], key)
+                try:
+                    await self._not_serving(parts[1], key)
+                except RayDeployError as exc:  # a kept-alive connection may be on an ingress without the route
+                    return error_response(exc, headers={NOT_ROUTED_HEADER: "1", "Connection": "close"})
             route = match(SERVER_ROUTES, request.method, relative)
             key = await self._guard.admit(route, request.headers)
             check_query(route, query_items(request))

@@ -26,7 +26,9 @@ from ray_deploy.dataplane.grpc_v2.directory import ModelDirectory, answering
 from ray_deploy.dataplane.grpc_v2.ingress_link import IngressLink
 from ray_deploy.dataplane.grpc_v2.protocol import pb2, pb2_grpc
 from ray_deploy.dataplane.guard import Guard
+from ray_deploy.dataplane.http import replayable_from
 from ray_deploy.dataplane.ingress import ModelServer
+from ray_deploy.dataplane.routes import NOT_ROUTED_HEADER
 from ray_deploy.dataplane.server_info import ServerInfo
 from tests.unit.conftest import UNIT_KEY, iris_model_server, unit_keys
 
@@ -385,6 +387,32 @@ def test_what_the_ingress_does_not_deliver_goes_by_handle(info: ServerInfo) -> N
     assert info._ingress.down  # not tried again for a while: calls go by handle
     now[0] += 6.0
     assert not info._ingress.down
+
+
+def test_the_server_apps_answer_for_a_model_it_did_not_route_goes_by_handle_on_new_connections(
+    info: ServerInfo,
+) -> None:
+    """HAProxy's old process (a connection kept alive across a reload) sends a new model's route to the server app,
+    whose 503 says so: the call goes by handle, and later calls open new connections."""
+    ports: set[int] = set()
+
+    async def old_haproxy(request: web.Request) -> web.Response:
+        ports.add(request.transport.get_extra_info("peername")[1])  # type: ignore[union-attr]
+        routed_to_the_server_app = replayable_from(
+            request.path, dict(request.headers), await request.read(), request.method, "/v2"
+        )
+        answer = await info(routed_to_the_server_app)
+        assert answer.status_code == 503 and answer.headers[NOT_ROUTED_HEADER] == "1"
+        headers = {k: v for k, v in answer.headers.items() if k.lower() != "content-length"}
+        return web.Response(status=answer.status_code, body=answer.body, headers=headers)
+
+    async def work(stub: Any) -> None:
+        for _ in range(2):
+            answer = await stub.ModelInfer(_infer_request(ROW), metadata=METADATA)
+            assert np.frombuffer(answer.raw_output_contents[0], "<i8").tolist() == [2]
+
+    _with_ingress(info, old_haproxy)(work)
+    assert len(ports) == 2  # the second call did not reuse the first one's connection
 
 
 def test_the_ingress_link_exists_with_haproxy_only() -> None:

@@ -8,7 +8,9 @@ puts Serve's Python router in the front end's process for every call (``bench/se
 Without HAProxy (the Python proxy, or TLS, which keeps it) there is no such link: the front end calls the handle,
 which is no slower than a Python proxy hop. A call the ingress did not deliver, or answered itself (HAProxy's own
 404/503 while it learns a new app's route; every ray-deploy answer is JSON), is not an answer: the caller sends it by
-handle instead.
+handle instead. So is the server app's answer for a model it did not route (``NOT_ROUTED_HEADER``): HAProxy reloads
+its configuration in a new process when apps and replicas change, and a connection kept alive from before stays with
+the old process, which may not know a new app; the link then opens new connections.
 
 Example:
     >>> link = IngressLink.of_node(Settings.from_env(), {"RAY_SERVE_ENABLE_HA_PROXY": "1"})
@@ -18,6 +20,7 @@ Example:
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING
@@ -25,6 +28,7 @@ from typing import TYPE_CHECKING
 import aiohttp
 
 from ray_deploy.config import Settings
+from ray_deploy.dataplane.routes import NOT_ROUTED_HEADER
 
 if TYPE_CHECKING:  # the generated modules load in the replica only: see ray_deploy.dataplane.grpc_v2
     from ray_deploy.dataplane.grpc_v2.server import Answer
@@ -87,7 +91,16 @@ class IngressLink:
             return None
         if status >= 400 and not answer_headers.get("content-type", "").startswith("application/json"):
             return None  # not a ray-deploy answer: the ingress itself (no route yet, no replica)
+        if NOT_ROUTED_HEADER in answer_headers:
+            self._reconnect()
+            return None
         return status, body, answer_headers
+
+    def _reconnect(self) -> None:
+        """Open new connections from now on; the old ones close once the calls on them are done."""
+        old, self._session = self._session, None
+        if old is not None:
+            asyncio.get_running_loop().call_later(KEEPALIVE_S, lambda: asyncio.ensure_future(old.close()))
 
     def _client(self) -> aiohttp.ClientSession:
         if self._session is None or self._session.closed:
