@@ -77,6 +77,10 @@ async def submit_action(
     action_id = f"ray-deploy-{action}-{uuid.uuid4().hex[:12]}"
     env = settings.to_env()
     env.pop("RAY_ADDRESS", None)  # the job runs inside the cluster, where Ray sets it (ours may be a client URL)
+    if settings.ray_address is None:
+        # the local head: name its GCS. Ray's job manager gives the driver the cluster named in
+        # /tmp/ray/ray_current_cluster, the one started last on this machine, which may be another local cluster
+        env["RAY_ADDRESS"] = f"127.0.0.1:{settings.ray_port}"
     env[audit.WHO_ENV] = audit.current_identity()
     command = entrypoint(python, action, name, args, env)
     log.info("ray-deploy: submitting %s as Ray Job %s: %s", action, action_id, command)

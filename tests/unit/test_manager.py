@@ -260,6 +260,18 @@ def test_scale_and_delete_run_the_cli_as_a_ray_job_with_our_settings(
     assert len(fake_cluster.posted) == 2
 
 
+def test_an_action_on_the_local_head_names_its_gcs(fake_cluster: FakeCluster, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Ray's job manager would give the job the local cluster started last on this machine, maybe another one."""
+    monkeypatch.delenv("RAY_ADDRESS", raising=False)
+    monkeypatch.setenv("RAY_DEPLOY_RAY_PORT", "6411")
+    monkeypatch.setenv("RAY_DEPLOY_DASHBOARD_URL", f"http://127.0.0.1:{fake_cluster.port}")
+    fake_cluster.answers["/api/jobs/"] = (200, {"submission_id": "x"})
+    manager = DeploymentManager(RayDeployServer(job_python="/opt/venv/bin/python"))
+    asyncio.run(manager.delete("iris"))
+    [job] = fake_cluster.posted
+    assert "RAY_ADDRESS=127.0.0.1:6411 " in job["entrypoint"]
+
+
 def test_promote_and_rollback_run_the_cli_as_a_ray_job(fake_cluster: FakeCluster) -> None:
     fake_cluster.answers["/api/jobs/"] = (200, {"submission_id": "x"})
     manager = DeploymentManager(RayDeployServer(job_python="/opt/venv/bin/python"))
