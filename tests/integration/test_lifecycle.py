@@ -21,8 +21,11 @@ from tests.polling import wait_for
 ROW = [[1.0, 2.0]]
 
 
-def scaled_by(factor: float) -> Any:
+def scaled_by(factor: float, busy_s: float = 0.0) -> Any:
+    """A model answering each row's sum times ``factor``, after ``busy_s`` of work per call."""
+
     def model(data: Any) -> Any:
+        time.sleep(busy_s)
         return np.asarray(data, dtype=float).sum(axis=1) * factor
 
     return model
@@ -140,10 +143,14 @@ def test_scale_changes_replicas_in_place(cleanup: list[str]) -> None:
 
 def test_sustained_load_adds_a_replica_and_idle_removes_it(cleanup: list[str]) -> None:
     """With the default upscale_delay_s, 16 clients that never pause get a second replica; when they stop, the
-    deployment goes back to one. Bounded in time; how fast it reacts is measured by bench/autoscale.py."""
+    deployment goes back to one. Bounded in time; how fast it reacts is measured by bench/autoscale.py.
+
+    The model works 20 ms per call, so the clients' requests stay in flight at the replica (the autoscaler's
+    measure): a model that answers in microseconds keeps fewer than its target of 2 in flight there, however many
+    client threads this process runs, and rightly gets no second replica."""
     cleanup.append("busy")
     dep = ray_deploy.deploy(
-        scaled_by(1),
+        scaled_by(1, busy_s=0.02),
         "busy",
         sample_input=np.array(ROW),
         num_cpus=0.1,
