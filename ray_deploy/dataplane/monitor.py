@@ -9,7 +9,7 @@ the registry's aliases (repairing a ``champion`` alias that an interrupted deplo
 
 Example:
     >>> monitor = Monitor("iris", "http://127.0.0.1:8000", capture_uri="/tmp/captures")
-    >>> monitor.record([Sample(t=time.time(), latency_ms=3.0, status=200, rows=1)])
+    >>> await monitor.record([Sample(t=time.time(), latency_ms=3.0, status=200, rows=1)])
     >>> (await monitor.status())["traffic"]["requests"]
     1
 """
@@ -94,8 +94,13 @@ class Monitor:
 
     # ---- samples in --------------------------------------------------------------------------------
 
-    def record(self, samples: list[Sample], dropped: int = 0) -> None:
-        """Take samples from a replica (fire-and-forget from the request path)."""
+    async def record(self, samples: list[Sample], dropped: int = 0) -> None:
+        """Take samples from a replica (fire-and-forget from the request path).
+
+        ``async``, so it runs on the Monitor's event loop like the status reads: Serve runs a plain method in a
+        worker thread, where adding to the traffic window raced a status read's pass over it ("deque mutated during
+        iteration") and two replicas' batches raced each other's counts.
+        """
         if self._rollout_active:
             self.rollouts.observe(samples)
         served = [s for s in samples if not s.shadow]  # a shadow's answers reach no user: not traffic
