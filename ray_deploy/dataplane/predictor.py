@@ -126,9 +126,13 @@ class Predictor:
             >>> predictor.runs_inline("3", rows=32)  # version 3 took 0.1 ms per row last time
             True
         """
+        expected = self.expected_s(version, rows)
+        return expected is not None and expected <= min(INLINE_BUDGET_S, self.options.request_timeout_s / 2)
+
+    def expected_s(self, version: str, rows: int) -> float | None:
+        """How long a call of ``rows`` rows to ``version`` is expected to take; None before its first call."""
         row_s = self._row_s.get(version)
-        budget_s = min(INLINE_BUDGET_S, self.options.request_timeout_s / 2)
-        return row_s is not None and row_s * max(rows, 1) <= budget_s
+        return None if row_s is None else row_s * max(rows, 1)
 
     def _timed(self, loaded: Loaded, data: Any, params: dict[str, Any] | None) -> Any:
         started = time.perf_counter()

@@ -89,19 +89,23 @@ async def test_a_call_with_many_rows_goes_to_a_thread_though_small_ones_run_inli
     model, run = Recorder(row_s=INLINE_BUDGET_S / 40), predictor()
     served = loaded(model)
     await run.run(served, rows(1), "r")
-    assert run.runs_inline("1", rows=10)
-    assert not run.runs_inline("1", rows=200)
-    await run.run(served, rows(200), "r")
-    assert model.calls[-1] == (model.calls[-1][0], 200) and model.calls[-1][0] != threading.get_ident()
+    row_s = run.expected_s("1", rows=1)
+    assert row_s is not None
+    few, many = max(1, int(INLINE_BUDGET_S / row_s / 2)), int(INLINE_BUDGET_S / row_s * 2) + 1
+    assert run.runs_inline("1", rows=few) and not run.runs_inline("1", rows=many)
+    await run.run(served, rows(many), "r")
+    assert model.calls[-1][1] == many and model.calls[-1][0] != threading.get_ident()
 
 
 @on_a_loop
 async def test_inline_calls_are_never_longer_than_half_the_request_timeout() -> None:
-    run = predictor(request_timeout_s=0.004)
-    served = loaded(Recorder(row_s=0.001))
-    await run.run(served, rows(1), "r")
+    run = predictor()
+    await run.run(loaded(Recorder(row_s=0.001)), rows(1), "r")
+    row_s = run.expected_s("1", rows=1)
+    assert row_s is not None and run.expected_s("1", rows=3) == pytest.approx(3 * row_s)
+    run.configure(DeployOptions(request_timeout_s=3 * row_s), is_torch=False)  # half of it: 1.5 rows' time
     assert run.runs_inline("1", rows=1)
-    assert not run.runs_inline("1", rows=3)  # ~3 ms expected, above 0.004 / 2
+    assert not run.runs_inline("1", rows=2)
 
 
 @on_a_loop
@@ -113,9 +117,9 @@ async def test_timings_are_per_version() -> None:
 
 @on_a_loop
 async def test_a_model_over_its_time_limit_is_a_timeout_and_the_predictor_goes_on() -> None:
-    run = predictor(request_timeout_s=0.05)
-    slow = loaded(Recorder(row_s=0.3))
-    with pytest.raises(RequestTimeout, match="request_timeout_s=0.05"):
+    run = predictor(request_timeout_s=0.25)
+    slow = loaded(Recorder(row_s=0.75))
+    with pytest.raises(RequestTimeout, match="request_timeout_s=0.25"):
         await run.run(slow, rows(1), "r")
     np.testing.assert_array_equal(await run.run(loaded(Recorder(), "2"), rows(1), "r"), rows(1) * 2)
 
