@@ -1,7 +1,7 @@
 """Where a replica runs its model: short calls on the event loop, long or unmeasured ones in a worker thread.
 
-The model is a plain object with ``predict`` (what a pyfunc model is to the replica); batching is Serve's own
-``@serve.batch``, running on this test's event loop.
+The model is a plain object with ``predict`` (what a pyfunc model is to the replica); batching is the replica's
+own :class:`~ray_deploy.dataplane.batcher.Batcher`, running on this test's event loop.
 """
 
 from __future__ import annotations
