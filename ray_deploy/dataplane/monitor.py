@@ -24,7 +24,7 @@ from typing import Any
 
 from ray_deploy import serve_api
 from ray_deploy.config import CaptureSpec, DriftSpec
-from ray_deploy.dataplane.capture import FLUSH_S
+from ray_deploy.dataplane.capture import FLUSH_S, PackedSamples
 from ray_deploy.dataplane.rollout_watch import RolloutWatch
 from ray_deploy.dataplane.served_model import converge_champion
 from ray_deploy.status import Sample, TrafficHistory, TrafficWindow, status_document
@@ -94,13 +94,15 @@ class Monitor:
 
     # ---- samples in --------------------------------------------------------------------------------
 
-    async def record(self, samples: list[Sample], dropped: int = 0) -> None:
-        """Take samples from a replica (fire-and-forget from the request path).
+    async def record(self, samples: PackedSamples | list[Sample], dropped: int = 0) -> None:
+        """Take samples from a replica (fire-and-forget from the request path; replicas send them packed).
 
         ``async``, so it runs on the Monitor's event loop like the status reads: Serve runs a plain method in a
         worker thread, where adding to the traffic window raced a status read's pass over it ("deque mutated during
         iteration") and two replicas' batches raced each other's counts.
         """
+        if isinstance(samples, PackedSamples):
+            samples = samples.unpack()
         if self._rollout_active:
             self.rollouts.observe(samples)
         served = [s for s in samples if not s.shadow]  # a shadow's answers reach no user: not traffic

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import pickle
 import random
 from typing import Any
 
@@ -11,7 +12,7 @@ import pandas as pd
 import pytest
 
 from ray_deploy.config import CaptureSpec
-from ray_deploy.dataplane.capture import Capture, CaptureSampler, input_frame, output_array
+from ray_deploy.dataplane.capture import Capture, CaptureSampler, PackedSamples, input_frame, output_array
 from ray_deploy.status import Sample
 
 
@@ -56,8 +57,9 @@ class _Monitor:
         self.batches: list[tuple[list[Sample], int]] = []
         self.record = self
 
-    def remote(self, batch: list[Sample], dropped: int) -> None:
-        self.batches.append((batch, dropped))
+    def remote(self, batch: PackedSamples, dropped: int) -> None:
+        # as a Ray call does: pickled on the way, unpacked by the Monitor
+        self.batches.append((pickle.loads(pickle.dumps(batch, protocol=5)).unpack(), dropped))
 
 
 def _run(capture: Capture, samples: list[tuple[Sample, Any, Any]]) -> None:
@@ -97,3 +99,48 @@ def test_a_full_buffer_drops_and_counts_instead_of_growing() -> None:
     _run(capture, [(Sample(1.0, 2.0, 200, 1), None, None) for _ in range(8)])
     ((batch, dropped),) = monitor.batches
     assert len(batch) == 5 and dropped == 3
+
+
+def _sample(i: int, **fields: Any) -> Sample:
+    return Sample(float(i), 1.5 * i, 200, 1, f"r{i}", "3", **fields)
+
+
+def test_packed_samples_arrive_as_they_left() -> None:
+    frame = pd.DataFrame({"a": [1.0], "b": ["x"]})
+    entries: list[tuple[Sample, Any, Any]] = [
+        (_sample(0), np.ones((1, 4), np.float32), np.array([0])),
+        (_sample(1), np.full((3, 4), 2.0, np.float32), np.array([1, 2, 3])),
+        (_sample(2), None, None),  # not captured: traffic only
+        (_sample(3), None, None),
+        (_sample(4, rejected_field="age"), np.ones((1, 5), np.float32), np.array([[0.5, 0.5]])),  # another width
+        (_sample(5), np.ones((1, 4), np.float64), np.array(["yes"])),  # another dtype
+        (_sample(6, shadow=True), frame, np.array([7])),  # a table travels as it is
+        (_sample(7), np.array(3.0), np.array(1)),  # 0-d values do not stack
+    ]
+    got = pickle.loads(pickle.dumps(PackedSamples.pack(entries), protocol=5)).unpack()
+    assert [s.request_id for s in got] == [f"r{i}" for i in range(8)]
+    for (sample, inputs, outputs), arrived in zip(entries, got, strict=True):
+        assert (arrived.t, arrived.latency_ms, arrived.status, arrived.rows, arrived.version) == (
+            sample.t,
+            sample.latency_ms,
+            sample.status,
+            sample.rows,
+            sample.version,
+        )
+        assert (arrived.rejected_field, arrived.shadow) == (sample.rejected_field, sample.shadow)
+        for sent, came in ((inputs, arrived.inputs), (outputs, arrived.outputs)):
+            if sent is None:
+                assert came is None
+            elif isinstance(sent, pd.DataFrame):
+                pd.testing.assert_frame_equal(came, sent)
+            else:
+                assert came.dtype == sent.dtype and came.shape == sent.shape and (came == sent).all()
+
+
+def test_packing_stacks_runs_of_one_dtype_and_row_shape() -> None:
+    entries = [(_sample(i), np.full((1 + i % 2, 4), i, np.float32), np.array([i] * (1 + i % 2))) for i in range(6)]
+    entries += [(_sample(6), None, None), (_sample(7), None, None)]
+    packed = PackedSamples.pack(entries)
+    assert len(packed.inputs) == 2 and packed.inputs[0][0] == [1, 2, 1, 2, 1, 2]
+    assert packed.inputs[0][1].shape == (9, 4) and packed.inputs[1] == (2, None)
+    assert [len(s.inputs) for s in packed.unpack()[:6]] == [1, 2, 1, 2, 1, 2]
