@@ -1,8 +1,9 @@
 """Prometheus metrics of the data plane and the monitoring, recorded through ``ray.util.metrics``.
 
-Replicas record request metrics (:class:`RequestMetrics`), the Monitor records drift, data-quality, model and
-rollout metrics (:class:`MonitorMetrics`). Ray's metrics agent on every node serves them on its Prometheus endpoint
-(``ray start --metrics-export-port``; the local head uses ``RAY_DEPLOY_METRICS_PORT``, default 8090).
+Replicas record request metrics (:class:`RequestMetrics`) and dynamic batching (:class:`BatchMetrics`), the Monitor
+records drift, data-quality, model and rollout metrics (:class:`MonitorMetrics`). Ray's metrics agent on every node
+serves them on its Prometheus endpoint (``ray start --metrics-export-port``; the local head uses
+``RAY_DEPLOY_METRICS_PORT``, default 8090).
 
 Ray prefixes every application metric with ``ray_`` when it exports it, and Prometheus counters get
 ``_total``; so the metrics are defined here as ``deploy_*`` and scraped with the ``ray_deploy_`` prefix: the
@@ -39,7 +40,12 @@ EXPORT_PREFIX = "ray_"  # what Ray's metrics agent puts before every application
 UNKNOWN = "unknown"  # tag value of a missing version
 
 # Request latency buckets, ms: 1 ms .. 60 s.
-LATENCY_BOUNDARIES_MS = [1, 2.5, 5, 10, 25, 50, 100, 250, 500, 1000, 2500, 5000, 10_000, 30_000, 60_000]
+LATENCY_BOUNDARIES_MS: list[float] = [1, 2.5, 5, 10, 25, 50, 100, 250, 500, 1000, 2500, 5000, 10_000, 30_000, 60_000]
+# Buckets of the histograms that are not request latencies.
+BOUNDARIES: dict[str, list[float]] = {
+    "deploy_batch_size": [1, 2, 4, 8, 16, 32, 64, 128, 256, 512],
+    "deploy_batch_wait_ms": [0.1, 0.5, 1, 2.5, 5, 10, 25, 50, 100, 250, 1000],
+}
 ALARM_LEVELS = {"ok": 0, "warning": 1, "alarm": 2}
 QUALITY_KINDS = ("missing", "type_violations", "out_of_range", "unseen_categories")
 
@@ -61,6 +67,16 @@ METRICS: dict[str, tuple[str, tuple[str, ...], str]] = {
         "Requests answered with HTTP status >= 400.",
     ),
     "deploy_rows": ("counter", ("deployment", "version"), "Rows predicted."),
+    "deploy_batch_size": (
+        "histogram",
+        ("deployment",),
+        "Requests per model call when dynamic batching is on (batches of one are lone requests under load).",
+    ),
+    "deploy_batch_wait_ms": (
+        "histogram",
+        ("deployment",),
+        "How long the oldest request of a batch waited for the batch to start, ms.",
+    ),
     "deploy_drift_score": (
         "gauge",
         ("deployment", "feature"),
@@ -152,7 +168,8 @@ def _make(name: str, deployment: str) -> Any:
     elif kind == "gauge":
         metric = metrics.Gauge(name, description, tag_keys=tag_keys)
     else:
-        metric = metrics.Histogram(name, description, boundaries=LATENCY_BOUNDARIES_MS, tag_keys=tag_keys)
+        boundaries = BOUNDARIES.get(name, LATENCY_BOUNDARIES_MS)
+        metric = metrics.Histogram(name, description, boundaries=boundaries, tag_keys=tag_keys)
     return metric.set_default_tags({"deployment": deployment})
 
 
@@ -246,6 +263,36 @@ class RequestMetrics(_Guarded):
             if len(self._tags) < 1000:  # bounded: versions x statuses stay few
                 self._tags[(version, status)] = tags
         return tags
+
+
+class BatchMetrics(_Guarded):
+    """Dynamic batching of one deployment's replica: requests per batch and the oldest request's wait, recorded as
+    each batch starts (per batch, not per request).
+
+    Example:
+        >>> metrics = BatchMetrics("iris")
+        >>> metrics.observe(requests=32, waited_s=0.004)
+    """
+
+    def __init__(self, deployment: str) -> None:
+        super().__init__(deployment)
+        try:
+            self._size = _make("deploy_batch_size", self.deployment)
+            self._wait = _make("deploy_batch_wait_ms", self.deployment)
+            self._ok = True
+        except Exception:
+            self._ok = False
+            self._failed("batch")
+
+    def observe(self, requests: int, waited_s: float) -> None:
+        """Record one batch as it starts; never raises."""
+        if not self._ok:
+            return
+        try:
+            self._size.observe(requests)
+            self._wait.observe(waited_s * 1000.0)
+        except Exception:
+            self._failed("batch")
 
 
 class MonitorMetrics(_Guarded):

@@ -30,6 +30,7 @@ import pandas as pd
 
 from ray_deploy.config import DeployOptions
 from ray_deploy.dataplane.batcher import Batcher
+from ray_deploy.dataplane.metrics import BatchMetrics
 from ray_deploy.dataplane.served_model import Loaded
 from ray_deploy.errors import ModelFailed, RayDeployError, RequestTimeout, SchemaMismatch
 
@@ -46,6 +47,7 @@ class Predictor:
         self.name = name
         self.options = DeployOptions()
         self._batcher: Batcher[Any, Any] | None = None
+        self._batch_metrics = BatchMetrics(name)
         self._batch_model: Loaded | None = None
         self._in_flight = 0
         self._row_s: dict[str, float] = {}
@@ -55,7 +57,11 @@ class Predictor:
         """Apply (new) options; batching is on when the effective batch size is above 1."""
         self.options = options
         size = options.batch_size(is_torch)
-        self._batcher = Batcher(self._run_batch, size, options.batch_wait_timeout_s) if size > 1 else None
+        self._batcher = (
+            Batcher(self._run_batch, size, options.batch_wait_timeout_s, self._batch_metrics.observe)
+            if size > 1
+            else None
+        )
 
     async def run(
         self, loaded: Loaded, data: Any, request_id: str, is_current: bool = True, params: dict[str, Any] | None = None

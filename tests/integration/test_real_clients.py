@@ -5,6 +5,7 @@ probabilities and a single-tensor torch model."""
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
@@ -19,6 +20,7 @@ from sklearn.pipeline import Pipeline
 from tritonclient.utils import InferenceServerException
 
 import ray_deploy
+from ray_deploy.config import Settings
 from tests.integration.api import auth
 
 
@@ -166,9 +168,23 @@ class RowsSeen(torch.nn.Module):
         return torch.stack([x.sum(dim=1), torch.full((len(x),), float(len(x)))], dim=1)
 
 
+def _exported_batches(name: str) -> tuple[float, float]:
+    """(batches, requests in them) that ``name``'s replicas exported, read from the local head's metrics endpoint."""
+    from prometheus_client.parser import text_string_to_metric_families
+
+    text = requests.get(f"http://127.0.0.1:{Settings.from_env().metrics_port}/metrics", timeout=30).text
+    found = {"ray_deploy_batch_size_count": 0.0, "ray_deploy_batch_size_sum": 0.0}
+    for family in text_string_to_metric_families(text):
+        for sample in family.samples:
+            if sample.labels.get("deployment") == name and sample.name in found:
+                found[sample.name] += sample.value
+    return found["ray_deploy_batch_size_count"], found["ray_deploy_batch_size_sum"]
+
+
 def test_concurrent_clients_get_their_own_rows_back_from_shared_batches(cluster: ray_deploy.ClusterInfo) -> None:
     """Dynamic batching joins concurrent requests into one forward pass (on the replica's event loop once the
-    model is known to be fast) and splits the answer: every client gets exactly its rows back."""
+    model is known to be fast) and splits the answer: every client gets exactly its rows back. The batches reach
+    Prometheus as ``ray_deploy_batch_size`` (requests per batch)."""
     dep = ray_deploy.deploy(RowsSeen(), "rows-seen", sample_input=torch.zeros(2, 3), num_cpus=0.1, show_progress=False)
     try:
 
@@ -188,5 +204,10 @@ def test_concurrent_clients_get_their_own_rows_back_from_shared_batches(cluster:
                 if largest > 0:
                     break
         assert largest > 0, "no forward pass joined two requests"
+        deadline, (batches, requests_in_them) = time.monotonic() + 90, _exported_batches(dep.name)
+        while not (batches >= 1 and requests_in_them > batches) and time.monotonic() < deadline:
+            time.sleep(2)  # Ray's agent exports what replicas record every few seconds
+            batches, requests_in_them = _exported_batches(dep.name)
+        assert batches >= 1 and requests_in_them > batches, (batches, requests_in_them)
     finally:
         dep.delete()

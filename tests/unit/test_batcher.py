@@ -117,6 +117,17 @@ def test_a_caller_that_stopped_waiting_is_left_out_of_the_next_batch() -> None:
     asyncio.run(main())
 
 
+def test_each_batch_is_reported_as_it_starts_with_its_oldest_wait() -> None:
+    async def main() -> None:
+        seen: list[tuple[int, float]] = []
+        batcher = Batcher(Doubler(), max_size=3, wait_s=0.02, on_batch=lambda n, waited: seen.append((n, waited)))
+        await asyncio.gather(*(batcher.submit(i) for i in range(4)))
+        assert [n for n, _ in seen] == [3, 1]
+        assert seen[0][1] >= 0.0 and seen[1][1] >= 0.019  # the first batch was full at once; the second waited
+
+    asyncio.run(main())
+
+
 @pytest.mark.parametrize(("max_size", "wait_s"), [(0, 0.01), (4, -1.0)])
 def test_impossible_settings_are_refused(max_size: int, wait_s: float) -> None:
     with pytest.raises(ValueError, match="max_size >= 1 and wait_s >= 0"):

@@ -17,7 +17,14 @@ from typing import Any
 import pytest
 
 from ray_deploy.dataplane import metrics
-from ray_deploy.dataplane.metrics import EXPORTED, METRICS, MonitorMetrics, RequestMetrics, exported_names
+from ray_deploy.dataplane.metrics import (
+    EXPORTED,
+    METRICS,
+    BatchMetrics,
+    MonitorMetrics,
+    RequestMetrics,
+    exported_names,
+)
 
 DASHBOARD = Path(__file__).resolve().parents[2] / "cluster" / "grafana-dashboard.json"
 
@@ -179,6 +186,7 @@ def test_real_ray_metric_objects_accept_every_recording(caplog: pytest.LogCaptur
     monitor.performance(performance_section())
     monitor.rollout(rollout_section())
     monitor.rollout(rollout_section(state="rolled_back", failing="error_rate"))
+    BatchMetrics("iris").observe(requests=32, waited_s=0.004)
     assert caplog.records == []
 
 
@@ -197,6 +205,15 @@ def test_request_metrics_values(recorders: dict[str, Recorder]) -> None:
     assert recorders["deploy_rows"].get(version="3") == 7  # rows=0 adds nothing (a counter needs > 0)
     assert [value for value, _ in recorders["deploy_request_latency_ms"].observed] == [3.5, 4.5, 0.5, 1.0]
     assert recorders["deploy_request_latency_ms"].observed[0][1] == {"deployment": "iris", "version": "3"}
+
+
+def test_batch_metrics_record_requests_per_batch_and_the_wait_in_ms(recorders: dict[str, Recorder]) -> None:
+    batches = BatchMetrics("iris")
+    batches.observe(requests=32, waited_s=0.004)
+    batches.observe(requests=3, waited_s=0.0)
+    assert recorders["deploy_batch_size"].observed == [(32, {"deployment": "iris"}), (3, {"deployment": "iris"})]
+    assert [value for value, _ in recorders["deploy_batch_wait_ms"].observed] == pytest.approx([4.0, 0.0])
+    assert metrics.BOUNDARIES["deploy_batch_size"][0] == 1  # a lone request under load is its own bucket
 
 
 def test_on_an_event_loop_requests_are_tallied_and_exported_together(recorders: dict[str, Recorder]) -> None:
