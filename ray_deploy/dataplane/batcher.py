@@ -1,11 +1,13 @@
 """Dynamic batching on a replica's event loop: concurrent calls share one model call.
 
-A call joins the batch that is forming. A batch starts when it holds ``max_size`` items, or ``wait_s`` after its
-oldest item arrived; one batch runs at a time (the model has the replica's core), and calls that arrive meanwhile
-form the next one, which starts as soon as the running one ends if its oldest item has already waited ``wait_s``.
-This is ``@serve.batch``'s behaviour for one batch at a time, without its per-call costs (it reads the batched
-function's signature, opens a queue entry with the request and trace contexts, and records three metrics per
-batch: ~15 µs per call against ~2 µs here, measured with 32 concurrent callers of a trivial function).
+A call joins the batch that is forming. One batch runs at a time (the model has the replica's core); a batch starts
+when it holds ``max_size`` calls, or ``wait_s`` after the batcher took its first call: when that call arrived, or,
+for calls that arrived while a batch ran, when that batch ended. This is ``@serve.batch``'s behaviour (one batch at a
+time), without its per-call costs (it reads the batched function's signature and flattens the arguments, and queues
+the request and trace contexts: ~15 µs per call against ~2 µs here, measured with 32 concurrent callers of a trivial
+function). Waiting ``wait_s`` after a batch ended, rather than starting at once with the calls that have already
+waited that long, keeps batches large under load: with the heavy benchmark model at concurrency 32, starting at once
+gave 13 requests per batch against 20 for ``@serve.batch``, and more model time per row.
 
 A caller that stops waiting (its request timed out) leaves its item out of any batch not yet started. A batch
 function that raises fails every call of that batch with its exception. ``on_batch`` (if given) hears of every
@@ -48,6 +50,11 @@ class Batcher(Generic[T, R]):
         """Waiting calls: item, the caller's future, when it arrived (the loop's clock)."""
         self._timer: asyncio.TimerHandle | None = None
         self._running = False
+
+    @property
+    def idle(self) -> bool:
+        """Whether no batch runs and no call waits."""
+        return not self._running and not self._pending
 
     async def submit(self, item: T) -> R:
         """``item``'s result, computed in a batch with the items submitted around the same time."""
@@ -97,12 +104,10 @@ class Batcher(Generic[T, R]):
             self._schedule_next()
 
     def _schedule_next(self) -> None:
-        """After a batch: start the next now if it is full or its oldest item waited ``wait_s``, else when it has."""
+        """After a batch: start the next now if it is full, else ``wait_s`` from now (calls keep joining it)."""
         if not self._pending:
             return
-        loop = asyncio.get_running_loop()
-        due = self._pending[0][2] + self.wait_s
-        if len(self._pending) >= self.max_size or loop.time() >= due:
+        if len(self._pending) >= self.max_size:
             self._start()
         else:
-            self._timer = loop.call_at(due, self._start)
+            self._timer = asyncio.get_running_loop().call_later(self.wait_s, self._start)

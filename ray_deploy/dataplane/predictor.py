@@ -8,8 +8,9 @@ Where the model runs: a call expected to take at most :data:`INLINE_BUDGET_S` ru
 as in a hand-written Serve deployment (a hop to a worker thread costs more than such a call, and the two threads
 then compete for the replica's core); a longer one, or the first of a version, runs in a worker thread, so the
 loop keeps answering other requests and Serve's health checks meanwhile. The expectation is the version's last
-measured time per row times the rows of the call. With batching on, a lone request also runs in a worker thread:
-requests that arrive meanwhile form the next batch.
+measured time per row times the rows of the call. With batching on, a lone request (no other in the predictor, none
+arriving within one turn of the event loop, no batch running or forming) runs at once, without the batch wait, in a
+worker thread: requests that arrive meanwhile form the next batch.
 
 Example:
     >>> predictor = Predictor("iris")
@@ -67,13 +68,18 @@ class Predictor:
         self, loaded: Loaded, data: Any, request_id: str, is_current: bool = True, params: dict[str, Any] | None = None
     ) -> Any:
         """Predict ``data`` (already validated) within ``request_timeout_s``; requests with params run alone."""
-        if self._batcher is not None and is_current and self._in_flight > 0 and not params:
-            self._batch_model = loaded
-            call = self._batcher.submit(data)
-        else:
-            call = self._predict(loaded, data, params, may_inline=self._batcher is None)
         self._in_flight += 1
         try:
+            batcher = self._batcher if is_current and not params else None
+            if batcher is not None and self._in_flight == 1 and batcher.idle:
+                # Alone so far: requests that arrived with this one get one turn of the loop to reach here too (a
+                # lone call in a thread while they batch would cost a whole model call for one request).
+                await asyncio.sleep(0)
+            if batcher is not None and (self._in_flight > 1 or not batcher.idle):
+                self._batch_model = loaded
+                call = batcher.submit(data)
+            else:
+                call = self._predict(loaded, data, params, may_inline=self._batcher is None)
             async with asyncio.timeout(self.options.request_timeout_s):
                 return await call
         except TimeoutError:

@@ -149,4 +149,17 @@ async def test_with_batching_on_a_lone_call_runs_in_a_thread_so_others_can_batch
     for _ in range(3):
         await run.run(served, rows(1), "r")
     assert all(thread != threading.get_ident() for thread, _ in model.calls)
-    assert run.runs_inline("1", rows=8)  # a batch of 8 would run on the loop (batches need a replica: integration)
+    assert run.runs_inline("1", rows=8)  # a batch of 8 would run on the loop
+
+
+@on_a_loop
+async def test_requests_that_arrive_together_share_one_batch_on_the_loop() -> None:
+    model, run = Recorder(), predictor(max_batch_size=8, batch_wait_timeout_s=0.05)
+    served = loaded(model)
+    await run.run(served, rows(1), "warm-up")  # measured: a fast model
+    model.calls.clear()
+    answers = await asyncio.gather(*(run.run(served, rows(1) + i, f"r{i}") for i in range(5)))
+    for i, answer in enumerate(answers):
+        np.testing.assert_array_equal(answer, (rows(1) + i) * 2)
+    assert [n for _, n in model.calls] == [5]  # one model call for all five: none ran alone in a thread
+    assert model.calls[0][0] == threading.get_ident()
