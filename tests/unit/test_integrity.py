@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import hashlib
+import importlib.metadata
 import pickle
 from pathlib import Path
 
+import numpy as np
 import pytest
 from mlflow import MlflowClient
 
@@ -14,6 +16,7 @@ from ray_deploy.dataplane.served_model import (
     artifact_source,
     load_for_serving,
     load_verified,
+    unmet_requirements,
     warn_environment_mismatches,
 )
 from ray_deploy.errors import DeploymentFailed, IntegrityError
@@ -194,4 +197,15 @@ def test_environment_mismatches_are_logged_after_loading(tmp_path: Path, caplog:
     with caplog.at_level("WARNING"):
         assert warn_environment_mismatches(str(tmp_path)) == ["numpy==0.0.1"]
     assert "saved with Python 3.6.0" in caplog.text
-    assert "numpy==0.0.1" in caplog.text
+    assert f"numpy==0.0.1 (installed: {np.__version__})" in caplog.text
+
+
+def test_unmet_requirements_name_what_is_installed_and_skip_what_does_not_apply() -> None:
+    torch_version = importlib.metadata.version("torch")  # a local version (2.x.y+cpu) meets ==2.x.y
+    met = [f"numpy=={np.__version__}", f"torch=={torch_version.split('+')[0]}", "mlflow>=3", "pandas"]
+    skipped = ["./wheels/local.whl", "https://example.org/x.whl", "numpy==0.0.1; python_version < '3'"]
+    unmet = ["numpy<1", "no-such-package-here>=1"]
+    assert unmet_requirements(met + skipped + unmet) == [
+        f"numpy<1 (installed: {np.__version__})",
+        "no-such-package-here>=1 (not installed)",
+    ]
