@@ -19,13 +19,16 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
 import requests
 
 from ray_deploy.keys import auth_headers
+
+if TYPE_CHECKING:
+    from ray_deploy.config import RolloutSpec
 
 FEATURES = ["a", "b", "c", "d"]
 ROWS_PER_REQUEST = 50
@@ -73,6 +76,24 @@ def challenger_space() -> dict[str, Any]:
         "min_samples_leaf": tune.randint(1, 10),
         "max_features": tune.choice(["sqrt", 0.5]),
     }
+
+
+def canary_spec() -> RolloutSpec:
+    """The canary that rolls the retrained version out: 50% then 100%, 10 s each, judged on 10 requests a step.
+
+    The label moved, so predictions must shift (``max_prediction_shift=1.0`` turns that gate off). In the first
+    step the new replica shares the cores with the retrain's ending Tune trials and the traffic: its p99 measured
+    1.5-2.9x the champion's here, and one of its first ten requests 51 ms against the champion's 12 ms. So p99
+    may be 3x and +50 ms the champion's: only a version that is slower for real rolls back.
+
+    Example:
+        >>> canary_spec().gates.p99_slack_ms
+        50.0
+    """
+    from ray_deploy.config import GateSpec, RolloutSpec
+
+    gates = GateSpec(min_requests=10, max_prediction_shift=1.0, max_p99_ratio=3.0, p99_slack_ms=50)
+    return RolloutSpec(steps=(0.5, 1.0), step_s=10, gates=gates)
 
 
 class Traffic:
@@ -161,7 +182,6 @@ def run(
         True
     """
     import ray_deploy
-    from ray_deploy.config import GateSpec, RolloutSpec
 
     started = time.perf_counter()
 
@@ -191,15 +211,7 @@ def run(
         resources_per_trial={"cpu": cpus_per_trial},
         max_regression=0.05,
         search_space=challenger_space(),
-        # the label moved, so predictions must shift. In the first step the new replica shares the cores with the
-        # retrain's ending Tune trials and the traffic: its p99 measured 1.5-2.9x the champion's here, and one of
-        # its first ten requests 51 ms against the champion's 12 ms. Allow 3x and +50 ms, so only a version that
-        # is slower for real rolls back.
-        rollout=RolloutSpec(
-            steps=(0.5, 1.0),
-            step_s=10,
-            gates=GateSpec(min_requests=10, max_prediction_shift=1.0, max_p99_ratio=3.0, p99_slack_ms=50),
-        ),
+        rollout=canary_spec(),
     )
     step("2. auto-retrain on: a drift alarm retrains (Ray Tune), the gate judges, a canary rolls the winner out")
     with Traffic(dep.url, drifted=False, max_requests=2 * WINDOW_ROWS // ROWS_PER_REQUEST) as before:
