@@ -45,7 +45,7 @@ from ray_deploy.dataplane.outputs import output_tensors, to_jsonable
 from ray_deploy.dataplane.predictor import Predictor
 from ray_deploy.dataplane.routes import MODEL_PREFIX, MODEL_ROUTES, Route, check_query, match
 from ray_deploy.dataplane.schema import InputSchema
-from ray_deploy.dataplane.served_model import ArtifactSource, Loaded, VersionPool, versions
+from ray_deploy.dataplane.served_model import ArtifactSource, Loaded, VersionPool
 from ray_deploy.dataplane.split import choose
 from ray_deploy.errors import BadRequest, NotReady, RayDeployError
 from ray_deploy.status import Sample
@@ -328,7 +328,7 @@ class ModelServer:
         return json_response(
             {
                 "name": self.name,
-                "versions": await asyncio.to_thread(versions, self.name),
+                "versions": await self._pool.registered(),
                 "version": loaded.version,
                 "platform": f"ray-deploy/{loaded.model.flavor}",
                 "inputs": loaded.schema.describe() if loaded.schema else [],
@@ -379,7 +379,7 @@ class ModelServer:
 
     async def _openapi(self, request: Request, version: str | None) -> tuple[Response, _Served]:
         loaded = await self._pool.get(None)
-        known = await asyncio.to_thread(versions, self.name)
+        known = await self._pool.registered()
         document = openapi.model_document(self.name, loaded.schema, loaded.outputs, loaded.version, known)
         return json_response(document), _NOTHING_SERVED
 

@@ -34,6 +34,7 @@ from typing import Any, Literal
 
 import numpy as np
 
+from ray_deploy.dataplane import heap
 from ray_deploy.dataplane.outputs import describe_outputs
 from ray_deploy.dataplane.schema import InputSchema
 from ray_deploy.errors import ConfigError, ModelNotFound, NotReady
@@ -356,7 +357,11 @@ def check_version(name: str, version: str) -> None:
     """Raise :class:`ModelNotFound` naming the known versions when ``version`` is not registered."""
     known = versions(name)
     if version not in known:
-        raise ModelNotFound(f"model {name!r} has no version {version!r}; versions: {known}")
+        raise ModelNotFound(_no_such_version(name, version, known))
+
+
+def _no_such_version(name: str, version: str, known: list[str]) -> str:
+    return f"model {name!r} has no version {version!r}; versions: {known}"
 
 
 def aliases(name: str) -> dict[str, str]:
@@ -415,15 +420,32 @@ class VersionPool:
         self.current: Loaded | None = None
         self._others: OrderedDict[str, Loaded] = OrderedDict()
         self._others_kept = others_kept
+        self._registry_read = False
 
     async def serve(self, version: str, kind: str, source: ArtifactSource | None = None) -> None:
         """Make ``version`` the one that serves, loading it (from ``source`` when given) unless it already does."""
         if self.current is not None and self.current.version == version:
             return
+        first = self.current is None
         model = await asyncio.to_thread(load_for_serving, model_uri(self.name, version), kind, source)
         self.current = Loaded(version, model)
         log.info("%s: serving version %s (%s on %s)", self.name, version, model.flavor, model.device)
+        if not first:  # the first version loads before Serve freezes the new replica's heap
+            heap.settle()
         _check_environment_soon(model)
+
+    async def registered(self) -> list[str]:
+        """Every registered version of the model, oldest first, read from the registry in a worker thread.
+
+        Example:
+            >>> await VersionPool("iris").registered()
+            ['1', '2', '3']
+        """
+        found = await asyncio.to_thread(versions, self.name)
+        if not self._registry_read:  # the first read loaded MLflow's registry client into this replica
+            self._registry_read = True
+            heap.settle()
+        return found
 
     async def get(self, version: str | None) -> Loaded:
         """The loaded ``version`` (None: the one that serves); other versions load on first use."""
@@ -435,9 +457,12 @@ class VersionPool:
         if version in self._others:
             self._others.move_to_end(version)
             return self._others[version]
-        await asyncio.to_thread(check_version, self.name, version)
+        known = await self.registered()
+        if version not in known:
+            raise ModelNotFound(_no_such_version(self.name, version, known))
         uri = model_uri(self.name, version)
         model = await asyncio.to_thread(load_for_serving, uri)
+        heap.settle()
         _check_environment_soon(model)
         loaded = self._others[version] = Loaded(version, model)
         while len(self._others) > self._others_kept:

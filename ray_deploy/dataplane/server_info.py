@@ -28,7 +28,7 @@ from starlette.responses import Response
 from ray_deploy import serve_api
 from ray_deploy.audit import parse_since, read_trail
 from ray_deploy.config import Settings
-from ray_deploy.dataplane import openapi
+from ray_deploy.dataplane import heap, openapi
 from ray_deploy.dataplane.grpc_v2.directory import ModelDirectory
 from ray_deploy.dataplane.grpc_v2.ingress_link import IngressLink
 from ray_deploy.dataplane.guard import Guard, KeyRecord
@@ -76,6 +76,7 @@ class ServerInfo:
             settings = Settings.from_env()
             tls = (settings.tls_cert, settings.tls_key) if settings.tls_cert and settings.tls_key else None
             self._grpc = await serve(settings.grpc_target, self._send_to_model, self._grpc_server_metadata, tls)
+            heap.settle()  # the gRPC modules and server loaded after Serve froze this replica's heap
         except Exception:
             log.exception("the V2 gRPC endpoint did not start; the HTTP API works without it")
 
