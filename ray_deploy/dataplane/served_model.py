@@ -143,8 +143,8 @@ def load_for_serving(uri: str, kind: str | None = None, source: ArtifactSource |
         module = mlflow.pytorch.load_model(local, map_location=device)
         module.eval()
         return ServedModel(uri, "torch", module, info.signature, device, local)
-    # MLflow's environment checks read every installed package's metadata (~0.5 s): ours run once the version
-    # serves, see warn_environment_mismatches
+    # MLflow's environment checks read every installed package's metadata (~0.5 s); ours read only the model's
+    # requirements, once the version serves: see warn_environment_mismatches
     model = mlflow.pyfunc.load_model(local, suppress_warnings=True)
     return ServedModel(uri, "pyfunc", model, info.signature, path=local)
 

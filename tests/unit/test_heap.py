@@ -52,6 +52,7 @@ def test_a_version_change_and_the_first_registry_read_settle_the_heap(mlflow_sto
         counts.append(gc.get_freeze_count())
         await pool.serve("2", "sklearn")  # an in-place version change
         counts.append(gc.get_freeze_count())
+        gc.unfreeze()
         assert await pool.registered() == ["1", "2"]  # the first registry read
         counts.append(gc.get_freeze_count())
         gc.unfreeze()
@@ -65,6 +66,6 @@ def test_a_version_change_and_the_first_registry_read_settle_the_heap(mlflow_sto
 
     first, changed, read, read_again, other = asyncio.run(story())
     assert first == 0
-    assert changed > 0 and read >= changed
+    assert changed > 0 and read > 0
     assert read_again == 0
     assert other > 0
