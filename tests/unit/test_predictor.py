@@ -17,7 +17,7 @@ import numpy as np
 import pytest
 
 from ray_deploy.config import DeployOptions
-from ray_deploy.dataplane.predictor import INLINE_BUDGET_S, Predictor
+from ray_deploy.dataplane.predictor import BATCH_INLINE_BUDGET_S, INLINE_BUDGET_S, Predictor
 from ray_deploy.dataplane.served_model import Loaded, ServedModel
 from ray_deploy.errors import ModelFailed, RequestTimeout, SchemaMismatch
 
@@ -163,3 +163,20 @@ async def test_requests_that_arrive_together_share_one_batch_on_the_loop() -> No
         np.testing.assert_array_equal(answer, (rows(1) + i) * 2)
     assert [n for _, n in model.calls] == [5]  # one model call for all five: none ran alone in a thread
     assert model.calls[0][0] == threading.get_ident()
+
+
+@pytest.mark.parametrize(("batch_ms", "on_loop"), [(25, True), (80, False)])
+@on_a_loop
+async def test_a_batch_runs_on_the_loop_within_its_own_longer_budget(batch_ms: int, on_loop: bool) -> None:
+    rows_per_batch = 5
+    row_s = batch_ms / 1000 / rows_per_batch
+    assert rows_per_batch * row_s > INLINE_BUDGET_S  # longer than a lone call may take on the loop
+    model, run = Recorder(row_s=row_s), predictor(max_batch_size=8, batch_wait_timeout_s=0.01)
+    served = loaded(model)
+    await run.run(served, rows(rows_per_batch), "measure")  # unmeasured: a thread; now its time per row is known
+    assert not run.runs_inline("1", rows=rows_per_batch)
+    assert run.runs_inline("1", rows=rows_per_batch, budget_s=BATCH_INLINE_BUDGET_S) is on_loop
+    model.calls.clear()
+    await asyncio.gather(*(run.run(served, rows(1), f"r{i}") for i in range(rows_per_batch)))
+    assert [n for _, n in model.calls] == [rows_per_batch]
+    assert (model.calls[0][0] == threading.get_ident()) is on_loop
