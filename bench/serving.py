@@ -1,13 +1,16 @@
 """Benchmark serving overhead: two torch MLPs in-process, behind uvicorn, on plain Ray Serve and on ray-deploy.
 
 For each model the run measures the module in-process (one row per call, and the best of a few batch sizes: the
-throughput ceiling), starts a bare uvicorn/Starlette app serving it in a subprocess (the HTTP floor of this
-machine), deploys it four times side by side on the local cluster (a minimal ``@serve.deployment`` with Serve's
-defaults; the same tuned the way a Ray expert would, ``max_ongoing_requests`` and ``@serve.batch`` like
-ray-deploy's; ``ray_deploy.deploy`` with its defaults, request capture on; and the same with ``capture=False``),
-drives every target with asyncio at concurrency 1 and 32, and prints one Markdown table: p50/p99 latency,
-requests/s, errors, and the ratios to plain Ray Serve with defaults, followed by notes that check the targets of
-the performance table (ray-deploy against plain Serve tuned, the uvicorn floor, in-process batching, gRPC).
+throughput ceiling), starts a bare uvicorn/Starlette app and a bare ``grpc.aio`` V2 server serving it, each in a
+subprocess (the HTTP and gRPC floors of this machine), deploys it four times side by side on the local cluster (a
+minimal ``@serve.deployment`` with Serve's defaults; the same tuned the way a Ray expert would,
+``max_ongoing_requests`` and ``@serve.batch`` like ray-deploy's; ``ray_deploy.deploy`` with its defaults, request
+capture on; and the same with ``capture=False``), drives every target with asyncio at concurrency 1 and 32, and
+prints one Markdown table: p50/p99 latency, requests/s, errors, and the ratios to plain Ray Serve with defaults,
+followed by notes that check the targets of the performance table (ray-deploy against plain Serve tuned, the uvicorn
+floor, in-process batching, gRPC). As one row each spreads by more than the margin of the target "at least plain
+Serve tuned behind HAProxy", the run ends with paired rounds of those two rows (``--rounds``, default 5, alternating
+which goes first) and reports the median ratio and its range.
 
 Ingress: the local head serves HTTP through HAProxy direct ingress (HAProxy forwards to a replica's own HTTP
 server), and keeps Serve's Python HTTP proxy as its fallback (``ray_deploy.cluster.python_proxy_endpoint()``), which
@@ -31,14 +34,15 @@ Run it with ``make bench`` (which runs ``python bench/serving.py``), or directly
     python bench/serving.py                     # 3 s per measurement (at most 20,000 requests)
     python bench/serving.py --quick             # a fast smoke run: 1 s per measurement
     python bench/serving.py --quick --no-capture-auth   # faster still: no capture/auth rows
+    python bench/serving.py --rounds 9          # more paired rounds (0: none)
     python bench/serving.py --json bench.json   # also write the figures as JSON
     python bench/serving.py --stop-cluster      # stop the local cluster afterwards
 
 It uses the cluster of ``ray_deploy.connect()`` (set ``RAY_DEPLOY_HOME`` and the ``RAY_DEPLOY_*_PORT`` variables to
 run beside another local cluster), only talks to 127.0.0.1, and deletes the apps it creates. The four replicas of
 a model reserve one CPU each: a local head this script starts offers at least that many logical CPUs (unless
-``RAY_DEPLOY_NUM_CPUS`` says otherwise); on a smaller cluster it stops before deploying anything. The uvicorn app
-listens on a free 127.0.0.1 port and is stopped with its model.
+``RAY_DEPLOY_NUM_CPUS`` says otherwise); on a smaller cluster it stops before deploying anything. The uvicorn
+and gRPC floor servers listen on free 127.0.0.1 ports and are stopped with their model.
 """
 
 from __future__ import annotations
@@ -71,6 +75,7 @@ from ray_deploy.config import DeployOptions, Settings
 from ray_deploy.keys import auth_enabled, auth_headers, create_key, revoke_key, set_auth
 
 CONCURRENCY = (1, 32)
+TOP = max(CONCURRENCY)
 REPLICA_CPUS = 1.0
 HOST = "127.0.0.1"
 JSON_HEADERS = {"Content-Type": "application/json"}
@@ -83,6 +88,7 @@ FLOOR_START_S = 60.0
 IN_PROCESS = "in-process"
 IN_PROCESS_BATCH = "in-process, best batch"
 FLOOR_HTTP = "uvicorn/Starlette floor, HTTP"
+FLOOR_GRPC = "grpc.aio floor, gRPC"
 PLAIN_HTTP = "plain Ray Serve defaults, HTTP (Python proxy)"
 PLAIN_TUNED_PROXY = "plain Ray Serve tuned, HTTP (Python proxy)"
 PLAIN_TUNED_HAPROXY = "plain Ray Serve tuned, HTTP (HAProxy)"
@@ -97,6 +103,7 @@ TARGETS = (
     IN_PROCESS,
     IN_PROCESS_BATCH,
     FLOOR_HTTP,
+    FLOOR_GRPC,
     PLAIN_HTTP,
     PLAIN_TUNED_PROXY,
     PLAIN_TUNED_HAPROXY,
@@ -124,6 +131,8 @@ AUTH_POLL_S = 0.25
 MEASURE_SECONDS, MEASURE_REQUESTS = 3.0, 20_000
 """A measurement of the full run: 3 s, or 20,000 requests where that comes first (a bound on the load)."""
 QUICK_SECONDS, QUICK_REQUESTS = 1.0, 2_000
+PAIRED_ROUNDS, QUICK_PAIRED_ROUNDS = 5, 2
+"""Paired rounds of ray-deploy over HTTP against plain Serve tuned behind HAProxy, per model (see ``Paired``)."""
 
 TORCH_DEFAULTS = DeployOptions()
 TUNED_BATCH_SIZE = TORCH_DEFAULTS.batch_size(True)
@@ -301,6 +310,37 @@ def serve_floor(spec: ModelSpec, port: int) -> None:
     uvicorn.run(app, host=HOST, port=port, workers=1, log_level="warning", access_log=False)
 
 
+def serve_grpc_floor(spec: ModelSpec, port: int) -> None:
+    """Serve ``spec``'s module on ``HOST:port`` over V2 gRPC: ``ModelInfer`` only, the first raw input tensor in,
+    ``output-0`` (FP32) out, on a bare ``grpc.aio`` server, ray-deploy's generated ``inference`` modules. Runs in a
+    process of its own (``--serve-grpc-floor``): the gRPC floor of this machine with the client the rows use."""
+    import grpc
+
+    from ray_deploy.dataplane.grpc_v2.protocol import pb2, pb2_grpc
+
+    torch.set_num_threads(max(1, int(REPLICA_CPUS)))
+    module = spec.build()
+
+    class Floor(pb2_grpc.GRPCInferenceServiceServicer):  # type: ignore[misc]
+        async def ModelInfer(self, request: Any, context: Any) -> Any:
+            rows = np.frombuffer(request.raw_input_contents[0], dtype=np.float32).reshape(-1, spec.in_features)
+            with torch.inference_mode():
+                output = module(torch.from_numpy(rows.copy())).numpy()
+            answer = pb2.ModelInferResponse(model_name=request.model_name, id=request.id)
+            answer.outputs.add(name="output-0", datatype="FP32", shape=list(output.shape))
+            answer.raw_output_contents.append(output.astype(np.float32).tobytes())
+            return answer
+
+    async def serve_forever() -> None:
+        server = grpc.aio.server()
+        pb2_grpc.add_GRPCInferenceServiceServicer_to_server(Floor(), server)
+        server.add_insecure_port(f"{HOST}:{port}")
+        await server.start()
+        await server.wait_for_termination()
+
+    asyncio.run(serve_forever())
+
+
 def free_port() -> int:
     with socket.socket() as sock:
         sock.bind((HOST, 0))
@@ -308,15 +348,16 @@ def free_port() -> int:
 
 
 @contextmanager
-def floor_server(spec: ModelSpec) -> Iterator[str]:
-    """Start :func:`serve_floor` in a subprocess on a free port; yields its predict URL; stops it on the way out."""
+def floor_process(spec: ModelSpec, flag: str, address: str) -> Iterator[str]:
+    """Run this script with ``flag`` (``--serve-floor`` or ``--serve-grpc-floor``) for ``spec`` on a free port in a
+    subprocess; yields ``address`` formatted with ``host`` and ``port``; stops it on the way out."""
     port = free_port()
-    command = [sys.executable, str(Path(__file__).resolve()), "--serve-floor", spec.name, "--port", str(port)]
+    command = [sys.executable, str(Path(__file__).resolve()), flag, spec.name, "--port", str(port)]
     env = {**os.environ, "OMP_NUM_THREADS": str(max(1, int(REPLICA_CPUS)))}
-    log(f"starting the uvicorn floor app for {spec.name} on port {port}")
+    log(f"starting {flag.removeprefix('--')} for {spec.name} on port {port}")
     process = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL)
     try:
-        yield f"http://{HOST}:{port}/predict"
+        yield address.format(host=HOST, port=port)
     finally:
         process.terminate()
         try:
@@ -324,6 +365,16 @@ def floor_server(spec: ModelSpec) -> Iterator[str]:
         except subprocess.TimeoutExpired:
             process.kill()
             process.wait()
+
+
+@contextmanager
+def floor_servers(spec: ModelSpec) -> Iterator[tuple[str, str]]:
+    """The uvicorn floor's predict URL and the gRPC floor's ``host:port``, both running until the way out."""
+    with (
+        floor_process(spec, "--serve-floor", "http://{host}:{port}/predict") as url,
+        floor_process(spec, "--serve-grpc-floor", "{host}:{port}") as target,
+    ):
+        yield url, target
 
 
 async def wait_for_http(session: aiohttp.ClientSession, url: str, body: bytes, timeout_s: float) -> None:
@@ -508,12 +559,13 @@ def grpc_headers() -> dict[str, str]:
 
 
 @asynccontextmanager
-async def grpc_client() -> AsyncIterator[Any]:
-    """A ``tritonclient.grpc.aio`` client of the cluster's V2 gRPC endpoint, closed on the way out. (Only
-    tritonclient's generated modules are imported here, never ray-deploy's: one process cannot hold both.)"""
+async def grpc_client(target: str | None = None) -> AsyncIterator[Any]:
+    """A ``tritonclient.grpc.aio`` client of ``target`` (default: the cluster's V2 gRPC endpoint), closed on the way
+    out. (Only tritonclient's generated modules are imported here, never ray-deploy's: one process cannot hold
+    both.)"""
     from tritonclient.grpc.aio import InferenceServerClient
 
-    client = InferenceServerClient(Settings.from_env().grpc_target)
+    client = InferenceServerClient(target or Settings.from_env().grpc_target)
     try:
         yield client
     finally:
@@ -546,6 +598,20 @@ async def check_grpc(client: Any, name: str, inputs: list[Any], expected: np.nda
     answer = await client.infer(name, inputs, headers=grpc_headers(), client_timeout=REQUEST_TIMEOUT_S)
     first = answer.get_response(as_json=True)["outputs"][0]["name"]
     check_predictions(f"gRPC {name}", np.asarray(answer.as_numpy(first)), expected)
+
+
+async def wait_for_grpc(client: Any, inputs: list[Any], expected: np.ndarray, timeout_s: float) -> None:
+    """:func:`check_grpc` against the gRPC floor, tried again while its process is still starting."""
+    from tritonclient.utils import InferenceServerException
+
+    deadline = time.monotonic() + timeout_s
+    while True:
+        try:
+            return await check_grpc(client, "floor", inputs, expected)
+        except InferenceServerException:
+            if time.monotonic() >= deadline:
+                raise RuntimeError(f"the gRPC floor did not answer within {timeout_s:g} s") from None
+            await asyncio.sleep(0.2)
 
 
 # ---- API keys -------------------------------------------------------------------------------------------------
@@ -599,6 +665,33 @@ def limited_key(deployment: str) -> Iterator[str]:
 # ---- one model's deployed rows ----------------------------------------------------------------------------------
 
 
+@dataclass(frozen=True)
+class Paired:
+    """``rounds`` paired measurements of ``target`` and ``base`` at ``concurrency``: the req/s ratio of each round.
+
+    One row each says little on a shared 2-core machine (the same two rows spread by more than 5% from run to run);
+    rounds that alternate the two, each measured just after the other, give a median and a range.
+    """
+
+    model: str
+    target: str
+    base: str
+    concurrency: int
+    seconds: float
+    ratios: tuple[float, ...]
+
+    @property
+    def median(self) -> float:
+        return float(np.median(self.ratios))
+
+    def note(self, threshold: float) -> str:
+        verdict = "met" if self.median >= threshold else "NOT met"
+        low, high = min(self.ratios), max(self.ratios)
+        return (
+            f"{self.model} median {self.median:.3f}× over {len(self.ratios)} rounds ({low:.3f}-{high:.3f}×; {verdict})"
+        )
+
+
 @dataclass
 class Run:
     """One model's measurement session: the targets it checked, the budget, and the results gathered."""
@@ -609,6 +702,7 @@ class Run:
     body: bytes
     expected: np.ndarray
     results: list[Result] = field(default_factory=list)
+    paired: list[Paired] = field(default_factory=list)
 
     async def row(self, target: str, call: Call, concurrency: int) -> None:
         log(f"{self.spec.name}: {target}, concurrency {concurrency}")
@@ -618,18 +712,38 @@ class Run:
     async def check(self, url: str, headers: Mapping[str, str]) -> None:
         await check_http(self.session, url, self.body, headers, self.expected)
 
+    async def pair(self, target: str, base: str, calls: Mapping[str, Call], concurrency: int, rounds: int) -> None:
+        """``rounds`` rounds of ``target`` and ``base`` one after the other (which goes first alternates)."""
+        ratios = []
+        for number in range(rounds):
+            log(f"{self.spec.name}: {target} against {base}, concurrency {concurrency}, round {number + 1}/{rounds}")
+            order = (target, base) if number % 2 == 0 else (base, target)
+            rps = {
+                name: (await measure(calls[name], concurrency, self.budget)).result("", name, 0).rps for name in order
+            }
+            ratios.append(rps[target] / rps[base] if rps[base] else math.nan)
+        self.paired.append(Paired(self.spec.name, target, base, concurrency, self.budget.seconds, tuple(ratios)))
+
 
 async def measure_served(
-    spec: ModelSpec, module: torch.nn.Module, where: Served, floor_url: str, row: torch.Tensor, budget: Budget
-) -> list[Result]:
-    """Both concurrencies against the uvicorn floor, plain Serve (defaults; tuned through each ingress), ray-deploy
-    over HTTP through each ingress, over gRPC and over its handle, and (with the capture-off deployment) the
-    capture and auth rows: capture off, auth off, a rate-limited key.
+    spec: ModelSpec,
+    module: torch.nn.Module,
+    where: Served,
+    floors: tuple[str, str],
+    row: torch.Tensor,
+    budget: Budget,
+    rounds: int,
+) -> Run:
+    """Both concurrencies against the uvicorn and gRPC floors, plain Serve (defaults; tuned through each ingress),
+    ray-deploy over HTTP through each ingress, over gRPC and over its handle, and (with the capture-off deployment)
+    the capture and auth rows: capture off, auth off, a rate-limited key. Then ``rounds`` paired rounds of
+    ray-deploy over HTTP against plain Serve tuned behind HAProxy (when this head runs it).
 
     Compared rows are measured one after the other: capture off just before capture on, so the Monitor's Parquet
     writes that trail a capture-on run do not land on the capture-off row; and the rate-limited key right after
     auth off, each just after the wait for the replica to follow an auth switch.
     """
+    floor_url, grpc_floor = floors
     array = row.numpy()
     with torch.inference_mode():
         expected = module(row).numpy()
@@ -638,7 +752,11 @@ async def measure_served(
     connector = aiohttp.TCPConnector(limit=max(CONCURRENCY))
     timeout = aiohttp.ClientTimeout(total=REQUEST_TIMEOUT_S)
     body = json.dumps({"instances": row.tolist()}).encode()
-    async with aiohttp.ClientSession(connector=connector, timeout=timeout) as session, grpc_client() as client:
+    async with (
+        aiohttp.ClientSession(connector=connector, timeout=timeout) as session,
+        grpc_client() as client,
+        grpc_client(grpc_floor) as floor_client,
+    ):
         run = Run(spec, budget, session, body, expected)
         await wait_for_http(session, floor_url, body, FLOOR_START_S)
         plain_urls = [floor_url, where.plain_url, where.tuned_url, where.ours_url, where.ours_proxy_url]
@@ -646,9 +764,11 @@ async def measure_served(
             await run.check(url, admin)
         inputs = await grpc_inputs(client, where.ours_name, array)
         await check_grpc(client, where.ours_name, inputs, expected)
+        await wait_for_grpc(floor_client, inputs, expected, FLOOR_START_S)
         check_predictions(f"handle {where.ours_name}", np.asarray(await handle.predict.remote(array)), expected)
         calls = {
             FLOOR_HTTP: http_call(session, floor_url, body, admin),
+            FLOOR_GRPC: grpc_call(floor_client, "floor", inputs),
             PLAIN_HTTP: http_call(session, where.plain_url, body, admin),
             PLAIN_TUNED_PROXY: http_call(session, where.tuned_url, body, admin),
             OURS_HTTP: http_call(session, where.ours_url, body, admin),
@@ -662,12 +782,15 @@ async def measure_served(
             calls[OURS_HTTP_NO_CAPTURE] = http_call(session, where.no_capture_url, body, admin)
         calls = dict(sorted(calls.items(), key=lambda item: TARGETS.index(item[0])))  # compared rows side by side
         if where.no_capture_url:
-            await capture_and_auth_rows(run, where, calls)
+            await capture_and_auth_rows(run, where, dict(calls))
         else:
             for concurrency in CONCURRENCY:
                 for target, call in calls.items():
                     await run.row(target, call, concurrency)
-    return sorted(run.results, key=lambda r: (r.concurrency, TARGETS.index(r.target)))
+        if PLAIN_TUNED_HAPROXY in calls and rounds > 0:
+            await run.pair(OURS_HTTP, PLAIN_TUNED_HAPROXY, calls, TOP, rounds)
+    run.results.sort(key=lambda r: (r.concurrency, TARGETS.index(r.target)))
+    return run
 
 
 async def capture_and_auth_rows(run: Run, where: Served, calls: dict[str, Call]) -> None:
@@ -740,7 +863,6 @@ class Goal:
         return f"- {self.label} (target {sign}{self.threshold:g}×): {figures}."
 
 
-TOP = max(CONCURRENCY)
 GOALS = (
     Goal(f"`{OURS_HTTP}` / `{PLAIN_TUNED_PROXY}`, req/s at concurrency {TOP}", OURS_HTTP, PLAIN_TUNED_PROXY, TOP, 5.0),
     Goal(
@@ -845,6 +967,9 @@ def describe_targets(budget: Budget) -> list[str]:
         "`batch` column; its req/s counts rows, its latencies are per batch).",
         f"- {FLOOR_HTTP}: the module in `async def` behind a bare Starlette app, one uvicorn worker in a process of "
         'its own, the plain Serve body (`{"instances": ...}`): the HTTP floor of this machine.',
+        f"- {FLOOR_GRPC}: the module behind a bare `grpc.aio` server answering `ModelInfer` (raw binary tensors in "
+        "and out, nothing checked), in a process of its own, driven by the same `tritonclient.grpc.aio` client as "
+        f"`{OURS_GRPC}`: the gRPC floor of this machine.",
         f"- {PLAIN_HTTP}: a minimal `@serve.deployment` running the module in `async __call__`, Serve defaults "
         f"(max_ongoing_requests {plain_ongoing}, no batching), through Serve's Python HTTP proxy.",
         f"- plain Ray Serve tuned: the same with `@serve.batch(max_batch_size={TUNED_BATCH_SIZE}, "
@@ -865,8 +990,32 @@ def describe_targets(budget: Budget) -> list[str]:
     ]
 
 
-def markdown(results: list[Result], budget: Budget) -> str:
+def grpc_note(results: list[Result]) -> str:
+    """What the machine's gRPC stack allows, next to its HTTP stack: the two floors and ray-deploy against each."""
+
+    def figures(target: str, base: str) -> str:
+        return ", ".join(f"{m} {capture_ratio(v)}" for m, v in rps_ratios(results, TOP, target, base).items())
+
+    return (
+        f"- The gRPC stack against the HTTP stack, req/s at concurrency {TOP}: `{FLOOR_GRPC}` / `{FLOOR_HTTP}` "
+        f"{figures(FLOOR_GRPC, FLOOR_HTTP)}; `{OURS_GRPC}` / `{FLOOR_GRPC}` {figures(OURS_GRPC, FLOOR_GRPC)}; "
+        f"`{OURS_HTTP}` / `{FLOOR_HTTP}` {figures(OURS_HTTP, FLOOR_HTTP)}."
+    )
+
+
+def paired_note(paired: list[Paired]) -> str:
+    """The paired rounds' medians against the target of ray-deploy over HTTP against plain Serve tuned + HAProxy."""
+    goal = next(g for g in GOALS if g.target == OURS_HTTP and g.base == PLAIN_TUNED_HAPROXY)
+    return (
+        f"- {goal.label}, paired rounds ({paired[0].seconds:g} s each, the two rows one after the other, alternating "
+        "which goes first; "
+        f"target: median ≥{goal.threshold:g}×): {'; '.join(pair.note(goal.threshold) for pair in paired)}."
+    )
+
+
+def markdown(report: Report, budget: Budget) -> str:
     """The table for the README, under a few lines saying what was measured and how, then the targets."""
+    results = report.results
     lines = describe_targets(budget)
     if any(r.target == OURS_HTTP_NO_CAPTURE for r in results):
         lines += [capture_note(results), auth_note(results)]
@@ -883,6 +1032,9 @@ def markdown(results: list[Result], budget: Budget) -> str:
         )
     lines += ["", "Targets (measured; noisy on a shared machine):", ""]
     lines += [goal.note(results) for goal in GOALS]
+    if report.paired:
+        lines.append(paired_note(report.paired))
+    lines.append(grpc_note(results))
     return "\n".join(lines)
 
 
@@ -897,7 +1049,8 @@ def ratio(value: float | None) -> str:
     return f"{value:.2f}×" if value >= 0.1 else f"{value:.3f}×"
 
 
-def write_json(path: Path, results: list[Result], budget: Budget) -> None:
+def write_json(path: Path, report: Report, budget: Budget) -> None:
+    results = report.results
     doc = {
         "budget": asdict(budget),
         "replica_cpus": REPLICA_CPUS,
@@ -909,6 +1062,7 @@ def write_json(path: Path, results: list[Result], budget: Budget) -> None:
         "capture_on_vs_off_rps": {str(c): capture_ratios(results, c) for c in CONCURRENCY},
         "auth_limited_key_vs_off_rps": {str(c): auth_ratios(results, c) for c in CONCURRENCY},
         "goals": [goal.evaluate(results) for goal in GOALS],
+        "paired": [{**asdict(pair), "median": pair.median} for pair in report.paired],
     }
     path.write_text(json.dumps(doc, indent=2))
 
@@ -916,20 +1070,31 @@ def write_json(path: Path, results: list[Result], budget: Budget) -> None:
 # ---- the run --------------------------------------------------------------------------------------------------
 
 
-def run(budget: Budget, capture_auth: bool = True) -> list[Result]:
+@dataclass
+class Report:
+    """Everything one run measured: the table's rows and the paired rounds."""
+
+    results: list[Result] = field(default_factory=list)
+    paired: list[Paired] = field(default_factory=list)
+
+
+def run(budget: Budget, capture_auth: bool = True, rounds: int = PAIRED_ROUNDS) -> Report:
     """Measure every model in-process, then deployed; one model's apps at a time, so each gets the CPUs."""
-    results: list[Result] = []
+    report = Report()
     for spec in MODELS:
         module = spec.build()
         row = torch.randn(1, spec.in_features)
         log(f"{spec.name}: {IN_PROCESS}")
-        results.append(measure_in_process(module, row, budget).result(spec.name, IN_PROCESS, 1))
+        report.results.append(measure_in_process(module, row, budget).result(spec.name, IN_PROCESS, 1))
         log(f"{spec.name}: {IN_PROCESS_BATCH} of {BATCH_SIZES}")
-        results.append(measure_best_batch(spec, module, budget))
-        with served(spec, module, capture_off=capture_auth) as where, floor_server(spec) as floor_url:
-            results += asyncio.run(measure_served(spec, module, where, floor_url, row, budget))
-    add_ratios(results)
-    return sorted(results, key=lambda r: (MODELS.index(model_spec(r.model)), r.concurrency, TARGETS.index(r.target)))
+        report.results.append(measure_best_batch(spec, module, budget))
+        with served(spec, module, capture_off=capture_auth) as where, floor_servers(spec) as floors:
+            measured = asyncio.run(measure_served(spec, module, where, floors, row, budget, rounds))
+        report.results += measured.results
+        report.paired += measured.paired
+    add_ratios(report.results)
+    report.results.sort(key=lambda r: (MODELS.index(model_spec(r.model)), r.concurrency, TARGETS.index(r.target)))
+    return report
 
 
 def parse_args(argv: list[str] | None = None) -> tuple[argparse.Namespace, Budget]:
@@ -942,7 +1107,14 @@ def parse_args(argv: list[str] | None = None) -> tuple[argparse.Namespace, Budge
     parser.add_argument(
         "--no-capture-auth", action="store_true", help="leave out the capture-off, auth-off and rate-limited-key rows"
     )
+    parser.add_argument(
+        "--rounds",
+        type=int,
+        help=f"paired rounds against plain Serve tuned behind HAProxy (default {PAIRED_ROUNDS}; --quick: "
+        f"{QUICK_PAIRED_ROUNDS}; 0: none)",
+    )
     parser.add_argument("--serve-floor", choices=[s.name for s in MODELS], help=argparse.SUPPRESS)
+    parser.add_argument("--serve-grpc-floor", choices=[s.name for s in MODELS], help=argparse.SUPPRESS)
     parser.add_argument("--port", type=int, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     budget = Budget(
@@ -955,8 +1127,11 @@ def parse_args(argv: list[str] | None = None) -> tuple[argparse.Namespace, Budge
 
 def main(argv: list[str] | None = None) -> int:
     args, budget = parse_args(argv)
-    if args.serve_floor:  # the uvicorn floor app's own process (see floor_server)
+    if args.serve_floor:  # the uvicorn floor app's own process (see floor_process)
         serve_floor(model_spec(args.serve_floor), args.port)
+        return 0
+    if args.serve_grpc_floor:  # the gRPC floor's own process
+        serve_grpc_floor(model_spec(args.serve_grpc_floor), args.port)
         return 0
     settings = Settings.from_env()
     if settings.http_host != HOST:
@@ -978,10 +1153,11 @@ def main(argv: list[str] | None = None) -> int:
                 "the RAY_DEPLOY_*_PORT variables at a fresh one"
             )
             return 2
-        results = run(budget, capture_auth=not args.no_capture_auth)
-        print(markdown(results, budget), flush=True)
+        rounds = args.rounds if args.rounds is not None else QUICK_PAIRED_ROUNDS if args.quick else PAIRED_ROUNDS
+        report = run(budget, capture_auth=not args.no_capture_auth, rounds=rounds)
+        print(markdown(report, budget), flush=True)
         if args.json:
-            write_json(args.json, results, budget)
+            write_json(args.json, report, budget)
             log(f"wrote {args.json}")
     finally:
         if args.stop_cluster:
