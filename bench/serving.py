@@ -8,9 +8,9 @@ minimal ``@serve.deployment`` with Serve's defaults; the same tuned the way a Ra
 capture on; and the same with ``capture=False``), drives every target with asyncio at concurrency 1 and 32, and
 prints one Markdown table: p50/p99 latency, requests/s, errors, and the ratios to plain Ray Serve with defaults,
 followed by notes that check the targets of the performance table (ray-deploy against plain Serve tuned, the uvicorn
-floor, in-process batching, gRPC). As one row each spreads by more than the margin of the target "at least plain
-Serve tuned behind HAProxy", the run ends with paired rounds of those two rows (``--rounds``, default 5, alternating
-which goes first) and reports the median ratio and its range.
+floor, in-process batching, gRPC). As one row each spreads by more than the margins of the targets "at least plain
+Serve tuned behind HAProxy" and "capture costs at most 5%", the run ends with paired rounds of those rows
+(``--rounds``, default 5, alternating which goes first) and reports each median ratio and its range.
 
 Ingress: the local head serves HTTP through HAProxy direct ingress (HAProxy forwards to a replica's own HTTP
 server), and keeps Serve's Python HTTP proxy as its fallback (``ray_deploy.cluster.python_proxy_endpoint()``), which
@@ -123,6 +123,12 @@ CAPTURE_TARGET = 0.95
 """Least acceptable req/s with capture on relative to capture off, at the highest concurrency."""
 AUTH_TARGET = 0.95
 """Least acceptable req/s with auth on (a rate-limited key) relative to auth off, at the highest concurrency."""
+PAIRS = (
+    (OURS_HTTP, PLAIN_TUNED_HAPROXY, 1.0),
+    (OURS_HTTP, OURS_HTTP_NO_CAPTURE, CAPTURE_TARGET),
+)
+"""(row, base row, least acceptable median ratio): the comparisons measured again in paired rounds at the highest
+concurrency, where both rows are measured in the run."""
 BENCH_RATE_LIMIT = "1000000/s"
 """The rate limit of the rate-limited key: far above what one client reaches, so no request is refused."""
 AUTH_SWITCH_S = 30.0
@@ -132,7 +138,7 @@ MEASURE_SECONDS, MEASURE_REQUESTS = 3.0, 20_000
 """A measurement of the full run: 3 s, or 20,000 requests where that comes first (a bound on the load)."""
 QUICK_SECONDS, QUICK_REQUESTS = 1.0, 2_000
 PAIRED_ROUNDS, QUICK_PAIRED_ROUNDS = 5, 2
-"""Paired rounds of ray-deploy over HTTP against plain Serve tuned behind HAProxy, per model (see ``Paired``)."""
+"""Paired rounds per model and pair of :data:`PAIRS` (see ``Paired``)."""
 
 TORCH_DEFAULTS = DeployOptions()
 TUNED_BATCH_SIZE = TORCH_DEFAULTS.batch_size(True)
@@ -678,14 +684,15 @@ class Paired:
     base: str
     concurrency: int
     seconds: float
+    threshold: float
     ratios: tuple[float, ...]
 
     @property
     def median(self) -> float:
         return float(np.median(self.ratios))
 
-    def note(self, threshold: float) -> str:
-        verdict = "met" if self.median >= threshold else "NOT met"
+    def note(self) -> str:
+        verdict = "met" if self.median >= self.threshold else "NOT met"
         low, high = min(self.ratios), max(self.ratios)
         return (
             f"{self.model} median {self.median:.3f}× over {len(self.ratios)} rounds ({low:.3f}-{high:.3f}×; {verdict})"
@@ -712,7 +719,9 @@ class Run:
     async def check(self, url: str, headers: Mapping[str, str]) -> None:
         await check_http(self.session, url, self.body, headers, self.expected)
 
-    async def pair(self, target: str, base: str, calls: Mapping[str, Call], concurrency: int, rounds: int) -> None:
+    async def pair(
+        self, target: str, base: str, threshold: float, calls: Mapping[str, Call], concurrency: int, rounds: int
+    ) -> None:
         """``rounds`` rounds of ``target`` and ``base`` one after the other (which goes first alternates)."""
         ratios = []
         for number in range(rounds):
@@ -722,7 +731,9 @@ class Run:
                 name: (await measure(calls[name], concurrency, self.budget)).result("", name, 0).rps for name in order
             }
             ratios.append(rps[target] / rps[base] if rps[base] else math.nan)
-        self.paired.append(Paired(self.spec.name, target, base, concurrency, self.budget.seconds, tuple(ratios)))
+        self.paired.append(
+            Paired(self.spec.name, target, base, concurrency, self.budget.seconds, threshold, tuple(ratios))
+        )
 
 
 async def measure_served(
@@ -737,7 +748,7 @@ async def measure_served(
     """Both concurrencies against the uvicorn and gRPC floors, plain Serve (defaults; tuned through each ingress),
     ray-deploy over HTTP through each ingress, over gRPC and over its handle, and (with the capture-off deployment)
     the capture and auth rows: capture off, auth off, a rate-limited key. Then ``rounds`` paired rounds of
-    ray-deploy over HTTP against plain Serve tuned behind HAProxy (when this head runs it).
+    :data:`PAIRS` (those whose two rows were measured).
 
     Compared rows are measured one after the other: capture off just before capture on, so the Monitor's Parquet
     writes that trail a capture-on run do not land on the capture-off row; and the rate-limited key right after
@@ -787,8 +798,9 @@ async def measure_served(
             for concurrency in CONCURRENCY:
                 for target, call in calls.items():
                     await run.row(target, call, concurrency)
-        if PLAIN_TUNED_HAPROXY in calls and rounds > 0:
-            await run.pair(OURS_HTTP, PLAIN_TUNED_HAPROXY, calls, TOP, rounds)
+        for target, base, threshold in PAIRS:
+            if target in calls and base in calls and rounds > 0:
+                await run.pair(target, base, threshold, calls, TOP, rounds)
     run.results.sort(key=lambda r: (r.concurrency, TARGETS.index(r.target)))
     return run
 
@@ -1003,14 +1015,18 @@ def grpc_note(results: list[Result]) -> str:
     )
 
 
-def paired_note(paired: list[Paired]) -> str:
-    """The paired rounds' medians against the target of ray-deploy over HTTP against plain Serve tuned + HAProxy."""
-    goal = next(g for g in GOALS if g.target == OURS_HTTP and g.base == PLAIN_TUNED_HAPROXY)
-    return (
-        f"- {goal.label}, paired rounds ({paired[0].seconds:g} s each, the two rows one after the other, alternating "
-        "which goes first; "
-        f"target: median ≥{goal.threshold:g}×): {'; '.join(pair.note(goal.threshold) for pair in paired)}."
-    )
+def paired_notes(paired: list[Paired]) -> list[str]:
+    """One line per pair of :data:`PAIRS`: each model's median ratio over its rounds, the range and the verdict."""
+    lines = []
+    for target, base, threshold in PAIRS:
+        pairs = [pair for pair in paired if (pair.target, pair.base) == (target, base)]
+        if pairs:
+            lines.append(
+                f"- `{target}` / `{base}`, req/s at concurrency {pairs[0].concurrency}, paired rounds "
+                f"({pairs[0].seconds:g} s each, the two rows one after the other, alternating which goes first; "
+                f"target: median ≥{threshold:g}×): {'; '.join(pair.note() for pair in pairs)}."
+            )
+    return lines
 
 
 def markdown(report: Report, budget: Budget) -> str:
@@ -1032,8 +1048,7 @@ def markdown(report: Report, budget: Budget) -> str:
         )
     lines += ["", "Targets (measured; noisy on a shared machine):", ""]
     lines += [goal.note(results) for goal in GOALS]
-    if report.paired:
-        lines.append(paired_note(report.paired))
+    lines += paired_notes(report.paired)
     lines.append(grpc_note(results))
     return "\n".join(lines)
 
