@@ -673,7 +673,8 @@ def limited_key(deployment: str) -> Iterator[str]:
 
 @dataclass(frozen=True)
 class Paired:
-    """``rounds`` paired measurements of ``target`` and ``base`` at ``concurrency``: the req/s ratio of each round.
+    """Paired rounds of ``target`` and ``base`` at ``concurrency``, ``seconds`` each: the req/s ratio of each round
+    (``ratios``), and ``threshold``, the least acceptable median.
 
     One row each says little on a shared 2-core machine (the same two rows spread by more than 5% from run to run);
     rounds that alternate the two, each measured just after the other, give a median and a range.
