@@ -229,6 +229,11 @@ class Recorder:
         else:
             self.errors += 1
 
+    @property
+    def rps(self) -> float:
+        """Successful requests per second of wall time."""
+        return len(self.latencies_ms) / self.elapsed_s if self.elapsed_s > 0 else 0.0
+
     def result(self, model: str, target: str, concurrency: int, batch: int = 1) -> Result:
         ok = self.latencies_ms
         return Result(
@@ -239,7 +244,7 @@ class Recorder:
             errors=self.errors,
             p50_ms=float(np.percentile(ok, 50)) if ok else math.nan,
             p99_ms=float(np.percentile(ok, 99)) if ok else math.nan,
-            rps=len(ok) * batch / self.elapsed_s if self.elapsed_s > 0 else 0.0,
+            rps=self.rps * batch,
             batch=batch,
         )
 
@@ -728,9 +733,7 @@ class Run:
         for number in range(rounds):
             log(f"{self.spec.name}: {target} against {base}, concurrency {concurrency}, round {number + 1}/{rounds}")
             order = (target, base) if number % 2 == 0 else (base, target)
-            rps = {
-                name: (await measure(calls[name], concurrency, self.budget)).result("", name, 0).rps for name in order
-            }
+            rps = {name: (await measure(calls[name], concurrency, self.budget)).rps for name in order}
             ratios.append(rps[target] / rps[base] if rps[base] else math.nan)
         self.paired.append(
             Paired(self.spec.name, target, base, concurrency, self.budget.seconds, threshold, tuple(ratios))

@@ -353,15 +353,12 @@ def versions(name: str) -> list[str]:
     return sorted((str(v.version) for v in found), key=int)
 
 
-def check_version(name: str, version: str) -> None:
-    """Raise :class:`ModelNotFound` naming the known versions when ``version`` is not registered."""
-    known = versions(name)
+def check_version(name: str, version: str, known: list[str] | None = None) -> None:
+    """Raise :class:`ModelNotFound` naming the known versions when ``version`` is not registered (``known``: the
+    registered versions when already read, else read here)."""
+    known = versions(name) if known is None else known
     if version not in known:
-        raise ModelNotFound(_no_such_version(name, version, known))
-
-
-def _no_such_version(name: str, version: str, known: list[str]) -> str:
-    return f"model {name!r} has no version {version!r}; versions: {known}"
+        raise ModelNotFound(f"model {name!r} has no version {version!r}; versions: {known}")
 
 
 def aliases(name: str) -> dict[str, str]:
@@ -457,9 +454,7 @@ class VersionPool:
         if version in self._others:
             self._others.move_to_end(version)
             return self._others[version]
-        known = await self.registered()
-        if version not in known:
-            raise ModelNotFound(_no_such_version(self.name, version, known))
+        check_version(self.name, version, await self.registered())
         uri = model_uri(self.name, version)
         model = await asyncio.to_thread(load_for_serving, uri)
         heap.settle()
