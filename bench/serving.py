@@ -9,8 +9,9 @@ capture on; and the same with ``capture=False``), drives every target with async
 prints one Markdown table: p50/p99 latency, requests/s, errors, and the ratios to plain Ray Serve with defaults,
 followed by notes that check the targets of the performance table (ray-deploy against plain Serve tuned, the uvicorn
 floor, in-process batching, gRPC). As one row each spreads by more than the margins of the targets "at least plain
-Serve tuned behind HAProxy" and "capture costs at most 5%", the run ends with paired rounds of those rows
-(``--rounds``, default 5, alternating which goes first) and reports each median ratio and its range.
+Serve tuned behind HAProxy", "capture costs at most 5%" and "auth costs at most 5%", the run ends with paired
+rounds of those rows (``--rounds``, default 5, alternating which goes first; an auth-off measurement turns auth off
+just for it) and reports each median ratio and its range.
 
 Ingress: the local head serves HTTP through HAProxy direct ingress (HAProxy forwards to a replica's own HTTP
 server), and keeps Serve's Python HTTP proxy as its fallback (``ray_deploy.cluster.python_proxy_endpoint()``), which
@@ -57,7 +58,7 @@ import subprocess
 import sys
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Mapping
-from contextlib import asynccontextmanager, contextmanager
+from contextlib import AbstractAsyncContextManager, asynccontextmanager, contextmanager, nullcontext
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -126,9 +127,11 @@ AUTH_TARGET = 0.95
 PAIRS = (
     (OURS_HTTP, PLAIN_TUNED_HAPROXY, 1.0),
     (OURS_HTTP, OURS_HTTP_NO_CAPTURE, CAPTURE_TARGET),
+    (OURS_HTTP_LIMITED_KEY, OURS_HTTP_AUTH_OFF, AUTH_TARGET),
 )
 """(row, base row, least acceptable median ratio): the comparisons measured again in paired rounds at the highest
-concurrency, where both rows are measured in the run."""
+concurrency, where both rows are measured in the run. Their verdict is the paired median; the single rows of the
+table only show the figures."""
 BENCH_RATE_LIMIT = "1000000/s"
 """The rate limit of the rate-limited key: far above what one client reaches, so no request is refused."""
 AUTH_SWITCH_S = 30.0
@@ -138,6 +141,7 @@ MEASURE_SECONDS, MEASURE_REQUESTS = 3.0, 20_000
 """A measurement of the full run: 3 s, or 20,000 requests where that comes first (a bound on the load)."""
 QUICK_SECONDS, QUICK_REQUESTS = 1.0, 2_000
 PAIRED_ROUNDS, QUICK_PAIRED_ROUNDS = 5, 2
+PAIRED_VERDICT = "the verdict is the paired median below"
 """Paired rounds per model and pair of :data:`PAIRS` (see ``Paired``)."""
 
 TORCH_DEFAULTS = DeployOptions()
@@ -726,14 +730,25 @@ class Run:
         await check_http(self.session, url, self.body, headers, self.expected)
 
     async def pair(
-        self, target: str, base: str, threshold: float, calls: Mapping[str, Call], concurrency: int, rounds: int
+        self,
+        target: str,
+        base: str,
+        threshold: float,
+        calls: Mapping[str, Call],
+        concurrency: int,
+        rounds: int,
+        around: Mapping[str, Callable[[], AbstractAsyncContextManager[None]]] | None = None,
     ) -> None:
-        """``rounds`` rounds of ``target`` and ``base`` one after the other (which goes first alternates)."""
+        """``rounds`` rounds of ``target`` and ``base`` one after the other (which goes first alternates); a row
+        named in ``around`` is measured inside a fresh context of its factory (e.g. auth off just for it)."""
         ratios = []
         for number in range(rounds):
             log(f"{self.spec.name}: {target} against {base}, concurrency {concurrency}, round {number + 1}/{rounds}")
             order = (target, base) if number % 2 == 0 else (base, target)
-            rps = {name: (await measure(calls[name], concurrency, self.budget)).rps for name in order}
+            rps = {}
+            for name in order:
+                async with (around or {}).get(name, nullcontext)():
+                    rps[name] = (await measure(calls[name], concurrency, self.budget)).rps
             ratios.append(rps[target] / rps[base] if rps[base] else math.nan)
         self.paired.append(
             Paired(self.spec.name, target, base, concurrency, self.budget.seconds, threshold, tuple(ratios))
@@ -797,7 +812,7 @@ async def measure_served(
             calls[OURS_HTTP_NO_CAPTURE] = http_call(session, where.no_capture_url, body, admin)
         calls = dict(sorted(calls.items(), key=lambda item: TARGETS.index(item[0])))  # compared rows side by side
         if where.no_capture_url:
-            await capture_and_auth_rows(run, where, dict(calls))
+            await capture_and_auth_rows(run, where, dict(calls), rounds)
         else:
             for concurrency in CONCURRENCY:
                 for target, call in calls.items():
@@ -809,9 +824,10 @@ async def measure_served(
     return run
 
 
-async def capture_and_auth_rows(run: Run, where: Served, calls: dict[str, Call]) -> None:
+async def capture_and_auth_rows(run: Run, where: Served, calls: dict[str, Call], rounds: int) -> None:
     """Every row of ``calls`` at both concurrencies, with capture off just before ``OURS_HTTP`` and the auth rows
-    (auth off, then a rate-limited key) just after it."""
+    (auth off, then a rate-limited key) just after it; then ``rounds`` paired rounds of the auth rows, auth turned
+    off for each auth-off measurement only."""
     if not auth_enabled():
         raise RuntimeError(
             "API-key auth is off on this cluster (a run of this benchmark that was killed leaves it off): turn "
@@ -833,6 +849,10 @@ async def capture_and_auth_rows(run: Run, where: Served, calls: dict[str, Call])
                         await run.check(where.ours_url, JSON_HEADERS)
                         await run.row(OURS_HTTP_AUTH_OFF, keyless, concurrency)
                     await run.row(OURS_HTTP_LIMITED_KEY, limited, concurrency)
+        if rounds > 0:
+            auth_calls = {OURS_HTTP_LIMITED_KEY: limited, OURS_HTTP_AUTH_OFF: keyless}
+            switch = {OURS_HTTP_AUTH_OFF: lambda: auth_off(run.session, where.ours_url, run.body)}
+            await run.pair(OURS_HTTP_LIMITED_KEY, OURS_HTTP_AUTH_OFF, AUTH_TARGET, auth_calls, TOP, rounds, switch)
 
 
 # ---- the report -----------------------------------------------------------------------------------------------
@@ -870,11 +890,17 @@ class Goal:
         ratios = {model: self.ratio(results, model) for model in self.models}
         return {"goal": self.label, "ratios": ratios, "met": {m: self.met(v) for m, v in ratios.items()}}
 
-    def note(self, results: list[Result]) -> str:
+    def note(self, results: list[Result], paired: bool = False) -> str:
+        """The goal's line; with ``paired`` (its rows were measured in paired rounds too) the single rows give
+        figures only, as the verdict is the paired median."""
         sign = "≤" if self.at_most else "≥"
+        ratios = self.evaluate(results)["ratios"]
+        if paired:
+            figures = ", ".join(f"{model} {capture_ratio(value)}" for model, value in ratios.items())
+            return f"- {self.label} (target {sign}{self.threshold:g}×): single rows {figures}; {PAIRED_VERDICT}."
         figures = ", ".join(
             f"{model} {capture_ratio(value)} ({'met' if self.met(value) else 'NOT met'})"
-            for model, value in self.evaluate(results)["ratios"].items()
+            for model, value in ratios.items()
         )
         return f"- {self.label} (target {sign}{self.threshold:g}×): {figures}."
 
@@ -938,36 +964,41 @@ def auth_ratios(results: list[Result], concurrency: int) -> dict[str, float | No
 
 
 def ratio_summary(
-    ratios: Callable[[list[Result], int], dict[str, float | None]], results: list[Result], target: float
+    ratios: Callable[[list[Result], int], dict[str, float | None]],
+    results: list[Result],
+    target: float,
+    paired: bool = False,
 ) -> str:
-    """``"<ratios> at concurrency 32: ... (target: ..., met); at concurrency 1: ..."`` for a note."""
+    """``"<ratios> at concurrency 32: ... (target: ..., met); at concurrency 1: ..."`` for a note; with ``paired``
+    the verdict is left to the paired rounds."""
     at_top = ratios(results, TOP)
     figures = ", ".join(f"{model} {capture_ratio(value)}" for model, value in at_top.items())
     met = all(value is not None and value >= target for value in at_top.values())
+    verdict = PAIRED_VERDICT if paired else ("met" if met else "NOT met")
     at_one = ", ".join(f"{model} {capture_ratio(value)}" for model, value in ratios(results, 1).items())
     return (
-        f"req/s at concurrency {TOP}: {figures} (target: at least {target:.2f}×, {'met' if met else 'NOT met'}); "
+        f"req/s at concurrency {TOP}: {figures} (target: at least {target:.2f}×; {verdict}); "
         f"at concurrency 1: {at_one}."
     )
 
 
-def capture_note(results: list[Result]) -> str:
+def capture_note(results: list[Result], paired: bool = False) -> str:
     return (
         f"- Request capture: `{OURS_HTTP}` captures every request (the default: inputs and outputs shipped in the "
         f"background to the deployment's Monitor, which writes Parquet); `{OURS_HTTP_NO_CAPTURE}` is a second "
         "deployment of the same model with `capture=False` and the same options, measured just before it. "
-        f"Capture on / off {ratio_summary(capture_ratios, results, CAPTURE_TARGET)}"
+        f"Capture on / off {ratio_summary(capture_ratios, results, CAPTURE_TARGET, paired)}"
     )
 
 
-def auth_note(results: list[Result]) -> str:
+def auth_note(results: list[Result], paired: bool = False) -> str:
     return (
         f"- API keys: `{OURS_HTTP}` and the other HTTP and gRPC rows send the project's default key (scope admin, no "
         f"rate limit); `{OURS_HTTP_LIMITED_KEY}` sends a key with scope predict for that deployment only and a rate "
         f"limit of {BENCH_RATE_LIMIT} (never reached: the row measures admission, not refusals); "
         f"`{OURS_HTTP_AUTH_OFF}` sends no key, with auth turned off cluster-wide (`ray_deploy.set_auth(False)`) "
         "just for it. Both run against the capture-on deployment, one after the other. "
-        f"Auth on (rate-limited key) / auth off {ratio_summary(auth_ratios, results, AUTH_TARGET)}"
+        f"Auth on (rate-limited key) / auth off {ratio_summary(auth_ratios, results, AUTH_TARGET, paired)}"
     )
 
 
@@ -1036,9 +1067,13 @@ def paired_notes(paired: list[Paired]) -> list[str]:
 def markdown(report: Report, budget: Budget) -> str:
     """The table for the README, under a few lines saying what was measured and how, then the targets."""
     results = report.results
+    measured = {(pair.target, pair.base) for pair in report.paired}
     lines = describe_targets(budget)
     if any(r.target == OURS_HTTP_NO_CAPTURE for r in results):
-        lines += [capture_note(results), auth_note(results)]
+        lines += [
+            capture_note(results, (OURS_HTTP, OURS_HTTP_NO_CAPTURE) in measured),
+            auth_note(results, (OURS_HTTP_LIMITED_KEY, OURS_HTTP_AUTH_OFF) in measured),
+        ]
     lines += [
         "",
         "| model | target | concurrency | batch | requests | errors | p50 ms | p99 ms | req/s "
@@ -1051,7 +1086,7 @@ def markdown(report: Report, budget: Budget) -> str:
             f"{r.p99_ms:.2f} | {r.rps:,.0f} | {ratio(r.rps_vs_plain)} | {ratio(r.p50_vs_plain)} |"
         )
     lines += ["", "Targets (measured; noisy on a shared machine):", ""]
-    lines += [goal.note(results) for goal in GOALS]
+    lines += [goal.note(results, (goal.target, goal.base) in measured) for goal in GOALS]
     lines += paired_notes(report.paired)
     lines.append(grpc_note(results))
     return "\n".join(lines)
@@ -1070,6 +1105,7 @@ def ratio(value: float | None) -> str:
 
 def write_json(path: Path, report: Report, budget: Budget) -> None:
     results = report.results
+    measured = {(pair.target, pair.base) for pair in report.paired}
     doc = {
         "budget": asdict(budget),
         "replica_cpus": REPLICA_CPUS,
@@ -1080,7 +1116,9 @@ def write_json(path: Path, report: Report, budget: Budget) -> None:
         "results": [asdict(r) for r in results],
         "capture_on_vs_off_rps": {str(c): capture_ratios(results, c) for c in CONCURRENCY},
         "auth_limited_key_vs_off_rps": {str(c): auth_ratios(results, c) for c in CONCURRENCY},
-        "goals": [goal.evaluate(results) for goal in GOALS],
+        "goals": [
+            {**goal.evaluate(results), "verdict_from_paired": (goal.target, goal.base) in measured} for goal in GOALS
+        ],
         "paired": [{**asdict(pair), "median": pair.median} for pair in report.paired],
     }
     path.write_text(json.dumps(doc, indent=2))
@@ -1129,8 +1167,9 @@ def parse_args(argv: list[str] | None = None) -> tuple[argparse.Namespace, Budge
     parser.add_argument(
         "--rounds",
         type=int,
-        help=f"paired rounds against plain Serve tuned behind HAProxy (default {PAIRED_ROUNDS}; --quick: "
-        f"{QUICK_PAIRED_ROUNDS}; 0: none)",
+        help=f"paired rounds per compared pair of rows: ray-deploy against plain Serve tuned behind HAProxy, "
+        f"capture on against off, auth on against off (default {PAIRED_ROUNDS}; --quick: {QUICK_PAIRED_ROUNDS}; "
+        "0: none)",
     )
     parser.add_argument("--serve-floor", choices=[s.name for s in MODELS], help=argparse.SUPPRESS)
     parser.add_argument("--serve-grpc-floor", choices=[s.name for s in MODELS], help=argparse.SUPPRESS)
