@@ -29,6 +29,7 @@ from tests.integration.api import auth
 
 WAIT_S = 90.0  # Ray's agent exports what replicas record every few seconds
 N_OK, N_BAD, ROWS_PER_REQUEST = 6, 3, 2
+SERVE_REQUESTS = "ray_serve_num_http_requests_total"  # Serve's own counter, its `application` is our name
 
 
 def _prometheus_binary() -> str | None:
@@ -111,6 +112,7 @@ def _snapshot_from_prometheus(query: Query, name: str) -> dict[str, Any]:
         "latency_buckets": by("le", "ray_deploy_request_latency_ms_bucket"),
         "rows": total("ray_deploy_rows_total"),
         "rejected": total("ray_deploy_rejected_requests_total"),
+        "serve_requests": sum(query(f'sum({SERVE_REQUESTS}{{application="{name}"}})').values()),
         "scrape": _scrape_health(query),
     }
 
@@ -127,10 +129,13 @@ def _snapshot_from_endpoint(metrics_port: int, name: str) -> dict[str, Any]:
         "latency_buckets": {},
         "rows": 0.0,
         "rejected": 0.0,
+        "serve_requests": 0.0,
     }
     for family in text_string_to_metric_families(text):
         for sample in family.samples:
             labels = sample.labels
+            if sample.name == SERVE_REQUESTS and labels.get("application") == name:
+                snap["serve_requests"] += sample.value
             if labels.get("deployment") != name:
                 continue
             if sample.name == "ray_deploy_requests_total":
@@ -156,6 +161,7 @@ def _complete(snap: dict[str, Any]) -> bool:
         and snap["requests"].get("422", 0) >= N_BAD
         and snap["latency_count"] >= N_OK + N_BAD
         and snap["rejected"] >= N_BAD
+        and snap["serve_requests"] >= N_OK + N_BAD
     )
 
 
@@ -224,3 +230,5 @@ def test_request_and_monitoring_metrics_reach_prometheus(
     assert all(a[1] <= b[1] for a, b in zip(finite, finite[1:], strict=False)) and not math.isnan(finite[-1][1])
     # the Monitor's quality section: the 422s were rejected by validation
     assert snap["rejected"] >= N_BAD, snap
+    # Serve's own request counter (the Ray dashboard's Serve graphs), recorded by the replica under HAProxy
+    assert snap["serve_requests"] >= N_OK + N_BAD, snap

@@ -172,6 +172,27 @@ def test_tls_settings_reach_serves_http_options(monkeypatch: pytest.MonkeyPatch,
     assert options["ssl_certfile"] == str(cert) and options["ssl_keyfile"] == str(key)
 
 
+def test_serve_request_metrics_come_from_replicas_unless_the_environment_says(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """Under HAProxy the local head leaves Serve's request metrics to the replicas (no Python parse of a HAProxy log
+    line per request); Serve's own variable in the environment still decides."""
+    from ray_deploy.cluster import _ingress_env
+
+    monkeypatch.setenv("RAY_DEPLOY_HOME", str(tmp_path))
+    monkeypatch.setenv("RAY_DEPLOY_INGRESS", "haproxy")
+    monkeypatch.delenv("RAY_DEPLOY_TLS_CERT", raising=False)
+    monkeypatch.delenv("RAY_DEPLOY_TLS_KEY", raising=False)
+    monkeypatch.delenv("RAY_SERVE_HAPROXY_METRICS_ENABLED", raising=False)
+    env = _ingress_env(Settings.from_env())
+    assert env["RAY_SERVE_ENABLE_HA_PROXY"] == "1"
+    assert env["RAY_SERVE_HAPROXY_METRICS_ENABLED"] == "0"
+    monkeypatch.setenv("RAY_SERVE_HAPROXY_METRICS_ENABLED", "1")
+    assert _ingress_env(Settings.from_env())["RAY_SERVE_HAPROXY_METRICS_ENABLED"] == "1"
+    monkeypatch.setenv("RAY_DEPLOY_INGRESS", "proxy")
+    assert "RAY_SERVE_HAPROXY_METRICS_ENABLED" not in _ingress_env(Settings.from_env())
+
+
 def test_bad_environment_is_a_config_error(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("RAY_DEPLOY_HTTP_PORT", "eighty")
     with pytest.raises(ConfigError, match="invalid ray-deploy environment settings"):
