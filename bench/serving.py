@@ -141,8 +141,9 @@ MEASURE_SECONDS, MEASURE_REQUESTS = 3.0, 20_000
 """A measurement of the full run: 3 s, or 20,000 requests where that comes first (a bound on the load)."""
 QUICK_SECONDS, QUICK_REQUESTS = 1.0, 2_000
 PAIRED_ROUNDS, QUICK_PAIRED_ROUNDS = 5, 2
-PAIRED_VERDICT = "the verdict is the paired median below"
 """Paired rounds per model and pair of :data:`PAIRS` (see ``Paired``)."""
+PAIRED_VERDICT = "the verdict is the paired median below"
+"""What a single-row line of a paired target says instead of met / NOT met."""
 
 TORCH_DEFAULTS = DeployOptions()
 TUNED_BATCH_SIZE = TORCH_DEFAULTS.batch_size(True)
