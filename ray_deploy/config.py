@@ -60,8 +60,13 @@ class DeployOptions(BaseModel):
         le=4096,
         description="Rows requests are batched into; default 32 for torch models, 1 (off) otherwise.",
     )
-    batch_wait_timeout_s: float = Field(
-        0.005, ge=0, le=10, description="Longest wait for a batch to fill before running it."
+    batch_wait_timeout_s: float | None = Field(
+        None,
+        ge=0,
+        le=10,
+        description="Longest wait for a batch to fill before running it; unset: as long as recent batches took to "
+        "run, between 1 and 10 ms (5 ms before the first batch), so a fast model barely waits and a slow one fills "
+        "its batches.",
     )
     max_ongoing_requests: int | None = Field(
         None,

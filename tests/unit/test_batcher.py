@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from ray_deploy.dataplane.batcher import Batcher
+from ray_deploy.dataplane.batcher import AUTO_WAIT_S, FIRST_WAIT_S, Batcher
 
 
 class Doubler:
@@ -141,5 +141,35 @@ def test_results_of_any_type_reach_their_callers() -> None:
     async def main() -> None:
         batcher: Batcher[Any, Any] = Batcher(pairs, max_size=2, wait_s=0.01)
         assert await asyncio.gather(batcher.submit("a"), batcher.submit("b")) == [("a", 2), ("b", 2)]
+
+    asyncio.run(main())
+
+
+def test_an_unset_wait_follows_how_long_batches_take_to_run() -> None:
+    async def main() -> None:
+        slow = Batcher(Doubler(pause_s=0.03), max_size=4, wait_s=None)
+        assert slow.current_wait_s == FIRST_WAIT_S
+        await asyncio.gather(*(slow.submit(i) for i in range(4)))
+        assert slow.current_wait_s == AUTO_WAIT_S[1]  # a 30-ms batch: the longest automatic wait
+        fast = Batcher(Doubler(), max_size=4, wait_s=None)
+        for _ in range(20):
+            await asyncio.gather(*(fast.submit(i) for i in range(4)))
+        assert AUTO_WAIT_S[0] <= fast.current_wait_s < FIRST_WAIT_S  # batches of microseconds: the shortest wait
+        fixed = Batcher(Doubler(pause_s=0.03), max_size=4, wait_s=0.002)
+        await asyncio.gather(*(fixed.submit(i) for i in range(4)))
+        assert fixed.current_wait_s == 0.002  # a wait that was set stays as set
+
+    asyncio.run(main())
+
+
+def test_a_forming_batch_is_timed_with_the_automatic_wait() -> None:
+    async def main() -> None:
+        batcher = Batcher(Doubler(pause_s=0.03), max_size=4, wait_s=None)
+        await asyncio.gather(*(batcher.submit(i) for i in range(4)))  # full: runs at once, 30 ms
+        lone = asyncio.ensure_future(batcher.submit(9))
+        await asyncio.sleep(0)
+        timer, arrived = batcher._timer, batcher._pending[0][2]
+        assert timer is not None and timer.when() - arrived == pytest.approx(AUTO_WAIT_S[1])
+        assert await lone == 18
 
     asyncio.run(main())
