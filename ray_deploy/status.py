@@ -49,33 +49,54 @@ class Sample:
 
 @dataclass
 class TrafficWindow:
-    """Requests of the last ``window_s`` seconds plus running totals; pure, driven by timestamps."""
+    """Requests of the last ``window_s`` seconds plus running totals; pure, driven by timestamps.
+
+    Memory is bounded by the traffic of one window whether or not anyone reads it: each request is kept as a small
+    ``(t, latency_ms, status, rows)`` tuple (not its sample, which may hold captured inputs and outputs), and
+    :meth:`add` forgets what fell out of the window behind the newest request. (Forgetting only on a read let a
+    Monitor nobody asked grow by ~2 MB/s at 3,000 requests/s.)
+
+    Example:
+        >>> window = TrafficWindow(window_s=60)
+        >>> window.add([Sample(t=100.0, latency_ms=4.0, status=200, rows=1)])
+        >>> window.add([Sample(t=200.0, latency_ms=5.0, status=200, rows=1)])
+        >>> len(window.recent), window.summary(now=200.0)["requests"]
+        (1, 2)
+    """
 
     window_s: float = 60.0
     qps_window_s: float = 10.0
-    samples: deque[Sample] = field(default_factory=deque)
+    recent: deque[tuple[float, float, int, int]] = field(default_factory=deque)
+    """``(t, latency_ms, status, rows)`` of the requests of the window, in arrival order."""
+    newest_t: float = -math.inf
     total_requests: int = 0
     total_errors: int = 0
     errors_by_status: Counter[int] = field(default_factory=Counter)
 
     def add(self, samples: list[Sample]) -> None:
-        """Record answered requests (in any order)."""
+        """Record answered requests (in any order); forget those older than the window behind the newest."""
         for s in samples:
-            self.samples.append(s)
+            self.recent.append((s.t, s.latency_ms, s.status, s.rows))
+            self.newest_t = max(self.newest_t, s.t)
             self.total_requests += 1
             if s.status >= 400:
                 self.total_errors += 1
                 self.errors_by_status[s.status] += 1
+        self._forget(self.newest_t - self.window_s)
+
+    def _forget(self, before: float) -> None:
+        while self.recent and self.recent[0][0] < before:
+            self.recent.popleft()
 
     def summary(self, now: float) -> dict[str, Any]:
         """QPS over the last ``qps_window_s``; latency percentiles over the last ``window_s``."""
-        while self.samples and self.samples[0].t < now - self.window_s:
-            self.samples.popleft()
-        recent = [s for s in self.samples if s.t >= now - self.qps_window_s]
-        latencies = sorted(s.latency_ms for s in self.samples if s.status < 400)
+        self._forget(now - self.window_s)
+        since = now - self.qps_window_s
+        recent = [(t, rows) for t, _, _, rows in self.recent if t >= since]
+        latencies = sorted(latency for _, latency, status, _ in self.recent if status < 400)
         return {
             "qps": round(len(recent) / self.qps_window_s, 3),
-            "rows_per_s": round(sum(s.rows for s in recent) / self.qps_window_s, 3),
+            "rows_per_s": round(sum(rows for _, rows in recent) / self.qps_window_s, 3),
             "p50_ms": _percentile(latencies, 50),
             "p99_ms": _percentile(latencies, 99),
             "requests": self.total_requests,

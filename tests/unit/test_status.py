@@ -29,6 +29,17 @@ def test_window_forgets_old_samples_but_keeps_totals() -> None:
     assert summary["requests"] == 1
 
 
+def test_window_memory_stays_bounded_when_nobody_reads_it() -> None:
+    # a Monitor whose status nobody asks for: 10 minutes of 100 requests/s, never summarized
+    window = TrafficWindow(window_s=60, qps_window_s=10)
+    for second in range(600):
+        window.add([Sample(t=second + i / 100, latency_ms=2.0, status=200, rows=1, inputs=[[1.0]]) for i in range(100)])
+    assert len(window.recent) <= 61 * 100  # one window of traffic, not ten minutes of it
+    assert all(len(entry) == 4 for entry in window.recent)  # no sample (nor its captured inputs) is kept
+    summary = window.summary(now=600.0)
+    assert summary["requests"] == 60_000 and summary["qps"] == 100.0 and summary["p50_ms"] == 2.0
+
+
 DETAILS: dict[str, Any] = {
     "applications": {
         "ray-deploy": {"route_prefix": "/v2", "status": "RUNNING"},
