@@ -17,7 +17,7 @@ import numpy as np
 import pytest
 
 from ray_deploy.config import DeployOptions
-from ray_deploy.dataplane.predictor import BATCH_INLINE_BUDGET_S, INLINE_BUDGET_S, Predictor
+from ray_deploy.dataplane.predictor import BATCH_INLINE_BUDGET_S, INLINE_BUDGET_S, LONE_INLINE_BUDGET_S, Predictor
 from ray_deploy.dataplane.served_model import Loaded, ServedModel
 from ray_deploy.errors import ModelFailed, RequestTimeout, SchemaMismatch
 
@@ -143,13 +143,26 @@ async def test_model_errors_read_the_same_inline_and_in_a_thread(fail: Exception
 
 
 @on_a_loop
-async def test_with_batching_on_a_lone_call_runs_in_a_thread_so_others_can_batch_meanwhile() -> None:
+async def test_with_batching_on_a_lone_fast_call_runs_on_the_loop() -> None:
     model, run = Recorder(), predictor(max_batch_size=8)
     served = loaded(model)
     for _ in range(3):
         await run.run(served, rows(1), "r")
+    threads = [thread for thread, _ in model.calls]
+    assert threads[0] != threading.get_ident()  # the first call of a version: its time is unknown
+    assert threads[1:] == [threading.get_ident()] * 2  # measured well under LONE_INLINE_BUDGET_S: no thread hop
+
+
+@on_a_loop
+async def test_with_batching_on_a_lone_slower_call_runs_in_a_thread_so_others_can_batch_meanwhile() -> None:
+    row_s = 2 * LONE_INLINE_BUDGET_S  # slower than a lone call may take on the loop, fast enough for a batch
+    model, run = Recorder(row_s=row_s), predictor(max_batch_size=8)
+    served = loaded(model)
+    for _ in range(3):
+        await run.run(served, rows(1), "r")
     assert all(thread != threading.get_ident() for thread, _ in model.calls)
-    assert run.runs_inline("1", rows=8)  # a batch of 8 would run on the loop
+    assert run.runs_inline("1", rows=1)  # without batching it would run on the loop
+    assert run.runs_inline("1", rows=8, budget_s=BATCH_INLINE_BUDGET_S)  # a batch of 8 would run on the loop
 
 
 @on_a_loop
