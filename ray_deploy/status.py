@@ -92,11 +92,11 @@ class TrafficWindow:
         """QPS over the last ``qps_window_s``; latency percentiles over the last ``window_s``."""
         self._forget(now - self.window_s)
         since = now - self.qps_window_s
-        recent = [(t, rows) for t, _, _, rows in self.recent if t >= since]
+        qps_rows = [rows for t, _, _, rows in self.recent if t >= since]
         latencies = sorted(latency for _, latency, status, _ in self.recent if status < 400)
         return {
-            "qps": round(len(recent) / self.qps_window_s, 3),
-            "rows_per_s": round(sum(rows for _, rows in recent) / self.qps_window_s, 3),
+            "qps": round(len(qps_rows) / self.qps_window_s, 3),
+            "rows_per_s": round(sum(qps_rows) / self.qps_window_s, 3),
             "p50_ms": _percentile(latencies, 50),
             "p99_ms": _percentile(latencies, 99),
             "requests": self.total_requests,

@@ -49,11 +49,11 @@ benchmark model (a 32-row batch takes ~10 ms) at concurrency 32, 0.93x of plain 
 rounds with batches held to 10 ms, 1.00x with this budget."""
 
 LONE_INLINE_BUDGET_S = 0.001
-"""The same for a lone request while batching is on: shorter than the least automatic batch wait, so the requests
-that arrive while it runs wait less than they would for a batch. A hop to a worker thread and back costs more than a
-call of the small benchmark model: with it on the loop, that model answered 1,250-1,261 requests/s at concurrency 1
-(p50 0.69-0.71 ms) against 1,024-1,079 (0.81-0.84 ms) with the hop, 3 rounds each, two runs in either order; the
-heavy one (~2.3 ms a row) keeps its thread."""
+"""The same for a lone request while batching is on: no longer than the shortest automatic batch wait, so the
+requests that arrive while it runs wait no longer than they would for a batch. A hop to a worker thread and back
+costs more than a call of the small benchmark model: with it on the loop, that model answered 1,250-1,261 requests/s
+at concurrency 1 (p50 0.69-0.71 ms) against 1,024-1,079 (0.81-0.84 ms) with the hop, 3 rounds each, two runs in
+either order; the heavy one (~2.3 ms a row) keeps its thread."""
 
 
 class Predictor:

@@ -41,7 +41,8 @@ class Recorder:
 
     def predict(self, data: np.ndarray) -> np.ndarray:
         self.calls.append((threading.get_ident(), len(data)))
-        time.sleep(self.row_s * len(data))
+        if self.row_s:  # a fast model does not even yield: its measured time stays far below any budget
+            time.sleep(self.row_s * len(data))
         if self.fail is not None:
             raise self.fail
         return data * 2
