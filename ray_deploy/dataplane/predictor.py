@@ -24,6 +24,7 @@ Example:
 from __future__ import annotations
 
 import asyncio
+import itertools
 import logging
 import time
 from typing import Any
@@ -128,7 +129,7 @@ class Predictor:
         sizes = [len(x) for x in inputs]
         joined = pd.concat(inputs, ignore_index=True) if isinstance(inputs[0], pd.DataFrame) else np.concatenate(inputs)
         output = await self._predict(loaded, joined, None, BATCH_INLINE_BUDGET_S)
-        bounds = np.cumsum([0, *sizes])
+        bounds = list(itertools.accumulate(sizes, initial=0))
         return [output[a:b] for a, b in zip(bounds[:-1], bounds[1:], strict=True)]
 
     async def _predict(self, loaded: Loaded, data: Any, params: dict[str, Any] | None, budget_s: float | None) -> Any:
