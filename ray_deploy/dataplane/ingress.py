@@ -43,6 +43,7 @@ from ray_deploy.dataplane.http import (
 from ray_deploy.dataplane.metrics import RequestMetrics
 from ray_deploy.dataplane.outputs import output_tensors, to_jsonable
 from ray_deploy.dataplane.predictor import Predictor
+from ray_deploy.dataplane.relay import Answer, Call, Relay
 from ray_deploy.dataplane.routes import MODEL_PREFIX, MODEL_ROUTES, Route, check_query, match
 from ray_deploy.dataplane.schema import InputSchema
 from ray_deploy.dataplane.served_model import ArtifactSource, Loaded, VersionPool
@@ -117,6 +118,7 @@ class ModelServer:
         self._metrics = RequestMetrics(name)
         self._challenger = challenger
         self._rollout: Rollout | None = None
+        self._relay: Relay | None = None
         # the challenger version that answered ready: the split sends nothing to a challenger still starting
         self._challenger_ready: str | None = None
         self._challenger_watch: asyncio.Task[None] | None = None
@@ -135,6 +137,9 @@ class ModelServer:
         self._capture.configure(CaptureSpec(**config.get("capture", {})), str(config.get("salt", "")))
         rollout = config.get("rollout")
         self._rollout = Rollout.from_config(rollout) if rollout and self._challenger is not None else None
+        lanes = max(1, options.min_replicas)  # the challenger's replicas (build_model_app)
+        if self._rollout is not None and (self._relay is None or self._relay.lanes != lanes):
+            self._relay = Relay(self._send_to_challenger, lanes)
         self._watch_challenger()
 
     # ---- the envelope ---------------------------------------------------------------------
@@ -152,8 +157,11 @@ class ModelServer:
             if arm is not None:  # a rollout's split: read the body once, so it can travel
                 body = await read_body(request, self._max_bytes)
                 if arm == "challenger":
-                    return await self._forward(route.action, request, body)
-                request, mirror = replayable(request, body), body
+                    forwarded = await self._forward(route.action, request, body)
+                    if forwarded is not None:
+                        return forwarded
+                request = replayable(request, body)
+                mirror = body if arm == "shadow" else None
             response, served = await getattr(self, f"_{route.action}")(request, route.params.get("version"))
         except RayDeployError as exc:
             response, rejected = error_response(exc), _rejected_field(exc)
@@ -251,24 +259,33 @@ class ModelServer:
             return "shadow" if random.random() < rollout.share else None
         return "challenger" if choose(rollout.share, key, random.random()) else None
 
-    async def _forward(self, action: str, request: Request, body: bytes) -> Response:
-        """Answer with the challenger (one handle hop); it captures the request itself."""
-        status, payload, headers = await self._challenger.answer.remote(
-            action, dict(request.headers), body, request.url.path, None
-        )
+    async def _send_to_challenger(self, calls: list[Call]) -> list[Answer]:
+        answers: list[Answer] = await self._challenger.answer_many.remote(calls)
+        return answers
+
+    async def _forward(self, action: str, request: Request, body: bytes) -> Response | None:
+        """The challenger's answer (it captures the request itself), or None when the challenger cannot be reached:
+        the champion answers then."""
+        assert self._relay is not None  # internal: set with the rollout
+        answer = await self._relay.forward(Call(action, dict(request.headers), body, request.url.path))
+        if answer is None:
+            return None
+        status, payload, headers = answer
         return Response(payload, status_code=status, headers=headers)
 
     def _mirror(self, action: str, request: Request, body: bytes, request_id: str) -> None:
         """Send a copy to the challenger without waiting; its answer is only compared, never returned."""
-        try:
-            self._challenger.answer.remote(action, dict(request.headers), body, request.url.path, request_id)
-        except Exception:  # a shadow must never affect the user's request
-            log.warning("%s: could not mirror a request to the challenger", self.name, exc_info=True)
+        assert self._relay is not None  # internal: set with the rollout
+        self._relay.mirror(Call(action, dict(request.headers), body, request.url.path, request_id))
 
-    async def answer(
+    async def answer_many(self, calls: list[Call]) -> list[Answer]:
+        """Handle method of the challenger: answer a group of forwarded (or, with ``shadow_of``, mirrored)
+        requests, concurrently (:mod:`ray_deploy.dataplane.relay`), one answer per call."""
+        return list(await asyncio.gather(*(self._answer(*call) for call in calls)))
+
+    async def _answer(
         self, action: str, headers: dict[str, str], body: bytes, path: str, shadow_of: str | None
-    ) -> tuple[int, bytes, dict[str, str]]:
-        """Handle method of the challenger: answer a forwarded (or, with ``shadow_of``, mirrored) request."""
+    ) -> Answer:
         start, served, rejected = time.perf_counter(), _NOTHING_SERVED, None
         token = _SHADOW_OF.set(shadow_of)
         try:

@@ -164,7 +164,7 @@ def test_the_split_starts_only_once_the_challenger_is_ready(server: ModelServer)
 
     challenger = type("Handle", (), {})()
     challenger.ready = _Method(challenger_ready)
-    challenger.answer = _Method(lambda *args: (200, b'{"model_version": "1"}', {}))
+    challenger.answer_many = _Method(lambda calls: [(200, b'{"model_version": "1"}', {}) for _ in calls])
     config = {"version": "2", "kind": "sklearn", "options": {"max_body_mb": 0.01}}
     rollout = {"mode": "canary", "challenger": "1", "kind": "sklearn", "share": 1.0}
 
@@ -174,18 +174,110 @@ def test_the_split_starts_only_once_the_challenger_is_ready(server: ModelServer)
             await server.reconfigure({**config, "rollout": rollout})
             answer = await server(_request("POST", "/predict", body))
             assert json.loads(bytes(answer.body))["model_version"] == "2"  # the champion's, not forwarded
-            assert challenger.answer.calls == 0 and (await server.ready())["challenger"] is None
+            assert challenger.answer_many.calls == 0 and (await server.ready())["challenger"] is None
             starting["ready"] = True
             for _ in range(50):  # the watch asks again every 0.2 s
                 if (await server.ready())["challenger"] == "1":
                     break
                 await asyncio.sleep(0.1)
             answer = await server(_request("POST", "/predict", body))
-            assert json.loads(bytes(answer.body))["model_version"] == "1" and challenger.answer.calls == 1
+            assert json.loads(bytes(answer.body))["model_version"] == "1" and challenger.answer_many.calls == 1
             await server.reconfigure(config)  # the rollout ends: nothing is split, ready() names no challenger
             assert (await server.ready())["challenger"] is None
             answer = await server(_request("POST", "/predict", body))
-            assert json.loads(bytes(answer.body))["model_version"] == "2" and challenger.answer.calls == 1
+            assert json.loads(bytes(answer.body))["model_version"] == "2" and challenger.answer_many.calls == 1
+        finally:
+            server._challenger = None
+            await server.reconfigure(config)
+
+    asyncio.run(story())
+
+
+class _Challenger:
+    """A challenger's handle: ``ready`` names version 1; ``answer_many`` answers as version 1 after ``delay_s``, or
+    raises ``fail`` (its replica gone). Records every group it was sent."""
+
+    def __init__(self, delay_s: float = 0.0, fail: Exception | None = None) -> None:
+        self.ready = _Method(lambda: {"version": "1"})
+        self.answer_many = self
+        self.groups: list[list[Any]] = []
+        self.delay_s, self.fail = delay_s, fail
+
+    def remote(self, calls: list[Any]) -> Any:
+        self.groups.append(calls)
+
+        async def result() -> Any:
+            await asyncio.sleep(self.delay_s)
+            if self.fail is not None:
+                raise self.fail
+            return [(200, json.dumps({"model_version": "1"}).encode(), {}) for _ in calls]
+
+        return result()
+
+
+async def _split(server: ModelServer, challenger: _Challenger, mode: str) -> dict[str, Any]:
+    """Start a rollout of all traffic to ``challenger`` and wait until the split starts; returns the config to
+    reconfigure with at the end."""
+    config = {"version": "2", "kind": "sklearn", "options": {"max_body_mb": 0.01}}
+    server._challenger = challenger
+    await server.reconfigure({**config, "rollout": {"mode": mode, "challenger": "1", "kind": "sklearn", "share": 1.0}})
+    for _ in range(50):
+        if (await server.ready())["challenger"] == "1":
+            break
+        await asyncio.sleep(0.1)
+    return config
+
+
+def _iris_body() -> bytes:
+    X, _ = iris()
+    return json.dumps({"instances": X[:1].to_dict(orient="records")}).encode()
+
+
+def test_concurrent_forwarded_requests_share_handle_calls(server: ModelServer) -> None:
+    """Each handle call costs milliseconds of CPU: requests forwarded while one call is in flight go in the next."""
+    challenger = _Challenger(delay_s=0.02)
+
+    async def story() -> None:
+        config = await _split(server, challenger, "canary")
+        try:
+            answers = await asyncio.gather(*(server(_request("POST", "/predict", _iris_body())) for _ in range(16)))
+            assert {json.loads(bytes(a.body))["model_version"] for a in answers} == {"1"}
+            assert sum(len(group) for group in challenger.groups) == 16 and len(challenger.groups) < 16
+        finally:
+            server._challenger = None
+            await server.reconfigure(config)
+
+    asyncio.run(story())
+
+
+def test_when_the_challenger_cannot_be_reached_the_champion_answers(server: ModelServer) -> None:
+    challenger = _Challenger(fail=ConnectionError("the challenger's replica is gone"))
+
+    async def story() -> None:
+        config = await _split(server, challenger, "canary")
+        try:
+            answer = await server(_request("POST", "/predict", _iris_body()))
+            assert answer.status_code == 200 and json.loads(bytes(answer.body))["model_version"] == "2"
+            assert len(challenger.groups) == 1  # it was tried
+        finally:
+            server._challenger = None
+            await server.reconfigure(config)
+
+    asyncio.run(story())
+
+
+def test_a_shadow_copy_carries_the_champions_request_id(server: ModelServer) -> None:
+    challenger = _Challenger()
+
+    async def story() -> None:
+        config = await _split(server, challenger, "shadow")
+        try:
+            answer = json.loads(bytes((await server(_request("POST", "/predict", _iris_body()))).body))
+            for _ in range(20):
+                await asyncio.sleep(0)
+            assert answer["model_version"] == "2"  # the champion answers a shadow rollout
+            (copy,) = (call for group in challenger.groups for call in group)
+            assert copy.shadow_of == answer["request_id"] and copy.action == "predict"
         finally:
             server._challenger = None
             await server.reconfigure(config)
