@@ -76,6 +76,7 @@ def connect(address: str | None = None) -> ClusterInfo:
     if _connected is not None and ray.is_initialized() and _connected[0] == (target, settings):
         return _connected[1]  # cached: every API call connects, and Serve is known to run
     local = target is None
+    serve_api.allow_auto_connect()
     if not ray.is_initialized():
         if local:
             _ensure_auth_token()
@@ -172,6 +173,7 @@ def shutdown(stop_local_head: bool = True) -> None:
     _connected = None
     settings = Settings.from_env()
     if ray.is_initialized():
+        serve_api.release_driver()
         ray.shutdown()
     head_file = settings.home / _HEAD_FILE
     if stop_local_head and head_file.exists():
@@ -179,6 +181,11 @@ def shutdown(stop_local_head: bool = True) -> None:
         if session:
             _stop_session(session)
         head_file.unlink(missing_ok=True)
+
+
+STOP_GRACE_S = 3.0
+"""How long the local head's processes have to exit after SIGTERM before they are killed. Most exit within a
+second; the raylet takes ~10 s to drain and the GCS outlives 15 s, with nothing of ours left to save."""
 
 
 def _stop_session(session: int) -> None:
@@ -191,7 +198,7 @@ def _stop_session(session: int) -> None:
             if os.getsid(proc.pid) == session:
                 proc.terminate()
                 procs.append(proc)
-    _, alive = psutil.wait_procs(procs, timeout=15)
+    _, alive = psutil.wait_procs(procs, timeout=STOP_GRACE_S)
     for proc in alive:
         with contextlib.suppress(psutil.Error):
             proc.kill()

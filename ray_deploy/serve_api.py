@@ -24,6 +24,9 @@ from ray_deploy.errors import NotReady
 PRIVATE_NAMES = (
     ("ray.serve.api", "_run"),
     ("ray.serve.context", "_get_global_client"),
+    ("ray.serve.context", "_global_client"),
+    ("ray.serve._private.client", "ServeControllerClient"),
+    ("ray._private.auto_init_hook", "enable_auto_connect"),
     ("ray.serve.context", "_get_serve_request_context"),
     ("ray.serve._private.application_state", "StatusOverview"),
     ("ray.serve.generated.serve_pb2", "StatusOverview"),
@@ -48,6 +51,42 @@ def pin_code_version(deployment: Any, version: str) -> Any:
     ``version`` argument was removed, while ``Deployment._version`` is still what it sends to the controller."""
     deployment._version = version
     return deployment
+
+
+HANDLE_STOP_S = 5.0
+"""Longest wait for this process's Serve handles to stop before it disconnects."""
+
+
+def release_driver() -> None:
+    """Before this process disconnects from Ray: stop its Serve handles and turn Ray's auto-connect off.
+
+    A handle's router runs in a thread of Serve's that keeps calling the controller (a long poll, and the handle's
+    autoscaling metrics every half second). After ``ray.shutdown()`` such a call connects the process to Ray again
+    (Ray's auto-connect); when that cluster is the local head being stopped, the process then waits 60 s for its GCS
+    and aborts, after the work it did (seen at the end of test sessions and benchmarks). :func:`allow_auto_connect`
+    turns auto-connect back on (``connect()`` calls it).
+
+    Example:
+        >>> release_driver(); ray.shutdown()
+    """
+    import threading
+
+    from ray._private import auto_init_hook
+    from ray.serve import context
+
+    auto_init_hook.enable_auto_connect = False
+    client = context._global_client
+    if client is not None:
+        stopping = threading.Thread(target=client.shutdown_cached_handles, name="stop-serve-handles", daemon=True)
+        stopping.start()
+        stopping.join(HANDLE_STOP_S)
+
+
+def allow_auto_connect() -> None:
+    """Undo :func:`release_driver`'s hold on Ray's auto-connect (as the environment set it)."""
+    from ray._private import auto_init_hook
+
+    auto_init_hook.enable_auto_connect = os.environ.get("RAY_ENABLE_AUTO_CONNECT", "") != "0"
 
 
 def run_app(app: Any, name: str, route_prefix: str) -> None:

@@ -61,3 +61,26 @@ def test_deployment_handle_can_skip_the_existence_check() -> None:
     from ray import serve
 
     assert "_check_exists" in inspect.signature(serve.get_deployment_handle).parameters
+
+
+def test_the_serve_client_can_stop_its_cached_handles() -> None:
+    from ray.serve._private.client import ServeControllerClient
+
+    assert callable(ServeControllerClient.shutdown_cached_handles)
+
+
+def test_after_release_nothing_reconnects_the_process_to_ray_until_connect_allows_it() -> None:
+    """A Serve handle's thread calling Ray after ``ray.shutdown()`` must get an error, not start or join a cluster."""
+    import ray
+    from ray._private import auto_init_hook
+
+    assert not ray.is_initialized()
+    serve_api.release_driver()  # no Serve client in this process: only auto-connect goes off
+    try:
+        assert auto_init_hook.enable_auto_connect is False
+        with pytest.raises(Exception, match="(?i)not .*(started|initialized)|ray.init"):
+            ray.put(1)
+        assert not ray.is_initialized()
+    finally:
+        serve_api.allow_auto_connect()
+    assert auto_init_hook.enable_auto_connect is True
