@@ -116,7 +116,7 @@ def markdown(results: list[Result], budget: Budget) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args, budget = parse_args(argv)  # the same flags and budget as bench/serving.py
+    args, budget = parse_args(argv, __doc__)  # the same flags and budget as bench/serving.py
     torch.set_num_threads(1)
     info = ray_deploy.connect()
     log(f"cluster {info.address}, {info.cpus:g} CPU; endpoint {info.endpoint} (requests to {HOST})")

@@ -1159,8 +1159,9 @@ def run(budget: Budget, capture_auth: bool = True, rounds: int = PAIRED_ROUNDS) 
     return report
 
 
-def parse_args(argv: list[str] | None = None) -> tuple[argparse.Namespace, Budget]:
-    parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
+def parse_args(argv: list[str] | None = None, doc: str | None = __doc__) -> tuple[argparse.Namespace, Budget]:
+    """The flags and the measurement budget; ``doc`` is the calling script's docstring (its first line is the help)."""
+    parser = argparse.ArgumentParser(description=(doc or "").splitlines()[0])
     parser.add_argument("--requests", type=int, help="most requests per measurement (default 20,000; --quick: 2,000)")
     parser.add_argument("--seconds", type=float, help="how long a measurement runs (default 3; --quick: 1)")
     parser.add_argument("--quick", action="store_true", help="a fast smoke run")
