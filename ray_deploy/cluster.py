@@ -98,6 +98,7 @@ def connect(address: str | None = None) -> ClusterInfo:
                 f"could not connect to the Ray cluster at {target}: {exc}. "
                 "Check the address (or unset RAY_ADDRESS to use the local cluster)."
             ) from exc
+        serve_api.release_driver_at_exit()
     _ensure_serve(settings)
     # Serve logs every handle lookup at INFO in the driver ("Connecting to existing Serve app ..."); in a
     # notebook that is noise around each cell's output. Its warnings and errors still show. (serve.start in

@@ -13,12 +13,15 @@ Example:
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
 import uuid
 from collections.abc import Iterator
 from typing import Any
 
 from ray_deploy.errors import NotReady
+
+log = logging.getLogger(__name__)
 
 # Every private attribute used below, as (module, attribute); the pinning test imports each.
 PRIVATE_NAMES = (
@@ -71,15 +74,36 @@ def release_driver() -> None:
     """
     import threading
 
+    import ray
     from ray._private import auto_init_hook
     from ray.serve import context
 
     auto_init_hook.enable_auto_connect = False
     client = context._global_client
-    if client is not None:
-        stopping = threading.Thread(target=client.shutdown_cached_handles, name="stop-serve-handles", daemon=True)
+    if client is not None and ray.is_initialized():
+        stopping = threading.Thread(target=_stop_handles, args=(client,), name="stop-serve-handles", daemon=True)
         stopping.start()
         stopping.join(HANDLE_STOP_S)
+
+
+def _stop_handles(client: Any) -> None:
+    try:
+        client.shutdown_cached_handles()
+    except Exception:  # the process is leaving Ray: a handle that cannot stop must not stop that
+        log.debug("could not stop the Serve handles", exc_info=True)
+
+
+def release_driver_at_exit() -> None:
+    """Run :func:`release_driver` when the interpreter exits, before Ray's own exit hook disconnects (exit hooks run
+    in reverse order of registration, and ``ray.init`` registers Ray's): call it after ``ray.init``.
+
+    A script or the demo that ends without ``shutdown()`` otherwise leaves the handles' threads to reconnect the
+    process while it exits ("Connecting to existing Ray cluster ..." after its last line).
+    """
+    import atexit
+
+    atexit.unregister(release_driver)
+    atexit.register(release_driver)
 
 
 def allow_auto_connect() -> None:

@@ -84,3 +84,21 @@ def test_after_release_nothing_reconnects_the_process_to_ray_until_connect_allow
     finally:
         serve_api.allow_auto_connect()
     assert auto_init_hook.enable_auto_connect is True
+
+
+def test_the_exit_release_is_registered_once_however_often_ray_init_ran(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Registered again after each ``ray.init`` (so it runs before Ray's own exit hook), never twice."""
+    import atexit
+
+    hooks: list[object] = []
+
+    def unregister(func: object) -> None:
+        hooks[:] = [hook for hook in hooks if hook is not func]
+
+    monkeypatch.setattr(atexit, "register", hooks.append)
+    monkeypatch.setattr(atexit, "unregister", unregister)
+    hooks.append(print)  # as if Ray's hook came after ours: ours must move behind it
+    serve_api.release_driver_at_exit()
+    hooks.append(input)
+    serve_api.release_driver_at_exit()
+    assert hooks == [print, input, serve_api.release_driver]
