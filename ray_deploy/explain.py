@@ -414,6 +414,16 @@ def _agnostic(
         kernel = shap.KernelExplainer(coded, background)
         values = kernel.shap_values(x, silent=True)
         return np.asarray(values), np.asarray(kernel.expected_value)
+    moot = _nothing_varies(x, background)
+    if moot.any():  # shap's explainers fail on them; their answer is known
+        predictions = np.asarray(coded(x[moot]), dtype=float)
+        if moot.all():
+            return np.zeros((len(x), x.shape[1], *predictions.shape[1:])), predictions
+        rest_values, rest_bases = _agnostic(fn, frame[~moot], bg, name, row_offset)
+        every_value = np.zeros((len(x), *np.shape(rest_values)[1:]))
+        every_base = np.empty((len(x), *np.shape(rest_bases)[1:]))
+        every_value[~moot], every_base[~moot], every_base[moot] = rest_values, rest_bases, predictions
+        return every_value, every_base
     masker = shap.maskers.Independent(background, max_samples=len(background))
     if name == "exact":
         out = shap.explainers.ExactExplainer(coded, masker)(x)
@@ -431,6 +441,18 @@ def _agnostic(
     finally:
         np.random.set_state(state)
     return np.concatenate(values), np.concatenate(bases)
+
+
+def _nothing_varies(x: np.ndarray, background: np.ndarray) -> np.ndarray:
+    """Which rows equal every background row in every feature: masking them changes nothing, so every feature's share
+    is 0 and the base value is the row's own prediction (e.g. identical rows explained against themselves).
+
+    Example:
+        >>> _nothing_varies(np.array([[1.0, 2.0], [1.0, 3.0]]), np.array([[1.0, 2.0], [1.0, 2.0]]))
+        array([ True, False])
+    """
+    same = np.isclose(x[:, None, :], background[None, :, :], equal_nan=True).all(axis=1)
+    return np.asarray(same.all(axis=1))
 
 
 def explain_parallel(

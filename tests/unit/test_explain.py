@@ -246,3 +246,25 @@ def test_concat_of_halves_equals_whole(pipeline: Pipeline, regression: tuple[np.
     X, y = regression
     with pytest.raises(ConfigError, match="same features"):
         concat([whole, explain_model(LinearRegression().fit(X, y), "sklearn", X[:3])])
+
+
+def test_rows_equal_to_the_whole_background_get_zero_shares_and_their_own_prediction() -> None:
+    """Identical rows explained against themselves (no background given): shap's exact explainer raised IndexError
+    on them (a 500 from /explain the fuzzer found); every feature's share is 0 and the base is the prediction."""
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+
+    rng = np.random.default_rng(0)
+    X = pd.DataFrame(rng.normal(size=(40, 3)), columns=["a", "b", "c"])
+    model = make_pipeline(StandardScaler(), LogisticRegression()).fit(X, X["a"] > 0)
+    same = X.iloc[[3, 3, 3]].reset_index(drop=True)
+    for explainer in ("exact", "permutation"):
+        out = explain_model(model, "sklearn", same, explainer=explainer, predict_method="predict_proba")
+        assert np.allclose(out.values, 0) and np.allclose(out.base_values, model.predict_proba(same))
+    mixed = X.iloc[[3, 4]].reset_index(drop=True)  # against a background of row 3 only: row 4 varies, row 3 not
+    out = explain_model(
+        model, "sklearn", mixed, background=X.iloc[[3, 3]], explainer="exact", predict_method="predict_proba"
+    )
+    assert np.allclose(out.values[0], 0) and not np.allclose(out.values[1], 0)
+    assert np.allclose(np.asarray(out.base_values) + out.values.sum(axis=1), model.predict_proba(mixed))
