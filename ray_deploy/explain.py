@@ -451,8 +451,9 @@ def _nothing_varies(x: np.ndarray, background: np.ndarray) -> np.ndarray:
         >>> _nothing_varies(np.array([[1.0, 2.0], [1.0, 3.0]]), np.array([[1.0, 2.0], [1.0, 2.0]]))
         array([ True, False])
     """
-    same = np.isclose(x[:, None, :], background[None, :, :], equal_nan=True).all(axis=1)
-    return np.asarray(same.all(axis=1))
+    first = background[0]
+    constant = np.isclose(background, first, equal_nan=True).all(axis=0)  # features no background row varies in
+    return np.asarray((constant & np.isclose(x, first, equal_nan=True)).all(axis=1))
 
 
 def explain_parallel(
